@@ -1,0 +1,258 @@
+"""The command line, and the composition root: it loads the config, builds the objects
+and hands them to the daemon or to the command at hand.
+
+Imports happen inside the commands: `gate` is dispatched before anything else is loaded,
+because batch jobs run it before every launch and it must start as fast as Python does.
+Exit codes: 0 success, 1 failure (or no-go for gate), 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+    from watchdog.config import Loaded
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `budget-watchdog` and `python -m watchdog`; returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "gate":
+        from watchdog.gate import main as gate_main
+
+        return gate_main(args[1:])
+    parser = _parser()
+    ns = parser.parse_args(args)
+    if not getattr(ns, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        code: int = ns.func(ns)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+# -- parser ------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    import argparse
+
+    from watchdog import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="budget-watchdog",
+        description="Keeps pay-per-token LLM API spend (OpenRouter) inside its budget.",
+    )
+    parser.add_argument("--version", action="version", version=f"budget-watchdog {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config", metavar="PATH", help="TOML config file (default: $WATCHDOG_CONFIG)"
+    )
+
+    run = sub.add_parser(
+        "run", parents=[config], help="run the daemon (poll, alert, keep the permit)",
+        description="Run the watchdog daemon in the foreground (systemd runs this).",
+    )
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser(
+        "demo", parents=[config], help="watch a simulated account at accelerated time",
+        description="Run the whole loop against a simulated OpenRouter account; no key needed.",
+    )
+    demo.add_argument(
+        "--profile", choices=["steady", "runaway", "topup"], default="runaway",
+        help="how the simulated account spends (default: runaway)",
+    )
+    demo.add_argument(
+        "--speed", type=_positive_float, default=60.0,
+        help="simulated seconds per real second (default: 60: a poll a second)",
+    )
+    demo.add_argument(
+        "--for", dest="run_for", type=_duration_arg, default=None, metavar="DURATION",
+        help="stop by itself after this much real time (e.g. 90s); default: until Ctrl-C",
+    )
+    demo.add_argument(
+        "--state-dir", metavar="DIR", default=None,
+        help="where the demo keeps its state and permit (default: a new temporary dir)",
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    check = sub.add_parser(
+        "check-config", parents=[config], help="validate the config and print it, secrets masked",
+        description="Validate the config; print the effective config with secrets masked.",
+    )
+    check.add_argument(
+        "--example", action="store_true",
+        help="print the sample config (every key, its default and description) instead",
+    )
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def _positive_float(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def _duration_arg(text: str) -> float:
+    import argparse
+
+    from watchdog.config import parse_duration
+
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# -- shared ------------------------------------------------------------------------------
+
+
+def _load(ns: argparse.Namespace, **kwargs: Any) -> Loaded | None:
+    """Load the config, or print every problem to stderr and return None."""
+    from watchdog import config
+
+    try:
+        return config.load(config.config_path(ns.config), **kwargs)
+    except config.ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return None
+
+
+def _setup_logging(loaded: Loaded) -> Any:
+    from watchdog import log
+
+    log.configure()
+    log.set_secrets(loaded.settings.secrets())
+    logger = log.get_logger()
+    for warning in loaded.warnings:
+        logger.warning("config_permissions", detail=warning)
+    return logger
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_check_config(ns: argparse.Namespace) -> int:
+    from watchdog import config
+
+    if ns.example:
+        sys.stdout.write(config.render_example())
+        return EXIT_OK
+    loaded = _load(ns, check_targets=True)
+    if loaded is None:
+        return EXIT_USAGE
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    source = loaded.source or "defaults and environment (no --config, no $WATCHDOG_CONFIG)"
+    print(f"# effective configuration from {source}; secrets masked")
+    sys.stdout.write(config.render_effective(loaded.settings))
+    return EXIT_OK
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    from watchdog.providers.openrouter import OpenRouterProvider
+
+    loaded = _load(ns, check_targets=True)
+    if loaded is None:
+        return EXIT_USAGE
+    settings = loaded.settings
+    p = settings.provider
+    provider = OpenRouterProvider(
+        p.base_url,
+        p.api_key.get_secret_value() if p.api_key else None,
+        p.management_key.get_secret_value() if p.management_key else None,
+        timeout=p.timeout.total_seconds(),
+        max_wait=min(30.0, p.poll_interval.total_seconds() / 2),
+    )
+    return _serve(loaded, provider, interval=p.poll_interval.total_seconds(), clock=None)
+
+
+def cmd_demo(ns: argparse.Namespace) -> int:
+    import tempfile
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from watchdog.providers.simulated import PROFILES, AcceleratedClock, SimulatedAccount
+
+    state_dir = Path(ns.state_dir or tempfile.mkdtemp(prefix="budget-watchdog-demo-"))
+    overrides = {
+        "budget": {"daily_limit": 20.0, "monthly_limit": 400.0},
+        "state": {"path": str(state_dir / "state.db")},
+        "killswitch": {"path": str(state_dir / "permit")},
+        "server": {"listen": "127.0.0.1:0"},
+    }
+    from watchdog import config
+
+    path = config.config_path(ns.config)
+    try:
+        loaded = config.load(path, require_key=False, overrides=overrides if path is None else None)
+    except config.ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return EXIT_USAGE
+    if path is not None:  # the user's limits, but the demo's own state and permit
+        loaded = config.load(path, require_key=False, overrides={
+            k: v for k, v in overrides.items() if k != "budget"
+        })
+    clock = AcceleratedClock(datetime.now(UTC), ns.speed)
+    account = SimulatedAccount(ns.profile, clock)
+    profile = PROFILES[ns.profile]
+    interval = loaded.settings.provider.poll_interval.total_seconds() / ns.speed
+    print(
+        f"budget-watchdog demo: simulated account '{profile.name}' ({profile.description}).\n"
+        f"Simulated time runs {ns.speed:g}x; a poll every {interval:g}s real "
+        f"({loaded.settings.provider.poll_interval.total_seconds():g}s simulated). "
+        f"State in {state_dir}. Ctrl-C stops.\n",
+        file=sys.stderr,
+    )
+    return _serve(loaded, account, interval=interval, clock=clock, run_for=ns.run_for)
+
+
+def _serve(
+    loaded: Loaded,
+    provider: Any,
+    *,
+    interval: float,
+    clock: Any,
+    run_for: float | None = None,
+) -> int:
+    """Build the store, the tick and the daemon around `provider`; run until stopped."""
+    from datetime import UTC, datetime
+
+    from watchdog.daemon import Daemon
+    from watchdog.sdnotify import Notifier
+    from watchdog.store import Store, StoreError
+    from watchdog.tick import Tick
+
+    logger = _setup_logging(loaded)
+    settings = loaded.settings
+    try:
+        store = Store(settings.state.path, lock=True)
+    except StoreError as exc:
+        logger.error("state_unavailable", detail=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    clock = clock or (lambda: datetime.now(UTC))
+    tick = Tick(settings=settings, provider=provider, store=store, clock=clock, log=logger)
+    daemon = Daemon(tick, interval=interval, log=logger, sd=Notifier(), run_for=run_for)
+    try:
+        return daemon.run()
+    finally:
+        provider.close()
+        store.close()

@@ -1,0 +1,154 @@
+"""The daemon's lifecycle: scheduler, signals, HTTP server, systemd notifications.
+
+The only module that imports APScheduler. The asyncio loop in the main thread runs the
+status server and waits for SIGTERM/SIGINT; a BackgroundScheduler thread runs the tick
+every poll interval (never two at once, missed runs coalesced). On a signal the running
+tick finishes, the scheduler stops, `on_stop` runs (it revokes the permit), exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from watchdog.sdnotify import Notifier
+
+# A tick that runs longer than this is stuck (a poll is bounded far below it: timeouts,
+# a few retries, backoff): the heartbeat stops and systemd's watchdog restarts us.
+STUCK_AFTER_S = 300.0
+
+
+class Runnable(Protocol):
+    def run(self) -> object: ...
+
+
+class Server(Protocol):
+    """The status server as the daemon needs it (see watchdog.server)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Daemon:
+    """Runs `tick` every `interval` seconds until a signal (or `run_for` seconds)."""
+
+    def __init__(
+        self,
+        tick: Runnable,
+        *,
+        interval: float,
+        log: Any,
+        sd: Notifier | None = None,
+        server: Server | None = None,
+        status_line: Callable[[], str] | None = None,
+        on_stop: Callable[[], None] | None = None,
+        run_for: float | None = None,
+    ) -> None:
+        self.tick = tick
+        self.interval = interval
+        self.log = log
+        self.sd = sd or Notifier({})
+        self.server = server
+        self.status_line = status_line
+        self.on_stop = on_stop
+        self.run_for = run_for
+        self._tick_started: float | None = None
+        self._tick_finished: float | None = None
+        self._started = time.monotonic()
+        self._state_lock = threading.Lock()
+        self._wake: Callable[[], None] | None = None
+
+    def run(self) -> int:
+        """Run until stopped; return the process exit code."""
+        return asyncio.run(self._main())
+
+    def tick_now(self) -> None:
+        """Run a tick as soon as possible (manual overrides take effect at once)."""
+        if self._wake is not None:
+            self._wake()
+
+    async def _main(self) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if self.server is not None:
+            await self.server.start()
+
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(1), "heartbeat": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        job = scheduler.add_job(
+            self._run_tick, "interval", seconds=self.interval,
+            next_run_time=datetime.now(UTC), id="tick",
+        )
+        self._wake = lambda: job.modify(next_run_time=datetime.now(UTC))
+        if self.sd.watchdog_interval:
+            scheduler.add_job(
+                self._heartbeat, "interval", seconds=self.sd.watchdog_interval / 2,
+                executor="heartbeat", id="heartbeat",
+            )
+        scheduler.start()
+        self.sd.ready(self.status_line() if self.status_line else "starting")
+        self.log.info("started", interval_s=self.interval)
+
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=self.run_for)
+            reason = "signal"
+        except TimeoutError:
+            reason = "run_for elapsed"
+        self.log.info("stopping", reason=reason)
+        self.sd.stopping()
+        # Let the running tick finish (it may be mid-write), then stop.
+        await loop.run_in_executor(None, lambda: scheduler.shutdown(wait=True))
+        self._wake = None
+        if self.server is not None:
+            await self.server.stop()
+        if self.on_stop is not None:
+            self.on_stop()
+        self.log.info("stopped")
+        self.sd.close()
+        return 0
+
+    def _run_tick(self) -> None:
+        with self._state_lock:
+            self._tick_started = time.monotonic()
+        try:
+            self.tick.run()
+        except Exception:
+            # A bug, a full disk: log it with its traceback and keep the loop alive; the
+            # next tick tries again, staleness alerts if it keeps failing.
+            self.log.exception("tick_failed")
+        finally:
+            with self._state_lock:
+                self._tick_finished = time.monotonic()
+                self._tick_started = None
+        if self.status_line is not None:
+            self.sd.status(self.status_line())
+
+    def alive(self) -> bool:
+        """True while the tick loop makes progress (no tick stuck, ticks still coming)."""
+        now = time.monotonic()
+        with self._state_lock:
+            started, finished = self._tick_started, self._tick_finished
+        if started is not None:
+            return now - started < STUCK_AFTER_S
+        last = finished if finished is not None else self._started
+        return now - last < self.interval + STUCK_AFTER_S
+
+    def _heartbeat(self) -> None:
+        if self.alive():
+            self.sd.watchdog()
+        else:
+            self.log.error("tick_stuck", detail="no tick progress; not pinging systemd's watchdog")

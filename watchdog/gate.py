@@ -1,0 +1,3 @@
+"""placeholder"""
+def main(argv: list[str]) -> int:
+    return 2

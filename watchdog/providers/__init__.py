@@ -1,0 +1,1 @@
+"""Providers: where spend is read from (OpenRouter over HTTP, or a simulated account)."""

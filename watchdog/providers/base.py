@@ -1,0 +1,80 @@
+"""The provider interface and its typed errors, shared by every provider."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
+
+from watchdog.snapshot import Snapshot
+
+
+class ProviderError(Exception):
+    """A poll failed. `kind` names the failure for logs and metrics; `permanent` errors
+    (a rejected key) will not heal by retrying; `retry_after` is the provider's request to
+    wait, in seconds, when it gave one."""
+
+    kind = "error"
+    permanent = False
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+class AuthError(ProviderError):
+    """401/403: the key is invalid, disabled, or of the wrong type."""
+
+    kind = "auth"
+    permanent = True
+
+
+class RateLimited(ProviderError):
+    """429: the provider asks us to slow down."""
+
+    kind = "rate_limited"
+
+
+class TransientError(ProviderError):
+    """5xx, timeouts, connection failures: expected to heal by themselves."""
+
+    kind = "transient"
+
+
+class BadResponse(ProviderError):
+    """The answer was not JSON, or not of the documented shape."""
+
+    kind = "bad_response"
+
+
+@dataclass(frozen=True)
+class ActivityRow:
+    """One row of per-day, per-model spend (OpenRouter's /activity)."""
+
+    date: date
+    model: str
+    provider_name: str
+    usage: float
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Provider(Protocol):
+    """Reads spend. `fetch` returns a Snapshot or raises a ProviderError."""
+
+    def fetch(self) -> Snapshot: ...
+
+    def close(self) -> None: ...
+
+
+class AccountAdmin(Protocol):
+    """What a management key adds: per-model activity and disabling keys."""
+
+    def activity(self) -> list[ActivityRow]: ...
+
+    def set_key_disabled(self, key_hash: str, disabled: bool) -> None: ...

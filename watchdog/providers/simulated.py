@@ -1,0 +1,171 @@
+"""A deterministic simulated OpenRouter account, driven by an injectable clock.
+
+Spend follows a closed-form curve (a daily rhythm around a base rate, plus the profile's
+events), so any moment's counters are exact and repeatable: the demo, the tests and the
+benchmarks all see the same account. Profiles: `steady`, `runaway` (a loop starts burning
+fast a few minutes in), `topup` (low credit, then a top-up).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from watchdog.providers.base import ActivityRow, AuthError
+from watchdog.snapshot import Credits, KeyUsage, Snapshot
+
+HOUR = 3600.0
+MODELS = (
+    ("anthropic/claude-sonnet-4", "Anthropic", 0.55),
+    ("openai/gpt-4.1-mini", "OpenAI", 0.30),
+    ("google/gemini-2.5-flash", "Google", 0.15),
+)
+SIM_KEY_HASH = "5f1e0c3a9d2b4e6f8a7c1b0d3e5f7a9c2b4d6e8f0a1c3e5a7b9d1f3e5a7c9b1d"
+SIM_KEY_LABEL = "sk-or-v1-sim...c9b"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a simulated account spends. Rates in USD/hour, amounts in USD."""
+
+    name: str
+    base_rate: float
+    balance: float
+    runaway_after: timedelta | None = None
+    runaway_rate: float = 0.0
+    topup_after: timedelta | None = None
+    topup_amount: float = 0.0
+    description: str = ""
+
+
+PROFILES = {
+    "steady": Profile(
+        "steady", base_rate=0.40, balance=150.0,
+        description="about $9.60/day with a daily rhythm, $150 of credit",
+    ),
+    "runaway": Profile(
+        "runaway", base_rate=0.40, balance=100.0,
+        runaway_after=timedelta(minutes=5), runaway_rate=30.0,
+        description="steady, then 5 minutes in a loop starts burning $30/h",
+    ),
+    "topup": Profile(
+        "topup", base_rate=0.40, balance=30.0,
+        topup_after=timedelta(minutes=30), topup_amount=100.0,
+        description="$30 of credit (about 3 days), topped up by $100 after 30 minutes",
+    ),
+}
+
+
+class AcceleratedClock:
+    """A clock that starts at `start` and runs `speed` times faster than real time."""
+
+    def __init__(self, start: datetime, speed: float = 1.0) -> None:
+        self._start = start
+        self._speed = speed
+        self._origin = time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self._start + timedelta(seconds=(time.monotonic() - self._origin) * self._speed)
+
+
+class SimulatedAccount:
+    """A provider whose spend is a function of the clock. `history` is how long the
+    account has been spending before `start`, so window counters look lived-in."""
+
+    def __init__(
+        self,
+        profile: Profile | str,
+        clock: Callable[[], datetime],
+        *,
+        start: datetime | None = None,
+        history: timedelta = timedelta(days=40),
+    ) -> None:
+        self.profile = PROFILES[profile] if isinstance(profile, str) else profile
+        self._clock = clock
+        self.start = start or clock()
+        self._origin = self.start - history
+        self._paused: list[tuple[datetime, datetime | None]] = []  # key disabled spans
+        self._credits_at_start = self._raw_usage(self.start) + self.profile.balance
+
+    # The raw curve: cumulative spend since the origin, ignoring disabled spans.
+    def _raw_usage(self, t: datetime) -> float:
+        p = self.profile
+        hours = (t - self._origin).total_seconds() / HOUR
+        period = 24.0
+        base = p.base_rate * (hours - 0.5 * period / (2 * math.pi) * math.cos(2 * math.pi * hours / period))
+        base -= p.base_rate * (-0.5 * period / (2 * math.pi))  # zero at the origin
+        extra = 0.0
+        if p.runaway_after is not None:
+            began = self.start + p.runaway_after
+            extra = p.runaway_rate * max(0.0, (t - began).total_seconds() / HOUR)
+        return base + extra
+
+    def usage_at(self, t: datetime) -> float:
+        """Lifetime spend at `t`, with no spend while the key was disabled."""
+        used = self._raw_usage(t)
+        for began, ended in self._paused:
+            if t <= began:
+                continue
+            stop = min(t, ended) if ended is not None else t
+            used -= self._raw_usage(stop) - self._raw_usage(began)
+        return used
+
+    def credits_at(self, t: datetime) -> float:
+        p = self.profile
+        topped = p.topup_after is not None and t >= self.start + p.topup_after
+        return self._credits_at_start + (p.topup_amount if topped else 0.0)
+
+    def fetch(self) -> Snapshot:
+        now = self._clock()
+        used = self.usage_at(now)
+        midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        monday = midnight - timedelta(days=now.weekday())
+        first = midnight.replace(day=1)
+        disabled = bool(self._paused and self._paused[-1][1] is None)
+        key = KeyUsage(
+            usage=round(used, 6),
+            label=SIM_KEY_LABEL,
+            name="simulated batch key",
+            hash=SIM_KEY_HASH,
+            usage_daily=round(used - self.usage_at(midnight), 6),
+            usage_weekly=round(used - self.usage_at(monday), 6),
+            usage_monthly=round(used - self.usage_at(first), 6),
+            disabled=disabled,
+            is_free_tier=False,
+            is_management_key=False,
+        )
+        credits = Credits(total_credits=round(self.credits_at(now), 6), total_usage=key.usage)
+        return Snapshot(taken_at=now, key=key, credits=credits, keys=(key,))
+
+    def activity(self) -> list[ActivityRow]:
+        """The last 30 complete UTC days, split over three models."""
+        now = self._clock()
+        today = date(now.year, now.month, now.day)
+        rows = []
+        for back in range(30, 0, -1):
+            day = today - timedelta(days=back)
+            begin = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            spent = self.usage_at(begin + timedelta(days=1)) - self.usage_at(begin)
+            for model, provider, share in MODELS:
+                usage = round(spent * share, 6)
+                requests = int(usage * 400)
+                rows.append(
+                    ActivityRow(day, model, provider, usage, requests, requests * 900, requests * 300)
+                )
+        return rows
+
+    def set_key_disabled(self, key_hash: str, disabled: bool) -> None:
+        if key_hash != SIM_KEY_HASH:
+            raise AuthError(f"PATCH /keys/{key_hash[:8]}…: HTTP 404: no such key", status=404)
+        now = self._clock()
+        is_disabled = bool(self._paused and self._paused[-1][1] is None)
+        if disabled and not is_disabled:
+            self._paused.append((now, None))
+        elif not disabled and is_disabled:
+            self._paused[-1] = (self._paused[-1][0], now)
+
+    def close(self) -> None:
+        return None
