@@ -59,39 +59,56 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     run = sub.add_parser(
-        "run", parents=[config], help="run the daemon (poll, alert, keep the permit)",
+        "run",
+        parents=[config],
+        help="run the daemon (poll, alert, keep the permit)",
         description="Run the watchdog daemon in the foreground (systemd runs this).",
     )
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser(
-        "demo", parents=[config], help="watch a simulated account at accelerated time",
+        "demo",
+        parents=[config],
+        help="watch a simulated account at accelerated time",
         description="Run the whole loop against a simulated OpenRouter account; no key needed.",
     )
     demo.add_argument(
-        "--profile", choices=["steady", "runaway", "topup"], default="runaway",
+        "--profile",
+        choices=["steady", "runaway", "topup"],
+        default="runaway",
         help="how the simulated account spends (default: runaway)",
     )
     demo.add_argument(
-        "--speed", type=_positive_float, default=60.0,
+        "--speed",
+        type=_positive_float,
+        default=60.0,
         help="simulated seconds per real second (default: 60: a poll a second)",
     )
     demo.add_argument(
-        "--for", dest="run_for", type=_duration_arg, default=None, metavar="DURATION",
+        "--for",
+        dest="run_for",
+        type=_duration_arg,
+        default=None,
+        metavar="DURATION",
         help="stop by itself after this much real time (e.g. 90s); default: until Ctrl-C",
     )
     demo.add_argument(
-        "--state-dir", metavar="DIR", default=None,
+        "--state-dir",
+        metavar="DIR",
+        default=None,
         help="where the demo keeps its state and permit (default: a new temporary dir)",
     )
     demo.set_defaults(func=cmd_demo)
 
     check = sub.add_parser(
-        "check-config", parents=[config], help="validate the config and print it, secrets masked",
+        "check-config",
+        parents=[config],
+        help="validate the config and print it, secrets masked",
         description="Validate the config; print the effective config with secrets masked.",
     )
     check.add_argument(
-        "--example", action="store_true",
+        "--example",
+        action="store_true",
         help="print the sample config (every key, its default and description) instead",
     )
     check.set_defaults(func=cmd_check_config)
@@ -207,9 +224,9 @@ def cmd_demo(ns: argparse.Namespace) -> int:
         print(exc.report(), file=sys.stderr)
         return EXIT_USAGE
     if path is not None:  # the user's limits, but the demo's own state and permit
-        loaded = config.load(path, require_key=False, overrides={
-            k: v for k, v in overrides.items() if k != "budget"
-        })
+        loaded = config.load(
+            path, require_key=False, overrides={k: v for k, v in overrides.items() if k != "budget"}
+        )
     clock = AcceleratedClock(datetime.now(UTC), ns.speed)
     account = SimulatedAccount(ns.profile, clock)
     profile = PROFILES[ns.profile]

@@ -285,8 +285,11 @@ class BudgetConfig(_Section):
                 "order",
                 "buffer_days_warning ({w:g}) is below buffer_days_critical ({c:g}): the "
                 "warning would come after the critical alert",
-                {"w": self.buffer_days_warning, "c": self.buffer_days_critical,
-                 "field": "buffer_days_warning"},
+                {
+                    "w": self.buffer_days_warning,
+                    "c": self.buffer_days_critical,
+                    "field": "buffer_days_warning",
+                },
             )
         if (
             self.daily_limit is not None
@@ -319,9 +322,7 @@ class KillswitchConfig(_Section):
         timedelta(minutes=5),
         json_schema_extra=_doc("Permit lease: an expired permit means no-go."),
     )
-    latch: bool = Field(
-        False, json_schema_extra=_doc("Stay revoked until `budget-watchdog arm`.")
-    )
+    latch: bool = Field(False, json_schema_extra=_doc("Stay revoked until `budget-watchdog arm`."))
     on_stale: Literal["revoke", "keep"] = Field(
         "revoke", json_schema_extra=_doc("What stale data does to the permit.")
     )
@@ -341,7 +342,9 @@ class KillswitchConfig(_Section):
 class NotifyTarget(_Section):
     """One [[notify.targets]] entry: an Apprise URL and the severities it receives."""
 
-    url: SecretStr = Field(json_schema_extra=_doc("Any Apprise URL (slack://, mailtos://, json://)."))
+    url: SecretStr = Field(
+        json_schema_extra=_doc("Any Apprise URL (slack://, mailtos://, json://).")
+    )
     severities: list[Literal["info", "warning", "critical"]] = Field(
         ["warning", "critical"], json_schema_extra=_doc("Severities sent to this target.")
     )
@@ -354,9 +357,7 @@ class NotifyConfig(_Section):
         timedelta(hours=4),
         json_schema_extra=_doc("Remind at this interval while a finding lasts (0 = never)."),
     )
-    send_resolved: bool = Field(
-        True, json_schema_extra=_doc("Send a message when a finding ends.")
-    )
+    send_resolved: bool = Field(True, json_schema_extra=_doc("Send a message when a finding ends."))
     targets: list[NotifyTarget] = Field(
         [], json_schema_extra=_doc("Apprise targets, each a [[notify.targets]] table.")
     )
@@ -430,12 +431,12 @@ class StateConfig(_Section):
 
 
 # The TOML file's content for the load under way; a source below reads it (see load()).
-_file_data: ContextVar[dict[str, Any]] = ContextVar("_file_data", default={})
+_file_data: ContextVar[dict[str, Any] | None] = ContextVar("_file_data", default=None)
 
 
 class _FileSource(InitSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls, init_kwargs=_file_data.get())
+        super().__init__(settings_cls, init_kwargs=_file_data.get() or {})
 
 
 class _OpenRouterEnvSource(PydanticBaseSettingsSource):
@@ -567,7 +568,9 @@ def load(
         try:
             data = tomllib.loads(raw.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError([ConfigProblem("", f"{path} is not valid TOML: {exc}")], source) from None
+            raise ConfigError(
+                [ConfigProblem("", f"{path} is not valid TOML: {exc}")], source
+            ) from None
         warnings += _permission_warnings(path, data)
     if overrides:
         data = _deep_merge(data, overrides)
@@ -603,7 +606,10 @@ def _default_credentials(settings: Settings) -> None:
     if not creds:
         return
     provider = settings.provider
-    for field, name in (("api_key", API_KEY_CREDENTIAL), ("management_key", MANAGEMENT_KEY_CREDENTIAL)):
+    for field, name in (
+        ("api_key", API_KEY_CREDENTIAL),
+        ("management_key", MANAGEMENT_KEY_CREDENTIAL),
+    ):
         candidate = Path(creds) / name
         if getattr(provider, field) is None and candidate.is_file():
             text = candidate.read_text(encoding="utf-8").strip()
@@ -777,11 +783,11 @@ def render_example() -> str:
                 sev_doc = _doc_of(NotifyTarget, "severities")["doc"]
                 lines += [
                     "# [[notify.targets]]",
-                    f"# url = \"slack://TokenA/TokenB/TokenC\"    # {url_doc}",
-                    f"# severities = [\"warning\", \"critical\"]  # {sev_doc}",
+                    f'# url = "slack://TokenA/TokenB/TokenC"    # {url_doc}',
+                    f'# severities = ["warning", "critical"]  # {sev_doc}',
                     "# [[notify.targets]]",
-                    "# url = \"mailtos://user:pass@example.com?to=ops@example.com\"",
-                    "# severities = [\"critical\"]",
+                    '# url = "mailtos://user:pass@example.com?to=ops@example.com"',
+                    '# severities = ["critical"]',
                 ]
             elif field.default is None:
                 lines.append(f"# {name} = {_toml_value(doc.get('example', ''))}")

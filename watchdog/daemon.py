@@ -90,14 +90,20 @@ class Daemon:
             timezone=UTC,
         )
         job = scheduler.add_job(
-            self._run_tick, "interval", seconds=self.interval,
-            next_run_time=datetime.now(UTC), id="tick",
+            self._run_tick,
+            "interval",
+            seconds=self.interval,
+            next_run_time=datetime.now(UTC),
+            id="tick",
         )
         self._wake = lambda: job.modify(next_run_time=datetime.now(UTC))
         if self.sd.watchdog_interval:
             scheduler.add_job(
-                self._heartbeat, "interval", seconds=self.sd.watchdog_interval / 2,
-                executor="heartbeat", id="heartbeat",
+                self._heartbeat,
+                "interval",
+                seconds=self.sd.watchdog_interval / 2,
+                executor="heartbeat",
+                id="heartbeat",
             )
         scheduler.start()
         self.sd.ready(self.status_line() if self.status_line else "starting")

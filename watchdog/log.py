@@ -52,14 +52,18 @@ def set_secrets(secrets: Iterable[str]) -> None:
     _secrets[:] = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
 
-def configure(*, json: bool | None = None, level: str = "info", stream: TextIO | None = None) -> None:
+def configure(
+    *, json: bool | None = None, level: str = "info", stream: TextIO | None = None
+) -> None:
     """Configure structlog for the process: JSON lines unless `stream` is a terminal."""
     out = stream or sys.stdout
     use_json = not out.isatty() if json is None else json
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=False)
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=True, exception_formatter=structlog.dev.plain_traceback)
+        else structlog.dev.ConsoleRenderer(
+            colors=True, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -72,7 +76,9 @@ def configure(*, json: bool | None = None, level: str = "info", stream: TextIO |
     processors.append(renderer)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )

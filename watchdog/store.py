@@ -168,9 +168,15 @@ class Store:
             db.execute(
                 "INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?)",
                 (
-                    _ms(sample.ts), sample.usage, sample.usage_daily, sample.usage_weekly,
-                    sample.usage_monthly, sample.balance, sample.total_credits,
-                    sample.key_limit, sample.key_limit_remaining,
+                    _ms(sample.ts),
+                    sample.usage,
+                    sample.usage_daily,
+                    sample.usage_weekly,
+                    sample.usage_monthly,
+                    sample.balance,
+                    sample.total_credits,
+                    sample.key_limit,
+                    sample.key_limit_remaining,
                 ),
             )
 
@@ -181,8 +187,15 @@ class Store:
                 "INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?)",
                 [
                     (
-                        _ms(s.ts), s.usage, s.usage_daily, s.usage_weekly, s.usage_monthly,
-                        s.balance, s.total_credits, s.key_limit, s.key_limit_remaining,
+                        _ms(s.ts),
+                        s.usage,
+                        s.usage_daily,
+                        s.usage_weekly,
+                        s.usage_monthly,
+                        s.balance,
+                        s.total_credits,
+                        s.key_limit,
+                        s.key_limit_remaining,
                     )
                     for s in samples
                 ],
@@ -248,8 +261,14 @@ class Store:
 
 def _sample(row: Sequence[Any]) -> Sample:
     return Sample(
-        ts=_dt(row[0]), usage=row[1], usage_daily=row[2], usage_weekly=row[3],
-        usage_monthly=row[4], balance=row[5], total_credits=row[6], key_limit=row[7],
+        ts=_dt(row[0]),
+        usage=row[1],
+        usage_daily=row[2],
+        usage_weekly=row[3],
+        usage_monthly=row[4],
+        balance=row[5],
+        total_credits=row[6],
+        key_limit=row[7],
         key_limit_remaining=row[8],
     )
 

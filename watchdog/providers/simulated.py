@@ -43,17 +43,25 @@ class Profile:
 
 PROFILES = {
     "steady": Profile(
-        "steady", base_rate=0.40, balance=150.0,
+        "steady",
+        base_rate=0.40,
+        balance=150.0,
         description="about $9.60/day with a daily rhythm, $150 of credit",
     ),
     "runaway": Profile(
-        "runaway", base_rate=0.40, balance=100.0,
-        runaway_after=timedelta(minutes=5), runaway_rate=30.0,
+        "runaway",
+        base_rate=0.40,
+        balance=100.0,
+        runaway_after=timedelta(minutes=5),
+        runaway_rate=30.0,
         description="steady, then 5 minutes in a loop starts burning $30/h",
     ),
     "topup": Profile(
-        "topup", base_rate=0.40, balance=30.0,
-        topup_after=timedelta(minutes=30), topup_amount=100.0,
+        "topup",
+        base_rate=0.40,
+        balance=30.0,
+        topup_after=timedelta(minutes=30),
+        topup_amount=100.0,
         description="$30 of credit (about 3 days), topped up by $100 after 30 minutes",
     ),
 }
@@ -95,7 +103,9 @@ class SimulatedAccount:
         p = self.profile
         hours = (t - self._origin).total_seconds() / HOUR
         period = 24.0
-        base = p.base_rate * (hours - 0.5 * period / (2 * math.pi) * math.cos(2 * math.pi * hours / period))
+        base = p.base_rate * (
+            hours - 0.5 * period / (2 * math.pi) * math.cos(2 * math.pi * hours / period)
+        )
         base -= p.base_rate * (-0.5 * period / (2 * math.pi))  # zero at the origin
         extra = 0.0
         if p.runaway_after is not None:
@@ -153,7 +163,9 @@ class SimulatedAccount:
                 usage = round(spent * share, 6)
                 requests = int(usage * 400)
                 rows.append(
-                    ActivityRow(day, model, provider, usage, requests, requests * 900, requests * 300)
+                    ActivityRow(
+                        day, model, provider, usage, requests, requests * 900, requests * 300
+                    )
                 )
         return rows
 

@@ -1,0 +1,30 @@
+"""Shared fixtures: a clean environment and logging for every test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's keys, config or systemd variables."""
+    for name in list(os.environ):
+        if name.startswith(("WATCHDOG_", "OPENROUTER_")) or name in (
+            "CREDENTIALS_DIRECTORY",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+        ):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def reset_logging() -> Iterator[None]:
+    from watchdog import log
+
+    yield
+    log.set_secrets([])
+    structlog.reset_defaults()

@@ -1,0 +1,176 @@
+"""Parsing OpenRouter's documented bodies into Snapshots, tolerant of what may vary."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from watchdog.providers.base import BadResponse
+from watchdog.providers.openrouter import parse_activity, parse_key
+from watchdog.snapshot import Credits, KeyUsage, Snapshot
+
+# The example of GET /api/v1/key in OpenRouter's OpenAPI document.
+KEY_EXAMPLE = {
+    "data": {
+        "byok_usage": 17.38,
+        "byok_usage_daily": 17.38,
+        "byok_usage_monthly": 17.38,
+        "byok_usage_weekly": 17.38,
+        "creator_user_id": "user_2dHFtVWx2n56w6HkM0000000000",
+        "expires_at": "2027-12-31T23:59:59Z",
+        "include_byok_in_limit": False,
+        "is_free_tier": False,
+        "is_management_key": False,
+        "is_provisioning_key": False,
+        "label": "sk-or-v1-au7...890",
+        "limit": 100,
+        "limit_remaining": 74.5,
+        "limit_reset": "monthly",
+        "rate_limit": {"interval": "1h", "note": "deprecated", "requests": 1000},
+        "usage": 25.5,
+        "usage_daily": 25.5,
+        "usage_monthly": 25.5,
+        "usage_weekly": 25.5,
+    }
+}
+# The example of GET /api/v1/keys (one row).
+KEYS_EXAMPLE = {
+    "data": [
+        {
+            "hash": "f01d52606dc8f0a8303a7b5cc3fa07109c2e346cec7c0a16b40de462992ce943",
+            "name": "My Production Key",
+            "label": "Production API Key",
+            "disabled": False,
+            "limit": 100,
+            "limit_remaining": 74.5,
+            "limit_reset": "monthly",
+            "include_byok_in_limit": False,
+            "usage": 25.5,
+            "usage_daily": 25.5,
+            "usage_weekly": 25.5,
+            "usage_monthly": 25.5,
+            "byok_usage": 17.38,
+            "created_at": "2025-08-24T10:30:00Z",
+            "updated_at": "2025-08-24T15:45:00Z",
+            "workspace_id": "0df9e665-d932-5740-b2c7-b52af166bc11",
+        }
+    ]
+}
+# What older deployments answer on GET /api/v1/auth/key: a subset.
+LEGACY_EXAMPLE = {
+    "data": {
+        "label": "sk-or-v1-116...0ce",
+        "limit": 5,
+        "usage": 0.1015644762,
+        "is_provisioning_key": False,
+        "limit_remaining": 4.8984355238,
+        "is_free_tier": False,
+        "rate_limit": {"requests": 50, "interval": "10s"},
+    }
+}
+CREDITS_EXAMPLE = {"data": {"total_credits": 100.5, "total_usage": 25.75}}
+
+
+def test_current_key_example_parses_every_field() -> None:
+    key = parse_key(KEY_EXAMPLE["data"], "/key")
+    assert key.usage == 25.5
+    assert key.limit == 100.0
+    assert key.limit_remaining == 74.5
+    assert key.limit_reset == "monthly"
+    assert (key.usage_daily, key.usage_weekly, key.usage_monthly) == (25.5, 25.5, 25.5)
+    assert key.is_free_tier is False
+    assert key.expires_at == datetime(2027, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def test_keys_example_carries_identity() -> None:
+    key = parse_key(KEYS_EXAMPLE["data"][0], "/keys")
+    assert key.hash is not None
+    assert key.hash.startswith("f01d5260")
+    assert key.name == "My Production Key"
+    assert key.disabled is False
+    assert key.display_name == "My Production Key"
+
+
+def test_legacy_body_leaves_missing_windows_unknown() -> None:
+    key = parse_key(LEGACY_EXAMPLE["data"], "/auth/key")
+    assert key.usage == pytest.approx(0.1015644762)
+    assert key.usage_daily is None
+    assert key.limit_reset is None
+    assert key.expires_at is None
+
+
+def test_null_limit_means_unlimited_and_odd_optional_fields_are_ignored() -> None:
+    body = dict(
+        KEY_EXAMPLE["data"],
+        limit=None,
+        limit_remaining=None,
+        expires_at="soon",
+        is_free_tier="no",
+        usage_daily="n/a",
+        brand_new_field={"x": 1},
+    )
+    key = parse_key(body, "/key")
+    assert key.limit is None
+    assert key.limit_remaining is None
+    assert key.expires_at is None
+    assert key.is_free_tier is None
+    assert key.usage_daily is None
+
+
+@pytest.mark.parametrize(
+    "body", [None, [], "text", {"label": "x"}, {"usage": None}, {"usage": "lots"}, {"usage": True}]
+)
+def test_a_key_without_numeric_usage_is_a_bad_response(body: object) -> None:
+    with pytest.raises(BadResponse):
+        parse_key(body, "/key")
+
+
+def test_snapshot_balance_is_the_tighter_of_account_and_key_limit() -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    key = parse_key(KEY_EXAMPLE["data"], "/key")  # limit_remaining 74.5
+    roomy = Snapshot(now, key=key, credits=Credits(200.0, 25.75))
+    tight = Snapshot(now, key=key, credits=Credits(100.5, 60.0))
+    assert roomy.balance == 74.5
+    assert tight.balance == pytest.approx(40.5)
+    assert Snapshot(now, key=KeyUsage(usage=3.0)).balance is None
+
+
+def test_snapshot_scope_and_counter() -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    watched = Snapshot(now, key=KeyUsage(usage=7.0), credits=Credits(50, 30))
+    assert watched.scope == "key"
+    assert watched.usage == 7.0
+    keys = (KeyUsage(usage=10, usage_daily=1), KeyUsage(usage=20, usage_daily=2))
+    account = Snapshot(now, credits=Credits(50, 30), keys=keys)
+    assert account.scope == "account"
+    assert account.usage == 30
+    sample = account.to_sample()
+    assert sample.usage_daily == 3
+    assert sample.usage_weekly is None  # unknown for some key: unknown for the account
+    assert sample.balance == 20
+
+
+def test_negative_remaining_limit_is_kept() -> None:
+    key = parse_key(dict(KEY_EXAMPLE["data"], limit_remaining=-3.25), "/key")
+    assert Snapshot(datetime(2026, 1, 1, tzinfo=UTC), key=key).balance == -3.25
+
+
+def test_activity_rows_parse_with_defaults() -> None:
+    row = parse_activity(
+        {
+            "date": "2026-11-20 00:00:00",
+            "model": "openai/gpt-4.1",
+            "provider_name": "OpenAI",
+            "usage": 0.015,
+            "requests": 5,
+            "prompt_tokens": 50,
+            "completion_tokens": 125,
+            "reasoning_tokens": 0,
+        }
+    )
+    assert row.date == date(2026, 11, 20)
+    assert row.usage == 0.015
+    assert parse_activity({"date": "2026-11-21"}).model == "unknown"
+    with pytest.raises(BadResponse):
+        parse_activity({"date": "yesterday"})

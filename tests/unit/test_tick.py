@@ -1,0 +1,95 @@
+"""One tick, called directly: poll, store, log; failures counted, never raised."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.fakes import Clock, ScriptedProvider
+from watchdog.config import Settings, load
+from watchdog.log import get_logger
+from watchdog.providers.base import AuthError, RateLimited, TransientError
+from watchdog.store import Store
+from watchdog.tick import Tick
+
+T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load(
+        None,
+        require_key=False,
+        overrides={
+            "state": {"path": str(tmp_path / "state.db")},
+            "killswitch": {"path": str(tmp_path / "permit")},
+        },
+    ).settings
+
+
+def make_tick(settings: Settings, provider: ScriptedProvider, clock: Clock) -> Tick:
+    store = Store(settings.state.path)
+    return Tick(settings=settings, provider=provider, store=store, clock=clock, log=get_logger())
+
+
+def test_a_successful_poll_is_stored_and_logged(settings: Settings) -> None:
+    clock = Clock(T0)
+    tick = make_tick(settings, ScriptedProvider(clock, [12.5]), clock)
+    with capture_logs() as logs:
+        result = tick.run()
+    assert result.error is None
+    last = tick.store.last_sample()
+    assert last is not None and last.usage == 12.5 and last.ts == T0
+    poll = [entry for entry in logs if entry["event"] == "poll"]
+    assert len(poll) == 1
+    assert poll[0]["usage"] == 12.5
+    assert poll[0]["data_age_s"] == 0.0
+
+
+def test_a_failed_poll_is_logged_once_counted_and_not_raised(settings: Settings) -> None:
+    clock = Clock(T0)
+    provider = ScriptedProvider(
+        clock,
+        [1.0, TransientError("GET /key: HTTP 502"), AuthError("GET /key: HTTP 401", status=401)],
+    )
+    tick = make_tick(settings, provider, clock)
+    tick.run()
+    clock.advance(minutes=1)
+    with capture_logs() as logs:
+        tick.run()
+        clock.advance(minutes=1)
+        tick.run()
+    failures = [entry for entry in logs if entry["event"] == "poll_failed"]
+    assert [f["kind"] for f in failures] == ["transient", "auth"]
+    assert failures[1]["data_age_s"] == 120.0
+    assert tick.health.errors_by_kind == {"transient": 1, "auth": 1}
+    assert tick.health.consecutive_failures == 2
+    assert tick.store.sample_count() == 1
+
+
+def test_retry_after_defers_the_next_poll(settings: Settings) -> None:
+    clock = Clock(T0)
+    provider = ScriptedProvider(clock, [RateLimited("429", retry_after=150), 3.0])
+    tick = make_tick(settings, provider, clock)
+    tick.run()
+    clock.advance(minutes=1)
+    assert tick.run().skipped
+    assert provider.calls == 1
+    clock.advance(minutes=2)
+    result = tick.run()
+    assert not result.skipped
+    assert result.sample is not None
+
+
+def test_the_last_error_survives_a_restart(settings: Settings) -> None:
+    clock = Clock(T0)
+    tick = make_tick(
+        settings, ScriptedProvider(clock, [TransientError("GET /key: HTTP 503")]), clock
+    )
+    tick.run()
+    tick.store.close()
+    again = make_tick(settings, ScriptedProvider(clock, []), clock)
+    assert again.health.last_error == "GET /key: HTTP 503"
