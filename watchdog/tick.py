@@ -12,13 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from watchdog import burn, rules
 from watchdog.config import Settings
-from watchdog.providers.base import Provider, ProviderError
+from watchdog.providers.base import AuthError, Provider, ProviderError
 from watchdog.snapshot import Sample, Snapshot
 from watchdog.store import Store
 
 # Thin old samples about once an hour: the query is cheap but not free on a year of rows.
 THIN_EVERY = timedelta(hours=1)
+# The account's activity (a cold-start baseline) changes once a day; ask that often.
+ACTIVITY_EVERY = timedelta(hours=24)
+# Predictions look this far ahead: the next poll, with margin for its own duration.
+HORIZON_FACTOR = 1.25
 
 
 @dataclass
@@ -32,6 +37,7 @@ class PollHealth:
     consecutive_failures: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     not_before: datetime | None = None  # Retry-After: no poll before this
+    auth_error: str | None = None  # set while the provider rejects the key
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,9 @@ class TickResult:
     now: datetime
     sample: Sample | None
     error: ProviderError | None
-    skipped: bool = False
+    skipped: bool
+    metrics: burn.Metrics
+    findings: list[rules.Finding]
 
 
 class Tick:
@@ -60,7 +68,13 @@ class Tick:
         self.clock = clock
         self.log = log
         self.health = PollHealth()
+        self.started_at = clock()
+        self.prior = burn.Prior()
+        self.held: dict[tuple[str, str], rules.Severity] = {}
         self._last_thin: datetime | None = None
+        self._last_activity: datetime | None = None
+        since = burn.samples_needed_since(self.started_at, settings.budget.tz)
+        self.history = burn.history_from(store.history(since), self.started_at)
         last = store.last_sample()
         if last is not None:
             self.health.last_success = last.ts
@@ -70,8 +84,9 @@ class Tick:
             self.health.last_error_kind = saved.get("last_error_kind")
 
     def run(self) -> TickResult:
-        """Poll once (unless the provider asked us to wait), store the sample, and log one
-        line. A failed poll is logged and counted; it never raises."""
+        """Poll once (unless the provider asked us to wait), store the sample, measure,
+        evaluate the rules, and log one line. A failed poll is logged and counted; it
+        never raises."""
         snapshot: Snapshot | None = None
         error: ProviderError | None = None
         started = self.clock()
@@ -85,18 +100,62 @@ class Tick:
         sample = snapshot.to_sample() if snapshot is not None else None
         if sample is not None:
             self.store.append(sample)
+            self.history.add(sample)
             self._record_success(now)
         elif error is not None:
             self._record_failure(error, now)
         self._maybe_thin(now)
-        self._log(now, sample, error, skipped)
-        return TickResult(now=now, sample=sample, error=error, skipped=skipped)
+        self._refresh_prior(now, snapshot)
+        metrics = burn.measure(self.history, now, self.settings.budget.tz, self.prior)
+        findings = self.evaluate(metrics)
+        self._log(now, sample, error, skipped, metrics, findings)
+        return TickResult(now, sample, error, skipped, metrics, findings)
+
+    def evaluate(self, metrics: burn.Metrics) -> list[rules.Finding]:
+        """The rules, with last tick's findings held for hysteresis."""
+        poll = rules.PollState(
+            last_success=self.health.last_success,
+            started_at=self.started_at,
+            auth_error=self.health.auth_error,
+        )
+        horizon = self.settings.provider.poll_interval * HORIZON_FACTOR
+        findings = rules.evaluate(
+            metrics, self.settings.budget, poll, horizon=horizon, held=self.held
+        )
+        self.held = {f.ident: f.severity for f in findings}
+        return findings
+
+    def _refresh_prior(self, now: datetime, snapshot: Snapshot | None) -> None:
+        """The account's 30-day activity as a cold-start baseline (management key only,
+        and only when it describes what we watch: the account, or its only key)."""
+        activity = getattr(self.provider, "activity", None)
+        if activity is None or snapshot is None:
+            return
+        if self._last_activity is not None and now - self._last_activity < ACTIVITY_EVERY:
+            return
+        self._last_activity = now
+        if snapshot.scope == "key" and len(snapshot.keys) != 1:
+            return
+        try:
+            rows = activity()
+        except ProviderError as exc:
+            self.log.warning("activity_failed", error=exc.message, kind=exc.kind)
+            return
+        today = now.date()
+        past = [r for r in rows if r.date < today]
+        if not past:
+            return
+        days = (today - min(r.date for r in past)).days
+        self.prior = burn.Prior(
+            activity_daily=sum(r.usage for r in past) / days, activity_days=days
+        )
 
     def _record_success(self, now: datetime) -> None:
         health = self.health
         health.last_success = now
         health.consecutive_failures = 0
         health.not_before = None
+        health.auth_error = None
 
     def _record_failure(self, error: ProviderError, now: datetime) -> None:
         health = self.health
@@ -107,6 +166,7 @@ class Tick:
         health.last_error_at = now
         if error.retry_after is not None:
             health.not_before = now + timedelta(seconds=error.retry_after)
+        health.auth_error = error.message if isinstance(error, AuthError) else None
         self.store.set_meta(
             "poll_health",
             {"last_error": error.message, "last_error_kind": error.kind, "at": now.isoformat()},
@@ -123,9 +183,18 @@ class Tick:
         return max(0.0, (now - self.health.last_success).total_seconds())
 
     def _log(
-        self, now: datetime, sample: Sample | None, error: ProviderError | None, skipped: bool
+        self,
+        now: datetime,
+        sample: Sample | None,
+        error: ProviderError | None,
+        skipped: bool,
+        metrics: burn.Metrics,
+        findings: list[rules.Finding],
     ) -> None:
         age = self.data_age(now)
+        summary = [
+            f"{f.rule}:{f.severity}" + (":predicted" if f.predicted else "") for f in findings
+        ]
         if error is not None:
             self.log.warning(
                 "poll_failed",
@@ -135,6 +204,7 @@ class Tick:
                 retry_after_s=error.retry_after,
                 failures_in_a_row=self.health.consecutive_failures,
                 data_age_s=_round(age),
+                findings=summary,
             )
             return
         if skipped:
@@ -143,17 +213,25 @@ class Tick:
                 reason="provider asked us to wait (Retry-After)",
                 until=self.health.not_before.isoformat() if self.health.not_before else None,
                 data_age_s=_round(age),
+                findings=summary,
             )
             return
         assert sample is not None
         self.log.info(
             "poll",
+            at=now.isoformat(timespec="seconds"),
+            spent_today=_money(metrics.spent_today),
+            spent_month=_money(metrics.spent_month),
+            balance=_money(metrics.balance),
+            burn_per_hour=_money(metrics.rate_1h.per_hour),
+            runway_days=_round(metrics.runway_days),
+            forecast_month=_money(metrics.forecast_month),
             usage=_money(sample.usage),
             usage_daily=_money(sample.usage_daily),
-            usage_weekly=_money(sample.usage_weekly),
             usage_monthly=_money(sample.usage_monthly),
-            balance=_money(sample.balance),
             data_age_s=_round(age),
+            state=rules.severity_of(findings),
+            findings=summary,
         )
 
 
@@ -162,4 +240,6 @@ def _money(value: float | None) -> float | None:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return round(value, 1)

@@ -1,0 +1,470 @@
+"""Spend, burn rates, runway and forecast: pure functions of (history, now, budget).
+
+Everything is computed from a *cumulative spend* curve built from the usage counters, never
+from the balance, so a top-up is not negative spend. A counter that goes down (a replaced
+key) starts a new segment instead of subtracting; spend inside a polling gap is spread over
+the gap, and anchored at midnight UTC by the provider's own `usage_daily` when it has one.
+Before our own samples cover a window, the provider's week- and month-to-date counters (and
+the account's activity) stand in, and every rate says what backs it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+from watchdog.snapshot import Sample
+
+HOUR = 3600.0
+DAY = 86400.0
+# Samples newer than this stay at full resolution; older ones keep the first and last of
+# each 15-minute bucket (every time zone's midnight falls on a quarter hour), and nothing
+# older than the longest window we measure (a month plus the 7-day baseline) is kept.
+FULL_RESOLUTION = timedelta(hours=3)
+BUCKET = 15 * 60.0
+MAX_AGE = timedelta(days=40)
+# A window needs this much of our own history before its rate is our own.
+MIN_OWN_COVERAGE = timedelta(minutes=5)
+# The "now" rate: the short window that catches a fresh runaway the hour average hides.
+NOW_WINDOW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A burn rate in USD per hour, and what backs it: `covered` is how much of the window
+    our own samples cover, `basis` says in words where the number comes from."""
+
+    per_hour: float | None
+    window: timedelta
+    covered: timedelta
+    basis: str
+
+    @property
+    def per_day(self) -> float | None:
+        return None if self.per_hour is None else self.per_hour * 24
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What the provider knows from before our first sample: the account's activity over
+    the last 30 days (management key), as an average daily spend."""
+
+    activity_daily: float | None = None
+    activity_days: int = 0
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The numbers of one tick. Amounts in USD; None when unknown."""
+
+    now: datetime
+    last_sample_at: datetime | None
+    spent_today: float | None
+    spent_today_source: str
+    spent_week: float | None
+    spent_month: float | None
+    spent_month_source: str
+    rate_now: Rate
+    rate_1h: Rate
+    rate_24h: Rate
+    rate_7d: Rate
+    avg_daily: Rate
+    hourly_baseline: Rate
+    balance: float | None
+    runway_days: float | None
+    forecast_month: float | None
+    day_start: datetime
+    day_end: datetime
+    month_start: datetime
+    month_end: datetime
+    key_limit: float | None
+    key_limit_remaining: float | None
+    counter_resets: int
+
+    @property
+    def burn_rate_per_hour(self) -> float | None:
+        return self.rate_1h.per_hour
+
+
+class History:
+    """The cumulative spend curve: points (epoch seconds, USD spent since the first sample).
+
+    Mutable (the tick adds a sample per poll) but small: full resolution for three hours,
+    then two points per quarter hour, 40 days at most (under 8,000 points)."""
+
+    def __init__(self) -> None:
+        self.ts: array[float] = array("d")
+        self.spend: array[float] = array("d")
+        self.last: Sample | None = None
+        self.counter_resets = 0
+        self._compacted_until = 0.0
+
+    @classmethod
+    def from_samples(cls, samples: Iterable[Sample]) -> History:
+        history = cls()
+        for sample in samples:
+            history.add(sample)
+        return history
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def first_ts(self) -> float | None:
+        return self.ts[0] if self.ts else None
+
+    def add(self, sample: Sample) -> None:
+        """Append a sample (older or equal timestamps are ignored)."""
+        t = sample.ts.timestamp()
+        previous = self.last
+        if previous is None:
+            self._append(t, 0.0)
+            self.last = sample
+            return
+        if t <= self.ts[-1]:
+            return
+        delta = sample.usage - previous.usage
+        if delta < 0:
+            # The counter went down: a new key. Its usage so far is spend since the switch,
+            # but only today's part of it can be new since a sample of today.
+            self.counter_resets += 1
+            delta = sample.usage
+            if sample.usage_daily is not None and previous.ts.date() == sample.ts.date():
+                delta = min(delta, max(0.0, sample.usage_daily))
+        total = self.spend[-1] + delta
+        midnight = datetime.combine(sample.ts.astimezone(UTC).date(), time(0), tzinfo=UTC)
+        anchor = midnight.timestamp()
+        if (
+            previous.ts < midnight
+            and sample.usage_daily is not None
+            and 0 <= sample.usage_daily <= delta
+            and self.ts[-1] < anchor < t
+        ):
+            # The provider's usage_daily says exactly how much of this step fell after
+            # midnight UTC: pin the curve there, so a gap is split between the right days.
+            self._append(anchor, total - sample.usage_daily)
+        self._append(t, total)
+        self.last = sample
+
+    def _append(self, t: float, spend: float) -> None:
+        self.ts.append(t)
+        self.spend.append(spend)
+
+    def compact(self, now: datetime) -> None:
+        """Thin points older than FULL_RESOLUTION and drop those beyond MAX_AGE."""
+        horizon = (now - FULL_RESOLUTION).timestamp()
+        oldest = (now - MAX_AGE).timestamp()
+        start = bisect.bisect_left(self.ts, self._compacted_until)
+        stop = bisect.bisect_left(self.ts, horizon)
+        if stop - start > 2:
+            keep_ts: array[float] = array("d")
+            keep_spend: array[float] = array("d")
+            i = start
+            while i < stop:
+                bucket = math.floor(self.ts[i] / BUCKET)
+                j = i
+                while j + 1 < stop and math.floor(self.ts[j + 1] / BUCKET) == bucket:
+                    j += 1
+                keep_ts.append(self.ts[i])
+                keep_spend.append(self.spend[i])
+                if j > i:
+                    keep_ts.append(self.ts[j])
+                    keep_spend.append(self.spend[j])
+                i = j + 1
+            self.ts[start:stop] = keep_ts
+            self.spend[start:stop] = keep_spend
+        self._compacted_until = horizon
+        drop = bisect.bisect_left(self.ts, oldest)
+        if 0 < drop < len(self.ts):
+            del self.ts[:drop]
+            del self.spend[:drop]
+
+    def spend_at(self, t: float) -> float | None:
+        """Cumulative spend at epoch second `t`, interpolated; None before the first point.
+        After the last point the curve is flat: we do not guess spend we have not seen."""
+        if not self.ts or t < self.ts[0]:
+            return None
+        if t >= self.ts[-1]:
+            return self.spend[-1]
+        i = bisect.bisect_right(self.ts, t)
+        t0, t1 = self.ts[i - 1], self.ts[i]
+        s0, s1 = self.spend[i - 1], self.spend[i]
+        return s0 if t1 == t0 else s0 + (s1 - s0) * (t - t0) / (t1 - t0)
+
+    def window(self, start: datetime, end: datetime) -> tuple[float, timedelta] | None:
+        """Spend between `start` and `end` as far as our samples cover it, and how much of
+        the window they cover; None when they cover none of it."""
+        if not self.ts:
+            return None
+        a = max(start.timestamp(), self.ts[0])
+        b = min(end.timestamp(), self.ts[-1])
+        if b <= a:
+            return (0.0, timedelta(0)) if b == a else None
+        s_a, s_b = self.spend_at(a), self.spend_at(b)
+        assert s_a is not None and s_b is not None
+        return max(0.0, s_b - s_a), timedelta(seconds=b - a)
+
+    def hourly(self, end: datetime, hours: int) -> list[tuple[datetime, float | None]]:
+        """Spend per clock hour for the `hours` hours up to `end` (None where uncovered)."""
+        top = end.replace(minute=0, second=0, microsecond=0)
+        out = []
+        for k in range(hours - 1, -1, -1):
+            begin = top - timedelta(hours=k)
+            got = self.window(begin, begin + timedelta(hours=1))
+            out.append((begin, got[0] if got and got[1] > timedelta(0) else None))
+        return out
+
+
+# -- calendar -----------------------------------------------------------------------------
+
+
+def local_midnight(day: date, tz: tzinfo) -> datetime:
+    """The first instant of `day` in `tz`, in UTC (DST-safe: zoneinfo resolves it)."""
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def day_bounds(now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
+    today = now.astimezone(tz).date()
+    return local_midnight(today, tz), local_midnight(today + timedelta(days=1), tz)
+
+
+def week_start(now: datetime, tz: tzinfo) -> datetime:
+    today = now.astimezone(tz).date()
+    return local_midnight(today - timedelta(days=today.weekday()), tz)
+
+
+def month_bounds(now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
+    today = now.astimezone(tz).date()
+    first = today.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return local_midnight(first, tz), local_midnight(following, tz)
+
+
+def _is_utc(tz: tzinfo) -> bool:
+    return getattr(tz, "key", None) in ("UTC", "Etc/UTC", "Etc/GMT", "GMT") or tz is UTC
+
+
+# -- measuring ----------------------------------------------------------------------------
+
+
+def measure(history: History, now: datetime, tz: tzinfo, prior: Prior | None = None) -> Metrics:
+    """Given the spend curve, the time and the budget's zone, return this tick's Metrics.
+
+    Pure: reads nothing but its arguments. Cost is independent of history length (a few
+    binary searches), so it stays fast on a year of samples."""
+    prior = prior or Prior()
+    latest = history.last
+    day_start, day_end = day_bounds(now, tz)
+    month_start, month_end = month_bounds(now, tz)
+    wk_start = week_start(now, tz)
+
+    spent_today, today_source = _spent_since(history, day_start, now)
+    spent_week, _ = _spent_since(history, wk_start, now)
+    spent_month, month_source = _spent_since(history, month_start, now)
+    if latest is not None and _is_utc(tz) and latest.ts >= day_start:
+        # In UTC our windows are the provider's; its counters win when they disagree.
+        if latest.usage_daily is not None:
+            spent_today, today_source = latest.usage_daily, "provider usage_daily"
+        if latest.usage_monthly is not None and latest.ts >= month_start:
+            spent_month, month_source = latest.usage_monthly, "provider usage_monthly"
+        if latest.usage_weekly is not None and latest.ts >= wk_start:
+            spent_week = latest.usage_weekly
+
+    today_rate = _provider_today_rate(latest)
+    daily_prior = _daily_prior(latest, prior)
+    rate_1h = (
+        _own_rate(history, now, timedelta(hours=1)) or today_rate or _unknown(timedelta(hours=1))
+    )
+    rate_now = _own_rate(history, now, NOW_WINDOW, min_cover=timedelta(minutes=2)) or rate_1h
+    rate_24h = _blended(history, now, timedelta(days=1), today_rate or daily_prior)
+    avg_daily = _blended(history, now, timedelta(days=7), daily_prior or today_rate)
+    baseline = _blended(
+        history,
+        now - timedelta(hours=1),
+        timedelta(days=7) - timedelta(hours=1),
+        daily_prior or today_rate,
+    )
+
+    balance = latest.balance if latest is not None else None
+    runway = None
+    if balance is not None and avg_daily.per_day is not None:
+        runway = math.inf if avg_daily.per_day <= 0 else max(0.0, balance) / avg_daily.per_day
+    forecast = None
+    if spent_month is not None and rate_24h.per_hour is not None:
+        left_h = max(0.0, (month_end - now).total_seconds() / HOUR)
+        forecast = spent_month + rate_24h.per_hour * left_h
+
+    return Metrics(
+        now=now,
+        last_sample_at=latest.ts if latest is not None else None,
+        spent_today=spent_today,
+        spent_today_source=today_source,
+        spent_week=spent_week,
+        spent_month=spent_month,
+        spent_month_source=month_source,
+        rate_now=rate_now,
+        rate_1h=rate_1h,
+        rate_24h=rate_24h,
+        rate_7d=avg_daily,
+        avg_daily=avg_daily,
+        hourly_baseline=baseline,
+        balance=balance,
+        runway_days=runway,
+        forecast_month=forecast,
+        day_start=day_start,
+        day_end=day_end,
+        month_start=month_start,
+        month_end=month_end,
+        key_limit=latest.key_limit if latest is not None else None,
+        key_limit_remaining=latest.key_limit_remaining if latest is not None else None,
+        counter_resets=history.counter_resets,
+    )
+
+
+def _spent_since(history: History, start: datetime, now: datetime) -> tuple[float | None, str]:
+    first = history.first_ts
+    if first is None:
+        return None, "no samples yet"
+    got = history.window(start, now)
+    if got is None:
+        return 0.0, "own samples"  # the window began after our last sample: nothing seen
+    spent, covered = got
+    if first > start.timestamp():
+        return spent, f"own samples since {_ago(now, covered)} (partial)"
+    return spent, "own samples"
+
+
+def _own_rate(
+    history: History, now: datetime, window: timedelta, min_cover: timedelta = MIN_OWN_COVERAGE
+) -> Rate | None:
+    got = history.window(now - window, now)
+    if got is None or got[1] < min_cover:
+        return None
+    spent, covered = got
+    return Rate(
+        spent / (covered.total_seconds() / HOUR), window, covered, _own_basis(covered, window)
+    )
+
+
+def _blended(history: History, now: datetime, window: timedelta, prior: Rate | None) -> Rate:
+    """Our own samples over the part of `window` they cover, the prior for the rest."""
+    got = history.window(now - window, now)
+    spent, covered = got if got is not None else (0.0, timedelta(0))
+    if covered >= window or (prior is None or prior.per_hour is None):
+        if covered < MIN_OWN_COVERAGE:
+            return _unknown(window)
+        return Rate(
+            spent / (covered.total_seconds() / HOUR), window, covered, _own_basis(covered, window)
+        )
+    rest_h = (window - covered).total_seconds() / HOUR
+    per_hour = (spent + prior.per_hour * rest_h) / (window.total_seconds() / HOUR)
+    basis = (
+        prior.basis
+        if covered < MIN_OWN_COVERAGE
+        else f"own samples over {_span(covered)} + {prior.basis}"
+    )
+    return Rate(per_hour, window, covered, basis)
+
+
+def _provider_today_rate(latest: Sample | None) -> Rate | None:
+    """Today's average rate from the provider's usage_daily (since 00:00 UTC)."""
+    if latest is None or latest.usage_daily is None:
+        return None
+    ts = latest.ts.astimezone(UTC)
+    elapsed = ts - datetime.combine(ts.date(), time(0), tzinfo=UTC)
+    if elapsed < MIN_OWN_COVERAGE:
+        return None
+    hours = elapsed.total_seconds() / HOUR
+    return Rate(
+        latest.usage_daily / hours,
+        elapsed,
+        timedelta(0),
+        f"provider usage_daily (today since 00:00 UTC, {_span(elapsed)})",
+    )
+
+
+def _daily_prior(latest: Sample | None, prior: Prior) -> Rate | None:
+    """The best-backed long-run average before our own samples: the one covering most."""
+    candidates: list[Rate] = []
+    if prior.activity_daily is not None and prior.activity_days > 0:
+        span = timedelta(days=prior.activity_days)
+        candidates.append(
+            Rate(
+                prior.activity_daily / 24,
+                span,
+                timedelta(0),
+                f"activity, last {prior.activity_days} days",
+            )
+        )
+    if latest is not None:
+        ts = latest.ts.astimezone(UTC)
+        midnight = datetime.combine(ts.date(), time(0), tzinfo=UTC)
+        for value, begin, name in (
+            (latest.usage_monthly, midnight.replace(day=1), "month-to-date"),
+            (latest.usage_weekly, midnight - timedelta(days=ts.weekday()), "week-to-date"),
+        ):
+            elapsed = ts - begin
+            if value is not None and elapsed >= timedelta(hours=1):
+                candidates.append(
+                    Rate(
+                        value / (elapsed.total_seconds() / HOUR),
+                        elapsed,
+                        timedelta(0),
+                        f"provider {name} average ({_span(elapsed)})",
+                    )
+                )
+    return max(candidates, key=lambda r: r.window) if candidates else None
+
+
+def _unknown(window: timedelta) -> Rate:
+    return Rate(None, window, timedelta(0), "not enough history yet")
+
+
+def _own_basis(covered: timedelta, window: timedelta) -> str:
+    if covered >= window - timedelta(seconds=1):
+        return f"own samples, full {_span(window)}"
+    return f"own samples over {_span(covered)} of {_span(window)}"
+
+
+def _span(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds >= 2 * DAY:
+        return f"{seconds / DAY:.1f} days"
+    if seconds >= 2 * HOUR:
+        return f"{seconds / HOUR:.1f} h"
+    return f"{max(1, round(seconds / 60))} min"
+
+
+def _ago(now: datetime, covered: timedelta) -> str:
+    return f"{_span(covered)} ago"
+
+
+def daily_spend(
+    history: History, end: datetime, days: int, tz: tzinfo
+) -> list[tuple[date, float | None]]:
+    """Spend per local day for the `days` days up to and including `end`'s day."""
+    today = end.astimezone(tz).date()
+    out: list[tuple[date, float | None]] = []
+    for back in range(days - 1, -1, -1):
+        day = today - timedelta(days=back)
+        got = history.window(
+            local_midnight(day, tz), min(end, local_midnight(day + timedelta(days=1), tz))
+        )
+        out.append((day, got[0] if got and got[1] > timedelta(0) else None))
+    return out
+
+
+def samples_needed_since(now: datetime, tz: tzinfo) -> datetime:
+    """How far back the tick must load samples for every window measure() looks at."""
+    month_start, _ = month_bounds(now, tz)
+    return min(month_start, now - timedelta(days=7)) - timedelta(hours=1)
+
+
+def history_from(samples: Sequence[Sample], now: datetime) -> History:
+    history = History.from_samples(samples)
+    history.compact(now)
+    return history

@@ -1,0 +1,441 @@
+"""Budget rules: pure judgements of one tick's Metrics into Findings.
+
+Each rule yields at most one finding per key, `warning` or `critical`, with the value, the
+threshold, the window, and a sentence a person understands at 3 a.m. Two ideas keep them
+useful rather than noisy:
+
+- Prediction: a critical limit that the current rate crosses before the next poll is
+  critical *now*, so the permit is revoked before the money is spent, not a poll after.
+- Hysteresis: a finding that is already active (`held`) stays until its value is back
+  inside its threshold by `budget.hysteresis`, so a value hovering at the line does not flap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Literal
+
+from watchdog.burn import Metrics
+from watchdog.config import BudgetConfig
+
+Severity = Literal["warning", "critical"]
+RULES = (
+    "daily_limit",
+    "monthly_limit",
+    "monthly_forecast",
+    "buffer_days",
+    "min_balance",
+    "key_limit",
+    "spike",
+    "stale",
+    "auth",
+)
+WATCHED = "*"  # the key of findings about the watched scope (the key, or the account)
+SEVERITY_ORDER = {"warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule's judgement. `value` and `threshold` share a unit (USD, days, USD/h, s)."""
+
+    rule: str
+    severity: Severity
+    value: float | None
+    threshold: float | None
+    message: str
+    key: str = WATCHED
+    window: str = ""
+    unit: str = "usd"
+    predicted: bool = False
+    basis: str = ""
+
+    @property
+    def ident(self) -> tuple[str, str]:
+        return (self.rule, self.key)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("value", "threshold"):
+            if isinstance(data[name], float) and not math.isfinite(data[name]):
+                data[name] = None
+            elif isinstance(data[name], float):
+                data[name] = round(data[name], 4)
+        return data
+
+
+@dataclass(frozen=True)
+class PollState:
+    """What the rules need to know about polling (staleness, a rejected key)."""
+
+    last_success: datetime | None
+    started_at: datetime
+    auth_error: str | None = None
+
+
+def evaluate(
+    metrics: Metrics,
+    budget: BudgetConfig,
+    poll: PollState,
+    *,
+    horizon: timedelta,
+    held: Mapping[tuple[str, str], Severity] | None = None,
+) -> list[Finding]:
+    """Given this tick's metrics, the budget, polling state, the prediction horizon (time
+    to the next poll, with margin) and the findings active before (`held`), return the
+    findings, most severe first."""
+    held = held or {}
+    ctx = _Context(metrics, budget, horizon, held)
+    found = [
+        ctx.limit(
+            "daily_limit",
+            metrics.spent_today,
+            budget.daily_limit,
+            "today",
+            "daily",
+            metrics.day_end,
+        ),
+        ctx.limit(
+            "monthly_limit",
+            metrics.spent_month,
+            budget.monthly_limit,
+            "this month",
+            "monthly",
+            metrics.month_end,
+        ),
+        ctx.forecast(),
+        ctx.buffer(),
+        ctx.min_balance(),
+        ctx.key_limit(),
+        ctx.spike(),
+        _stale(metrics.now, poll, budget, held),
+        _auth(poll),
+    ]
+    result = [f for f in found if f is not None]
+    return sorted(result, key=lambda f: (-SEVERITY_ORDER[f.severity], RULES.index(f.rule)))
+
+
+class _Context:
+    def __init__(
+        self,
+        metrics: Metrics,
+        budget: BudgetConfig,
+        horizon: timedelta,
+        held: Mapping[tuple[str, str], Severity],
+    ) -> None:
+        self.m = metrics
+        self.b = budget
+        self.tz = budget.tz
+        self.horizon_h = horizon.total_seconds() / 3600
+        self.held = held
+        # The 1-hour average lags a runaway that began minutes ago; the short window
+        # catches it. Predictions use whichever is faster, so they err towards stopping.
+        rates = [r for r in (metrics.rate_now.per_hour, metrics.rate_1h.per_hour) if r is not None]
+        self.rate = max(rates) if rates else None
+
+    def _held(self, rule: str) -> Severity | None:
+        return self.held.get((rule, WATCHED))
+
+    def _relax(self, rule: str, severity: Severity) -> float:
+        """Multiplier for an upper threshold: below 1 while the finding is held."""
+        held = self._held(rule)
+        if held is not None and SEVERITY_ORDER[held] >= SEVERITY_ORDER[severity]:
+            return 1 - self.b.hysteresis
+        return 1.0
+
+    def limit(
+        self,
+        rule: str,
+        spent: float | None,
+        limit: float | None,
+        window: str,
+        name: str,
+        window_end: datetime,
+    ) -> Finding | None:
+        if spent is None or limit is None:
+            return None
+        warn_at = self.b.warn_ratio * limit
+        rate = self.rate
+        reach = None
+        if rate is not None and rate > 0 and spent < limit:
+            reach = _after(self.m.now, (limit - spent) / rate)
+        predicted = (
+            reach is not None
+            and reach <= window_end
+            and reach <= self.m.now + timedelta(hours=self.horizon_h)
+        )
+        share = (
+            f"{_usd(spent)} spent {window}, {spent / limit:.0%} of the {_usd(limit)} {name} limit"
+        )
+        if spent >= limit * self._relax(rule, "critical"):
+            severity: Severity = "critical"
+            threshold = limit
+            tail = (
+                "; the limit is reached"
+                if spent >= limit
+                else "; just under the limit, held until it falls back"
+            )
+            predicted = False
+        elif predicted:
+            severity, threshold = "critical", limit
+            when = _clock(reach, self.tz, self.m.now)
+            tail = f"; at {_rate(rate)} the limit is reached at {when}, before the next poll"
+        elif spent >= warn_at * self._relax(rule, "warning"):
+            severity, threshold = "warning", warn_at
+            tail = self._reach_text(rate, reach, window_end)
+        else:
+            return None
+        return Finding(
+            rule,
+            severity,
+            spent,
+            threshold,
+            share + tail + ".",
+            window=window,
+            predicted=predicted,
+            basis=self._basis(rule),
+        )
+
+    def _reach_text(self, rate: float | None, reach: datetime | None, window_end: datetime) -> str:
+        if rate is None:
+            return ""
+        if reach is None or reach > window_end:
+            which = "today" if window_end == self.m.day_end else "this month"
+            return f"; at {_rate(rate)} the limit is not reached {which}"
+        return f"; at {_rate(rate)} the limit is reached at {_clock(reach, self.tz, self.m.now)}"
+
+    def _basis(self, rule: str) -> str:
+        m = self.m
+        if rule == "daily_limit":
+            return m.spent_today_source
+        if rule in ("monthly_limit", "monthly_forecast"):
+            return m.spent_month_source
+        return ""
+
+    def forecast(self) -> Finding | None:
+        limit, forecast = self.b.monthly_limit, self.m.forecast_month
+        if limit is None or forecast is None:
+            return None
+        if forecast <= limit * self._relax("monthly_forecast", "warning"):
+            return None
+        rate = self.m.rate_24h
+        message = (
+            f"At {_rate(rate.per_hour)} (the last 24 hours) this month ends at "
+            f"{_usd(forecast)}, {forecast / limit:.0%} of the {_usd(limit)} monthly limit."
+        )
+        return Finding(
+            "monthly_forecast",
+            "warning",
+            forecast,
+            limit,
+            message,
+            window="month end",
+            basis=rate.basis,
+        )
+
+    def buffer(self) -> Finding | None:
+        runway, avg = self.m.runway_days, self.m.avg_daily
+        if runway is None or math.isinf(runway) or avg.per_day is None:
+            return None
+        held = self._held("buffer_days")
+        h = 1 + self.b.hysteresis
+        crit, warn = self.b.buffer_days_critical, self.b.buffer_days_warning
+        if runway < crit * (h if held == "critical" else 1):
+            severity: Severity = "critical"
+            threshold = crit
+        elif runway < warn * (h if held is not None else 1):
+            severity, threshold = "warning", warn
+        else:
+            return None
+        balance = self.m.balance or 0.0
+        message = (
+            f"{_usd(balance)} of credit lasts {runway:.1f} days at the average burn of "
+            f"{_usd(avg.per_day)}/day ({avg.basis}); keep at least {threshold:g} days."
+        )
+        return Finding(
+            "buffer_days",
+            severity,
+            runway,
+            threshold,
+            message,
+            window="7-day average",
+            unit="days",
+            basis=avg.basis,
+        )
+
+    def min_balance(self) -> Finding | None:
+        balance = self.m.balance
+        if balance is None:
+            return None
+        floor = self.b.min_balance
+        held = self._held("min_balance")
+        margin = max(floor * self.b.hysteresis, 0.01) if held else 0.0
+        rate = self.rate
+        if balance <= floor + (margin if held == "critical" else 0.0):
+            text = (
+                "credit is exhausted" if balance <= 0 else f"at or under the {_usd(floor)} minimum"
+            )
+            return Finding(
+                "min_balance",
+                "critical",
+                balance,
+                floor,
+                f"Balance is {_usd(balance)}: {text}.",
+                unit="usd",
+            )
+        if rate is not None and rate > 0 and balance - rate * self.horizon_h <= floor:
+            when = _clock(_after(self.m.now, (balance - floor) / rate), self.tz, self.m.now)
+            return Finding(
+                "min_balance",
+                "critical",
+                balance,
+                floor,
+                f"Balance is {_usd(balance)}; at {_rate(rate)} it reaches {_usd(floor)} at {when}, "
+                "before the next poll.",
+                predicted=True,
+            )
+        warn_floor = floor / self.b.warn_ratio if floor > 0 else None
+        if warn_floor is not None and balance <= warn_floor + (margin if held else 0.0):
+            return Finding(
+                "min_balance",
+                "warning",
+                balance,
+                warn_floor,
+                f"Balance is {_usd(balance)}, close to the {_usd(floor)} minimum.",
+            )
+        return None
+
+    def key_limit(self) -> Finding | None:
+        limit, remaining = self.m.key_limit, self.m.key_limit_remaining
+        if limit is None or remaining is None or limit <= 0:
+            return None
+        used = limit - remaining
+        share = used / limit
+        rate = self.rate
+        text = f"The key has used {_usd(used)} of its {_usd(limit)} provider limit ({share:.0%})"
+        if remaining <= limit * self.b.hysteresis * (
+            1 if self._held("key_limit") == "critical" else 0
+        ):
+            return Finding(
+                "key_limit", "critical", used, limit, text + "; the provider will refuse it now."
+            )
+        if rate is not None and rate > 0 and remaining - rate * self.horizon_h <= 0:
+            when = _clock(_after(self.m.now, remaining / rate), self.tz, self.m.now)
+            return Finding(
+                "key_limit",
+                "critical",
+                used,
+                limit,
+                text + f"; at {_rate(rate)} it is used up at {when}, before the next poll.",
+                predicted=True,
+            )
+        if share >= self.b.warn_ratio * self._relax("key_limit", "warning"):
+            return Finding("key_limit", "warning", used, limit * self.b.warn_ratio, text + ".")
+        return None
+
+    def spike(self) -> Finding | None:
+        rate, base = self.m.rate_1h, self.m.hourly_baseline
+        if rate.per_hour is None or base.per_hour is None:
+            return None
+        relax = self._relax("spike", "warning")
+        threshold = max(self.b.spike_factor * base.per_hour, self.b.spike_min_rate)
+        if rate.per_hour <= threshold * relax:
+            return None
+        factor = rate.per_hour / base.per_hour if base.per_hour > 0 else math.inf
+        times = f"{factor:.1f}x" if math.isfinite(factor) else "far above"
+        message = (
+            f"Burning {_rate(rate.per_hour)} ({rate.basis}), {times} the usual "
+            f"{_rate(base.per_hour)} ({base.basis})."
+        )
+        return Finding(
+            "spike",
+            "warning",
+            rate.per_hour,
+            threshold,
+            message,
+            window="1h",
+            unit="usd_per_hour",
+            basis=rate.basis,
+        )
+
+
+def _stale(
+    now: datetime, poll: PollState, budget: BudgetConfig, held: Mapping[tuple[str, str], Severity]
+) -> Finding | None:
+    since = poll.last_success or poll.started_at
+    age = (now - since).total_seconds()
+    limit = budget.stale_after.total_seconds()
+    if age <= limit:
+        return None
+    severity: Severity = "critical" if age > 3 * limit else "warning"
+    what = (
+        f"No successful poll for {_duration(age)}"
+        if poll.last_success
+        else f"No successful poll since start {_duration(age)} ago"
+    )
+    return Finding(
+        "stale",
+        severity,
+        age,
+        limit,
+        f"{what} (stale after {_duration(limit)}): the numbers are out of date.",
+        unit="seconds",
+    )
+
+
+def _auth(poll: PollState) -> Finding | None:
+    if poll.auth_error is None:
+        return None
+    return Finding(
+        "auth",
+        "critical",
+        None,
+        None,
+        f"The provider rejected the key: {poll.auth_error}. Check or replace the key.",
+        unit="",
+    )
+
+
+# -- words --------------------------------------------------------------------------------
+
+
+def _usd(value: float) -> str:
+    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+
+
+def _rate(per_hour: float | None) -> str:
+    return "an unknown rate" if per_hour is None else f"{_usd(per_hour)}/h"
+
+
+def _after(now: datetime, hours: float) -> datetime | None:
+    """`now` plus `hours`, or None when that is too far away to matter (or to represent)."""
+    if not math.isfinite(hours) or hours > 24 * 400:
+        return None
+    return now + timedelta(hours=max(0.0, hours))
+
+
+def _clock(when: datetime | None, tz: tzinfo, now: datetime) -> str:
+    if when is None:
+        return "an unknown time"
+    local = (when + timedelta(seconds=30)).astimezone(tz)  # to the nearest minute
+    zone = local.tzname() or ""
+    if local.date() == now.astimezone(tz).date():
+        return f"{local:%H:%M} {zone}".strip()
+    return f"{local:%b %d %H:%M} {zone}".strip()
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def severity_of(findings: list[Finding]) -> str:
+    """The overall state: "critical", "warning" or "ok"."""
+    if any(f.severity == "critical" for f in findings):
+        return "critical"
+    return "warning" if findings else "ok"
