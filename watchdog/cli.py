@@ -112,7 +112,26 @@ def _parser() -> argparse.ArgumentParser:
         help="print the sample config (every key, its default and description) instead",
     )
     check.set_defaults(func=cmd_check_config)
+
+    report = sub.add_parser(
+        "report",
+        parents=[config],
+        help="spend per day and per model",
+        description="Spend per day from our own samples and, with a management key, per model "
+        "and provider from the provider's activity (last 30 days).",
+    )
+    report.add_argument("--days", type=_days_arg, default=14, help="how many days (default 14)")
+    report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report.set_defaults(func=cmd_report)
     return parser
+
+
+def _days_arg(text: str) -> int:
+    import argparse
+
+    if not text.isdigit() or not 1 <= int(text) <= 400:
+        raise argparse.ArgumentTypeError("must be a whole number of days from 1 to 400")
+    return int(text)
 
 
 def _positive_float(text: str) -> float:
@@ -239,6 +258,56 @@ def cmd_demo(ns: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return _serve(loaded, account, interval=interval, clock=clock, run_for=ns.run_for)
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from watchdog import burn, report
+    from watchdog.providers.base import ProviderError
+    from watchdog.providers.openrouter import OpenRouterProvider
+    from watchdog.store import Store, StoreError
+
+    loaded = _load(ns, require_key=False)
+    if loaded is None:
+        return EXIT_USAGE
+    settings = loaded.settings
+    path = settings.state.path
+    if not path.exists():
+        print(f"error: no state at {path}: has the daemon run with this config?", file=sys.stderr)
+        return EXIT_FAIL
+    now = datetime.now(UTC)
+    tz = settings.budget.tz
+    try:
+        with Store(path) as store:
+            samples = store.history(now - timedelta(days=ns.days + 1))
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    end = max([now] + [s.ts for s in samples[-1:]])  # a demo's clock may run ahead
+    days = burn.daily_spend(burn.History.from_samples(samples), end, ns.days, tz)
+    models = None
+    p = settings.provider
+    if p.management_key is not None:
+        provider = OpenRouterProvider(
+            p.base_url, None, p.management_key.get_secret_value(), timeout=p.timeout.total_seconds()
+        )
+        try:
+            rows = provider.activity()
+        except ProviderError as exc:
+            print(f"warning: per-model activity unavailable: {exc.message}", file=sys.stderr)
+        else:
+            models = report.by_model(rows, (now - timedelta(days=ns.days)).date())
+        finally:
+            provider.close()
+    elif not ns.json:
+        print("(per-model spend needs a management key: provider.management_key_file)\n")
+    if ns.json:
+        print(json.dumps(report.as_json(days, models, settings.budget.timezone), indent=2))
+    else:
+        sys.stdout.write(report.render(days, models, zone=settings.budget.timezone))
+    return EXIT_OK
 
 
 def _serve(

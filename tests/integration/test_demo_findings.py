@@ -1,0 +1,68 @@
+"""The runaway demo account, ticked with a hand-moved clock: findings within a minute."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import Clock
+from watchdog.config import load
+from watchdog.log import get_logger
+from watchdog.providers.simulated import SimulatedAccount
+from watchdog.store import Store
+from watchdog.tick import Tick
+
+
+@pytest.mark.parametrize("start_hour", [0.5, 12.0, 23.5])
+def test_runaway_raises_spike_daily_limit_and_buffer_within_a_demo_minute(
+    tmp_path: Path, start_hour: float
+) -> None:
+    start = datetime(2026, 11, 18, tzinfo=UTC) + timedelta(hours=start_hour)
+    clock = Clock(start)
+    settings = load(
+        None,
+        require_key=False,
+        overrides={
+            "budget": {"daily_limit": 20.0, "monthly_limit": 400.0},
+            "state": {"path": str(tmp_path / "state.db")},
+        },
+    ).settings
+    tick = Tick(
+        settings=settings,
+        provider=SimulatedAccount("runaway", clock, start=start),
+        store=Store(settings.state.path),
+        clock=clock,
+        log=get_logger(),
+    )
+    seen: dict[str, datetime] = {}
+    for _ in range(60):  # the demo's first real minute: 60 polls of simulated minutes
+        for finding in tick.run().findings:
+            seen.setdefault(finding.rule, clock.now)
+        clock.advance(minutes=1)
+    assert {"spike", "daily_limit", "buffer_days"} <= set(seen)
+    assert seen["spike"] - start <= timedelta(minutes=15)
+
+
+def test_steady_account_raises_nothing(tmp_path: Path) -> None:
+    start = datetime(2026, 11, 18, 9, tzinfo=UTC)
+    clock = Clock(start)
+    settings = load(
+        None,
+        require_key=False,
+        overrides={
+            "budget": {"daily_limit": 20.0, "monthly_limit": 400.0},
+            "state": {"path": str(tmp_path / "state.db")},
+        },
+    ).settings
+    tick = Tick(
+        settings=settings,
+        provider=SimulatedAccount("steady", clock, start=start),
+        store=Store(settings.state.path),
+        clock=clock,
+        log=get_logger(),
+    )
+    for _ in range(120):
+        assert tick.run().findings == []
+        clock.advance(minutes=1)
