@@ -233,6 +233,10 @@ def cmd_demo(ns: argparse.Namespace) -> int:
         "state": {"path": str(state_dir / "state.db")},
         "killswitch": {"path": str(state_dir / "permit")},
         "server": {"listen": "127.0.0.1:0"},
+        "notify": {
+            "repeat_interval": "30m",
+            "targets": [{"url": "console://", "severities": ["info", "warning", "critical"]}],
+        },
     }
     from watchdog import config
 
@@ -321,7 +325,10 @@ def _serve(
     """Build the store, the tick and the daemon around `provider`; run until stopped."""
     from datetime import UTC, datetime
 
+    from watchdog import permit
     from watchdog.daemon import Daemon
+    from watchdog.notify import AppriseTransport, targets_from
+    from watchdog.outbox import Outbox
     from watchdog.sdnotify import Notifier
     from watchdog.store import Store, StoreError
     from watchdog.tick import Tick
@@ -335,8 +342,34 @@ def _serve(
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL
     clock = clock or (lambda: datetime.now(UTC))
-    tick = Tick(settings=settings, provider=provider, store=store, clock=clock, log=logger)
-    daemon = Daemon(tick, interval=interval, log=logger, sd=Notifier(), run_for=run_for)
+    targets = targets_from(settings.notify.targets)
+    outbox = Outbox(store, AppriseTransport(), targets, clock, logger)
+    kick: list[Any] = []
+    tick = Tick(
+        settings=settings,
+        provider=provider,
+        store=store,
+        clock=clock,
+        log=logger,
+        targets=targets,
+        on_outbox=lambda: kick[0]() if kick else None,
+    )
+
+    def on_stop() -> None:
+        # A stopped watchdog leaves no permit: launches stop until it runs again.
+        if permit.revoke(settings.killswitch.path):
+            logger.info("permit_removed", reason="daemon stopped")
+
+    daemon = Daemon(
+        tick,
+        interval=interval,
+        log=logger,
+        sd=Notifier(),
+        run_for=run_for,
+        deliver=outbox.deliver if targets else None,
+        on_stop=on_stop,
+    )
+    kick.append(daemon.kick_delivery)
     try:
         return daemon.run()
     finally:

@@ -21,6 +21,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from watchdog.sdnotify import Notifier
 
+# The outbox is retried this often (and at once after a tick that wrote to it).
+DELIVER_EVERY_S = 5.0
 # A tick that runs longer than this is stuck (a poll is bounded far below it: timeouts,
 # a few retries, backoff): the heartbeat stops and systemd's watchdog restarts us.
 STUCK_AFTER_S = 300.0
@@ -52,6 +54,7 @@ class Daemon:
         status_line: Callable[[], str] | None = None,
         on_stop: Callable[[], None] | None = None,
         run_for: float | None = None,
+        deliver: Callable[[], object] | None = None,
     ) -> None:
         self.tick = tick
         self.interval = interval
@@ -61,6 +64,8 @@ class Daemon:
         self.status_line = status_line
         self.on_stop = on_stop
         self.run_for = run_for
+        self.deliver = deliver
+        self._deliver_job: Any = None
         self._tick_started: float | None = None
         self._tick_finished: float | None = None
         self._started = time.monotonic()
@@ -85,7 +90,11 @@ class Daemon:
             await self.server.start()
 
         scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(1), "heartbeat": ThreadPoolExecutor(1)},
+            executors={
+                "default": ThreadPoolExecutor(1),
+                "delivery": ThreadPoolExecutor(1),
+                "heartbeat": ThreadPoolExecutor(1),
+            },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -97,6 +106,15 @@ class Daemon:
             id="tick",
         )
         self._wake = lambda: job.modify(next_run_time=datetime.now(UTC))
+        if self.deliver is not None:
+            self._deliver_job = scheduler.add_job(
+                self._run_delivery,
+                "interval",
+                seconds=DELIVER_EVERY_S,
+                next_run_time=datetime.now(UTC),
+                executor="delivery",
+                id="deliver",
+            )
         if self.sd.watchdog_interval:
             scheduler.add_job(
                 self._heartbeat,
@@ -119,6 +137,7 @@ class Daemon:
         # Let the running tick finish (it may be mid-write), then stop.
         await loop.run_in_executor(None, lambda: scheduler.shutdown(wait=True))
         self._wake = None
+        self._deliver_job = None
         if self.server is not None:
             await self.server.stop()
         if self.on_stop is not None:
@@ -126,6 +145,22 @@ class Daemon:
         self.log.info("stopped")
         self.sd.close()
         return 0
+
+    def kick_delivery(self) -> None:
+        """Deliver the outbox now (a tick just wrote to it)."""
+        job = self._deliver_job
+        if job is not None:
+            try:
+                job.modify(next_run_time=datetime.now(UTC))
+            except Exception:  # the scheduler is shutting down: the outbox keeps it
+                self.log.debug("delivery_kick_skipped")
+
+    def _run_delivery(self) -> None:
+        assert self.deliver is not None
+        try:
+            self.deliver()
+        except Exception:
+            self.log.exception("delivery_failed")
 
     def _run_tick(self) -> None:
         with self._state_lock:

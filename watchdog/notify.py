@@ -1,18 +1,116 @@
-"""Notification delivery through Apprise: routing by severity, one target at a time.
+"""Notification delivery through Apprise, one target at a time.
 
-Apprise is imported lazily (inside functions): it loads every plugin at import, which
-commands that never notify (gate, status, check-config without targets) should not pay for.
+A send either returns or raises DeliveryError with Apprise's own explanation; the outbox
+records it and retries. Apprise is imported lazily (inside functions): it loads every
+plugin at import, which commands that never notify should not pay for.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import Any
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from watchdog.config import NotifyTarget
+
+SEVERITY_TYPE = {"info": "info", "warning": "warning", "critical": "failure"}
+
+
+class DeliveryError(Exception):
+    """A message was not delivered; `message` says why (secrets masked)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A configured target: its stable id (hash of the URL), URL, masked form, severities."""
+
+    id: str
+    url: str
+    shown: str
+    severities: tuple[str, ...]
+
+
+def target_id(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def targets_from(config: Sequence[NotifyTarget]) -> list[Target]:
+    out = []
+    for t in config:
+        url = t.url.get_secret_value()
+        out.append(Target(target_id(url), url, describe_target(url), tuple(t.severities)))
+    return out
+
+
+class Transport(Protocol):
+    def send(
+        self, target: Target, title: str, body: str, severity: str, resolved: bool
+    ) -> None: ...
+
+
+class AppriseTransport:
+    """Sends through Apprise; one Apprise object per target, built on first use."""
+
+    def __init__(self, timeout: float = 15.0) -> None:
+        self._timeout = timeout
+        self._objects: dict[str, Any] = {}
+
+    def send(self, target: Target, title: str, body: str, severity: str, resolved: bool) -> None:
+        import apprise
+
+        obj = self._objects.get(target.id)
+        if obj is None:
+            register_console()
+            obj = apprise.Apprise()
+            if not obj.add(target.url):
+                raise DeliveryError(f"{target.shown}: Apprise cannot use this URL")
+            self._objects[target.id] = obj
+        kind = "success" if resolved else SEVERITY_TYPE.get(severity, "info")
+        try:
+            result = obj.notify(
+                body=body, title=title, notify_type=kind, body_format=apprise.NotifyFormat.MARKDOWN
+            )
+        except Exception as exc:  # a plugin bug must not take the loop down
+            raise DeliveryError(f"{target.shown}: {type(exc).__name__}: {exc}") from None
+        if not result:
+            raise DeliveryError(f"{target.shown}: {_why(result)}")
+
+
+def _why(result: Any) -> str:
+    try:
+        problems = [e.message for e in result.logs() if e.level in ("ERROR", "WARNING")]
+    except AttributeError:  # Apprise 1.x returned a bool
+        problems = []
+    return problems[-1] if problems else "not delivered (no reason given)"
+
+
+_console_registered = False
+
+
+def register_console() -> None:
+    """Register `console://`: an Apprise custom notification that prints the message to
+    stderr. The demo uses it to show alerts; it works in any config too."""
+    global _console_registered
+    if _console_registered:
+        return
+    from apprise.decorators import notify
+
+    @notify(on="console", name="budget-watchdog console")  # type: ignore[misc,no-untyped-call]
+    def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
+        rule = "─" * min(78, max(len(title), 40))
+        print(f"\n{rule}\n{title}\n{rule}\n{body}\n{rule}\n", file=sys.stderr, flush=True)
+        return True
+
+    _console_registered = True
 
 
 def _instantiate(url: str) -> Any:
     import apprise
 
+    register_console()
     return apprise.Apprise.instantiate(url, suppress_exceptions=True)
 
 

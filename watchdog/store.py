@@ -15,10 +15,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from watchdog.alerts import AlertState, Silence
+from watchdog.messages import OutboxRow
 from watchdog.snapshot import Sample
 
 # Raw samples are kept this long: the longest window measured (month to date, 31 days)
@@ -41,6 +44,70 @@ MIGRATIONS: tuple[str, ...] = (
         key_limit_remaining REAL
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: alerts. Active alert states (hysteresis and dedup survive restarts), silences,
+    # and the outbox: every message is written here, in the tick's transaction, before it
+    # is sent, so a crash can delay a message but not lose it.
+    """
+    CREATE TABLE alerts (
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        last_sent INTEGER,
+        message TEXT NOT NULL,
+        value REAL,
+        threshold REAL,
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (rule, key)
+    );
+    CREATE TABLE silences (
+        rule TEXT PRIMARY KEY,
+        until INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        sent_at INTEGER
+    );
+    CREATE INDEX outbox_pending ON outbox (state, target, id);
+    CREATE TABLE target_health (
+        target TEXT PRIMARY KEY,
+        sent INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        last_ok INTEGER,
+        last_error TEXT,
+        last_error_at INTEGER
+    );
+    """,
+    # 3: the kill switch. Every permit transition (who, why, when) for audit, and the keys
+    # the watchdog itself disabled at the provider, so it re-enables only those.
+    """
+    CREATE TABLE permit_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE disabled_keys (
+        hash TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        disabled_at INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    );
     """,
 )
 
@@ -180,6 +247,24 @@ class Store:
                 ),
             )
 
+    @staticmethod
+    def insert_sample(db: sqlite3.Connection, sample: Sample) -> None:
+        """append() inside the caller's transaction."""
+        db.execute(
+            "INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                _ms(sample.ts),
+                sample.usage,
+                sample.usage_daily,
+                sample.usage_weekly,
+                sample.usage_monthly,
+                sample.balance,
+                sample.total_credits,
+                sample.key_limit,
+                sample.key_limit_remaining,
+            ),
+        )
+
     def append_many(self, samples: Sequence[Sample]) -> None:
         """Keep many samples in one transaction (imports, benchmarks)."""
         with self.transaction() as db:
@@ -254,9 +339,275 @@ class Store:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
             )
 
+    # -- alerts ----------------------------------------------------------------------
+
+    def load_alerts(self) -> dict[tuple[str, str], AlertState]:
+        with self._mutex:
+            rows = self._db.execute("SELECT * FROM alerts").fetchall()
+        states = [
+            AlertState(
+                rule=r[0],
+                key=r[1],
+                severity=r[2],
+                since=_dt(r[3]),
+                last_sent=_dt(r[4]) if r[4] is not None else None,
+                message=r[5],
+                value=r[6],
+                threshold=r[7],
+                suppressed=bool(r[8]),
+            )
+            for r in rows
+        ]
+        return {s.ident: s for s in states}
+
+    @staticmethod
+    def save_alerts(db: sqlite3.Connection, states: dict[tuple[str, str], AlertState]) -> None:
+        """Replace the alert states (inside the caller's transaction)."""
+        db.execute("DELETE FROM alerts")
+        db.executemany(
+            "INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    s.rule,
+                    s.key,
+                    s.severity,
+                    _ms(s.since),
+                    _ms(s.last_sent) if s.last_sent else None,
+                    s.message,
+                    s.value,
+                    s.threshold,
+                    int(s.suppressed),
+                )
+                for s in states.values()
+            ],
+        )
+
+    def set_silence(self, silence: Silence) -> None:
+        created = silence.created_at or datetime.now(UTC)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO silences VALUES (?,?,?,?)",
+                (silence.rule, _ms(silence.until), silence.reason, _ms(created)),
+            )
+
+    def remove_silence(self, rule: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM silences WHERE rule = ?", (rule,)).rowcount > 0
+
+    def silences(self, now: datetime) -> dict[str, Silence]:
+        """The silences still in force at `now` (expired ones are forgotten)."""
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT rule, until, reason, created_at FROM silences WHERE until > ?", (_ms(now),)
+            ).fetchall()
+        return {r[0]: Silence(r[0], _dt(r[1]), r[2], _dt(r[3])) for r in rows}
+
+    # -- outbox ----------------------------------------------------------------------
+
+    @staticmethod
+    def enqueue(db: sqlite3.Connection, rows: Sequence[OutboxRow]) -> None:
+        """Add messages to the outbox (inside the caller's transaction)."""
+        db.executemany(
+            "INSERT INTO outbox (created_at, target, severity, kind, rule, title, body, "
+            "next_attempt_at) VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (
+                    _ms(r.created_at),
+                    r.target,
+                    r.severity,
+                    r.kind,
+                    r.rule,
+                    r.title,
+                    r.body,
+                    _ms(r.created_at),
+                )
+                for r in rows
+            ],
+        )
+
+    def next_pending(self, target: str) -> OutboxMessage | None:
+        """The oldest undelivered message for `target` (messages go out in order)."""
+        with self._mutex:
+            row = self._db.execute(
+                "SELECT id, created_at, target, severity, kind, rule, title, body, attempts, "
+                "next_attempt_at, last_error FROM outbox WHERE state = 'pending' AND target = ? "
+                "ORDER BY id LIMIT 1",
+                (target,),
+            ).fetchone()
+        if row is None:
+            return None
+        return OutboxMessage(
+            id=row[0],
+            created_at=_dt(row[1]),
+            target=row[2],
+            severity=row[3],
+            kind=row[4],
+            rule=row[5],
+            title=row[6],
+            body=row[7],
+            attempts=row[8],
+            next_attempt_at=_dt(row[9]),
+            last_error=row[10],
+        )
+
+    def pending_targets(self) -> list[str]:
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT DISTINCT target FROM outbox WHERE state = 'pending'"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def mark_sent(self, message_id: int, target: str, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
+                (_ms(now), message_id),
+            )
+            db.execute(
+                "INSERT INTO target_health (target, sent, last_ok) VALUES (?, 1, ?) "
+                "ON CONFLICT (target) DO UPDATE SET sent = sent + 1, last_ok = excluded.last_ok",
+                (target, _ms(now)),
+            )
+
+    def mark_failed(
+        self, message_id: int, target: str, now: datetime, error: str, retry_at: datetime | None
+    ) -> None:
+        """Record a failed attempt; `retry_at` None gives the message up for good."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+                "state = ? WHERE id = ?",
+                (error, _ms(retry_at or now), "pending" if retry_at else "failed", message_id),
+            )
+            db.execute(
+                "INSERT INTO target_health (target, failed, last_error, last_error_at) "
+                "VALUES (?, 1, ?, ?) ON CONFLICT (target) DO UPDATE SET failed = failed + 1, "
+                "last_error = excluded.last_error, last_error_at = excluded.last_error_at",
+                (target, error, _ms(now)),
+            )
+
+    def outbox_messages(self) -> list[OutboxMessage]:
+        """Every outbox message, oldest first (for tests and status)."""
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT id, created_at, target, severity, kind, rule, title, body, attempts, "
+                "next_attempt_at, last_error, state FROM outbox ORDER BY id"
+            ).fetchall()
+        return [
+            OutboxMessage(
+                id=r[0],
+                created_at=_dt(r[1]),
+                target=r[2],
+                severity=r[3],
+                kind=r[4],
+                rule=r[5],
+                title=r[6],
+                body=r[7],
+                attempts=r[8],
+                next_attempt_at=_dt(r[9]),
+                last_error=r[10],
+                state=r[11],
+            )
+            for r in rows
+        ]
+
+    def target_health(self) -> dict[str, TargetHealth]:
+        with self._mutex:
+            rows = self._db.execute("SELECT * FROM target_health").fetchall()
+            pending = dict(
+                self._db.execute(
+                    "SELECT target, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY target"
+                ).fetchall()
+            )
+        out = {
+            r[0]: TargetHealth(
+                sent=r[1],
+                failed=r[2],
+                last_ok=_dt(r[3]) if r[3] else None,
+                last_error=r[4],
+                last_error_at=_dt(r[5]) if r[5] else None,
+                pending=pending.get(r[0], 0),
+            )
+            for r in rows
+        }
+        for target, count in pending.items():
+            out.setdefault(target, TargetHealth(pending=count))
+        return out
+
+    # -- permit ----------------------------------------------------------------------
+
+    @staticmethod
+    def audit(db: sqlite3.Connection, at: datetime, state: str, actor: str, reason: str) -> None:
+        """Record a permit transition (inside the caller's transaction)."""
+        db.execute(
+            "INSERT INTO permit_audit (at, state, actor, reason) VALUES (?,?,?,?)",
+            (_ms(at), state, actor, reason),
+        )
+
+    def audit_log(self, limit: int = 50) -> list[tuple[datetime, str, str, str]]:
+        """The latest permit transitions, newest first."""
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT at, state, actor, reason FROM permit_audit ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(_dt(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def disabled_keys(self) -> dict[str, str]:
+        """Keys the watchdog disabled at the provider: hash → name."""
+        with self._mutex:
+            rows = self._db.execute("SELECT hash, name FROM disabled_keys").fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def record_disabled(self, key_hash: str, name: str, at: datetime, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO disabled_keys VALUES (?,?,?,?)",
+                (key_hash, name, _ms(at), reason),
+            )
+
+    def forget_disabled(self, key_hash: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM disabled_keys WHERE hash = ?", (key_hash,))
+
+    def set_meta_in(self, db: sqlite3.Connection, key: str, value: Any) -> None:
+        """set_meta inside the caller's transaction."""
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
+        )
+
     def vacuum(self) -> None:
         with self._mutex:
             self._db.execute("VACUUM")
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message in the outbox, with its delivery state."""
+
+    id: int
+    created_at: datetime
+    target: str
+    severity: str
+    kind: str
+    rule: str
+    title: str
+    body: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    state: str = "pending"
+
+
+@dataclass(frozen=True)
+class TargetHealth:
+    sent: int = 0
+    failed: int = 0
+    last_ok: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    pending: int = 0
 
 
 def _sample(row: Sequence[Any]) -> Sample:
