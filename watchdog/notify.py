@@ -98,7 +98,7 @@ def register_console() -> None:
         return
     from apprise.decorators import notify
 
-    @notify(on="console", name="budget-watchdog console")  # type: ignore[misc,no-untyped-call]
+    @notify(on="console", name="budget-watchdog console")  # type: ignore[untyped-decorator,no-untyped-call]
     def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
         rule = "─" * min(78, max(len(title), 40))
         print(f"\n{rule}\n{title}\n{rule}\n{body}\n{rule}\n", file=sys.stderr, flush=True)
