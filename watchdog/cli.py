@@ -113,6 +113,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=cmd_check_config)
 
+    notify_test = sub.add_parser(
+        "notify-test",
+        parents=[config],
+        help="send a test message to every target",
+        description="Send a test message to every [[notify.targets]] entry; print each result. "
+        "Exit 0 only when all were delivered.",
+    )
+    notify_test.set_defaults(func=cmd_notify_test)
+
+    silence = sub.add_parser(
+        "silence",
+        parents=[config],
+        help="stop notifications for a rule for a while",
+        description="Stop notifications for RULE until the silence expires (the permit is not "
+        "affected). If the finding still fires when it ends, it is sent again.",
+    )
+    silence.add_argument("rule", metavar="RULE", help="a rule name, e.g. spike or daily_limit")
+    silence.add_argument(
+        "--for",
+        dest="duration",
+        type=_duration_arg,
+        required=True,
+        metavar="DURATION",
+        help="how long, e.g. 2h",
+    )
+    silence.add_argument("--reason", default="", help="why (shown by status)")
+    silence.set_defaults(func=cmd_silence)
+
+    unsilence = sub.add_parser(
+        "unsilence",
+        parents=[config],
+        help="end a silence now",
+        description="End the silence of RULE now.",
+    )
+    unsilence.add_argument("rule", metavar="RULE")
+    unsilence.set_defaults(func=cmd_unsilence)
+
     report = sub.add_parser(
         "report",
         parents=[config],
@@ -262,6 +299,98 @@ def cmd_demo(ns: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return _serve(loaded, account, interval=interval, clock=clock, run_for=ns.run_for)
+
+
+def cmd_notify_test(ns: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from watchdog import log
+    from watchdog.notify import AppriseTransport, DeliveryError, targets_from
+
+    loaded = _load(ns, require_key=False, check_targets=True)
+    if loaded is None:
+        return EXIT_USAGE
+    log.set_secrets(loaded.settings.secrets())
+    targets = targets_from(loaded.settings.notify.targets)
+    if not targets:
+        print("no [[notify.targets]] configured: nothing to test", file=sys.stderr)
+        return EXIT_FAIL
+    transport = AppriseTransport()
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    failures = 0
+    for target in targets:
+        body = (
+            f"**Test message from budget-watchdog** at {now}.\n\n"
+            f"This target receives: {', '.join(target.severities)}. No action needed."
+        )
+        try:
+            transport.send(target, "[TEST] budget-watchdog notification", body, "info", False)
+        except DeliveryError as exc:
+            failures += 1
+            print(f"FAILED     {target.shown}: {log.scrub(str(exc))}")
+        else:
+            print(f"delivered  {target.shown}")
+    print(f"{len(targets) - failures} of {len(targets)} targets delivered")
+    return EXIT_OK if failures == 0 else EXIT_FAIL
+
+
+def _control_store(ns: argparse.Namespace) -> tuple[Any, Any] | None:
+    """The config and an open store for a control command, or None after printing why."""
+    from watchdog.store import Store, StoreError
+
+    loaded = _load(ns, require_key=False)
+    if loaded is None:
+        return None
+    try:
+        return loaded, Store(loaded.settings.state.path)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _poke(loaded: Loaded) -> str:
+    """Ask a running daemon to tick now; say what happened."""
+    from watchdog.control import request_tick
+
+    if request_tick(loaded.settings):
+        return "the running daemon applied it now"
+    interval = loaded.settings.provider.poll_interval.total_seconds()
+    return f"no daemon answered; a running one applies it within {interval:g}s"
+
+
+def cmd_silence(ns: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from watchdog.alerts import Silence
+    from watchdog.rules import RULES
+
+    if ns.rule not in RULES:
+        print(f"error: unknown rule {ns.rule!r}; rules: {', '.join(RULES)}", file=sys.stderr)
+        return EXIT_USAGE
+    opened = _control_store(ns)
+    if opened is None:
+        return EXIT_USAGE
+    loaded, store = opened
+    now = datetime.now(UTC)
+    until = now + timedelta(seconds=ns.duration)
+    with store:
+        store.set_silence(Silence(ns.rule, until, ns.reason, now))
+    print(f"silenced {ns.rule} until {until:%Y-%m-%d %H:%M} UTC; {_poke(loaded)}")
+    return EXIT_OK
+
+
+def cmd_unsilence(ns: argparse.Namespace) -> int:
+    opened = _control_store(ns)
+    if opened is None:
+        return EXIT_USAGE
+    loaded, store = opened
+    with store:
+        removed = store.remove_silence(ns.rule)
+    if not removed:
+        print(f"{ns.rule} was not silenced")
+        return EXIT_OK
+    print(f"silence of {ns.rule} ended; {_poke(loaded)}")
+    return EXIT_OK
 
 
 def cmd_report(ns: argparse.Namespace) -> int:

@@ -66,7 +66,7 @@ class AppriseTransport:
             register_console()
             obj = apprise.Apprise()
             if not obj.add(target.url):
-                raise DeliveryError(f"{target.shown}: Apprise cannot use this URL")
+                raise DeliveryError("Apprise cannot use this URL")
             self._objects[target.id] = obj
         kind = "success" if resolved else SEVERITY_TYPE.get(severity, "info")
         try:
@@ -74,9 +74,9 @@ class AppriseTransport:
                 body=body, title=title, notify_type=kind, body_format=apprise.NotifyFormat.MARKDOWN
             )
         except Exception as exc:  # a plugin bug must not take the loop down
-            raise DeliveryError(f"{target.shown}: {type(exc).__name__}: {exc}") from None
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         if not result:
-            raise DeliveryError(f"{target.shown}: {_why(result)}")
+            raise DeliveryError(_why(result))
 
 
 def _why(result: Any) -> str:
@@ -119,9 +119,32 @@ def describe_target(url: str) -> str:
     or "scheme://…" when Apprise cannot parse it."""
     plugin = _instantiate(url)
     if plugin is not None:
-        return str(plugin.url(privacy=True))
+        return _without_defaults(str(plugin.url(privacy=True)))
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
     return f"{scheme.group(1)}://…" if scheme else "(not a URL)"
+
+
+# Apprise adds its defaults to every URL it prints; they only make a target harder to spot.
+_NOISE = {
+    "overflow",
+    "retry",
+    "wait",
+    "optional",
+    "method",
+    "cto",
+    "rto",
+    "format",
+    "emojis",
+    "verify",
+    "store",
+    "tz",
+}
+
+
+def _without_defaults(url: str) -> str:
+    base, _, query = url.partition("?")
+    kept = [p for p in query.split("&") if p and p.split("=", 1)[0] not in _NOISE]
+    return base + ("?" + "&".join(kept) if kept else "")
 
 
 def url_problem(url: str) -> str | None:

@@ -1,0 +1,158 @@
+"""The alert lifecycle with explicit time: fire, repeat, escalate, resolve, silence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from watchdog import alerts, rules
+from watchdog.alerts import Silence
+from watchdog.config import BudgetConfig
+from watchdog.rules import Finding
+from watchdog.store import Store
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+REPEAT = timedelta(hours=4)
+
+
+def finding(severity: rules.Severity = "warning", rule: str = "daily_limit") -> Finding:
+    return Finding(rule, severity, 17.0, 16.0, f"{rule} is {severity}")
+
+
+class Run:
+    """Feeds findings tick by tick and keeps the events, like the daemon would."""
+
+    def __init__(self, *, send_resolved: bool = True, repeat: timedelta = REPEAT) -> None:
+        self.states: dict[tuple[str, str], alerts.AlertState] = {}
+        self.silences: dict[str, Silence] = {}
+        self.send_resolved = send_resolved
+        self.repeat = repeat
+
+    def at(self, minutes: float, *found: Finding) -> list[tuple[str, str, str]]:
+        now = T0 + timedelta(minutes=minutes)
+        self.states, events = alerts.advance(
+            self.states,
+            list(found),
+            now,
+            repeat_interval=self.repeat,
+            send_resolved=self.send_resolved,
+            silences=self.silences,
+        )
+        return [(e.kind, e.rule, e.severity) for e in events]
+
+
+def test_a_new_finding_fires_once() -> None:
+    run = Run()
+    assert run.at(0, finding()) == [("firing", "daily_limit", "warning")]
+    assert run.at(1, finding()) == []
+    assert run.at(60, finding()) == []
+
+
+def test_a_lasting_finding_repeats_at_the_interval() -> None:
+    run = Run()
+    run.at(0, finding())
+    assert run.at(239, finding()) == []
+    assert run.at(240, finding()) == [("repeat", "daily_limit", "warning")]
+    assert run.at(300, finding()) == []
+    assert run.at(480, finding()) == [("repeat", "daily_limit", "warning")]
+
+
+def test_repeat_interval_zero_never_repeats() -> None:
+    run = Run(repeat=timedelta(0))
+    run.at(0, finding())
+    assert run.at(10_000, finding()) == []
+
+
+def test_escalation_and_de_escalation_are_new_messages() -> None:
+    run = Run()
+    run.at(0, finding("warning"))
+    assert run.at(5, finding("critical")) == [("escalated", "daily_limit", "critical")]
+    assert run.at(6, finding("critical")) == []
+    assert run.at(7, finding("warning")) == [("de-escalated", "daily_limit", "warning")]
+
+
+def test_a_second_threshold_is_not_swallowed_by_the_first_ones_dedup() -> None:
+    run = Run()
+    run.at(0, finding("warning"))
+    # Within the repeat window, the critical crossing still goes out at once.
+    assert run.at(1, finding("critical")) == [("escalated", "daily_limit", "critical")]
+
+
+def test_resolution_is_sent_once_and_says_how_long_it_lasted() -> None:
+    run = Run()
+    run.at(0, finding())
+    now = T0 + timedelta(minutes=95)
+    states, events = alerts.advance(run.states, [], now, repeat_interval=REPEAT, send_resolved=True)
+    assert [(e.kind, e.severity) for e in events] == [("resolved", "warning")]
+    assert events[0].message.startswith("Resolved after 1 h 35 min. It was: daily_limit is warning")
+    assert states == {}
+
+
+def test_no_resolved_message_when_switched_off() -> None:
+    run = Run(send_resolved=False)
+    run.at(0, finding())
+    assert run.at(5) == []
+
+
+def test_independent_rules_do_not_interfere() -> None:
+    run = Run()
+    assert run.at(0, finding(rule="spike"), finding(rule="daily_limit")) == [
+        ("firing", "spike", "warning"),
+        ("firing", "daily_limit", "warning"),
+    ]
+    assert run.at(1, finding(rule="daily_limit")) == [("resolved", "spike", "warning")]
+
+
+def test_a_silence_holds_messages_and_the_end_sends_it_again() -> None:
+    run = Run()
+    run.silences["spike"] = Silence("spike", T0 + timedelta(hours=2))
+    assert run.at(0, finding(rule="spike")) == []
+    assert run.at(30, finding("critical", rule="spike")) == []
+    assert run.at(121, finding("critical", rule="spike")) == [("unsilenced", "spike", "critical")]
+    assert run.at(122, finding("critical", rule="spike")) == []
+
+
+def test_a_finding_that_ends_during_its_silence_sends_nothing() -> None:
+    run = Run()
+    run.silences["spike"] = Silence("spike", T0 + timedelta(hours=2))
+    run.at(0, finding(rule="spike"))
+    assert run.at(10) == []
+    assert run.at(200) == []
+
+
+def test_a_silence_does_not_touch_other_rules() -> None:
+    run = Run()
+    run.silences["spike"] = Silence("spike", T0 + timedelta(hours=2))
+    assert run.at(0, finding(rule="spike"), finding(rule="stale")) == [
+        ("firing", "stale", "warning")
+    ]
+
+
+def test_states_survive_a_restart_without_duplicates(tmp_path: Path) -> None:
+    run = Run()
+    run.at(0, finding("critical"), finding(rule="spike"))
+    with Store(tmp_path / "s.db") as store, store.transaction() as db:
+        store.save_alerts(db, run.states)
+    with Store(tmp_path / "s.db") as store:
+        restored = store.load_alerts()
+    assert restored == run.states
+    again = Run()
+    again.states = restored
+    assert again.at(1, finding("critical"), finding(rule="spike")) == []  # no duplicate
+    assert again.at(2, finding("critical")) == [("resolved", "spike", "warning")]  # none missed
+
+
+def test_a_value_hovering_at_the_line_does_not_flap() -> None:
+    """Rules hold active findings (hysteresis); alerts see one firing, no resolve."""
+    from tests.unit.test_rules import metrics, poll
+
+    budget = BudgetConfig(daily_limit=20)  # warning at $16.00, released under $15.20
+    run = Run()
+    kinds = []
+    for minute, spent in enumerate([15.9, 16.1, 15.95, 16.05, 15.8, 16.2, 15.6, 16.0, 15.5]):
+        held = {ident: s.severity for ident, s in run.states.items()}
+        found = rules.evaluate(
+            metrics(spent_today=spent), budget, poll(), horizon=timedelta(seconds=75), held=held
+        )
+        kinds += run.at(minute, *found)
+    assert kinds == [("firing", "daily_limit", "warning")]
