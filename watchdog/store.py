@@ -450,6 +450,14 @@ class Store:
             last_error=row[10],
         )
 
+    def retry_pending_now(self, now: datetime) -> int:
+        """Make every pending message due now (at start: the restart may be the fix)."""
+        with self.transaction() as db:
+            return db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
+                (_ms(now), _ms(now)),
+            ).rowcount
+
     def pending_targets(self) -> list[str]:
         with self._mutex:
             rows = self._db.execute(

@@ -38,13 +38,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = ""
 class DaemonProcess:
     """`budget-watchdog run` as a child process, its stdout collected as JSON lines."""
 
-    def __init__(self, workdir: Path, config_text: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config_text: str,
+        env: dict[str, str] | None = None,
+        name: str = "daemon",
+    ) -> None:
         self.workdir = workdir
         self.config = workdir / "watchdog.toml"
         self.config.write_text(config_text)
         self.config.chmod(0o600)
-        self.stdout_path = workdir / "daemon.out"
-        self.stderr_path = workdir / "daemon.err"
+        self.stdout_path = workdir / f"{name}.out"
+        self.stderr_path = workdir / f"{name}.err"
         self.env = {
             k: v
             for k, v in os.environ.items()

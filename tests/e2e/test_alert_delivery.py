@@ -1,0 +1,63 @@
+"""Alerts from the real daemon: delivered once across a SIGKILL between write and send."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.e2e.conftest import DaemonProcess, base_config, wait_for
+from tests.fake_openrouter import FakeOpenRouter
+from tests.servers import WebhookSink, free_port
+
+
+def outbox(tmp_path: Path) -> list[tuple[int, str, str]]:
+    path = tmp_path / "state" / "state.db"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT id, title, state FROM outbox ORDER BY id").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def test_messages_written_before_a_crash_are_delivered_once_after_restart(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    sink = WebhookSink(free_port())  # down until after the crash
+    fake.account.usage_daily = 18.0  # 90% of the daily limit: a warning at the first poll
+    extra = (
+        "[budget]\ndaily_limit = 20.0\n"
+        f'[[notify.targets]]\nurl = "{sink.url}"\nseverities = ["warning", "critical"]\n'
+    )
+    config = base_config(fake, tmp_path, extra=extra)
+    first = daemon(config).start()
+    wait_for(lambda: len(outbox(tmp_path)) >= 1, what="an alert in the outbox")
+    wait_for(lambda: first.events("notify_failed"), what="a failed delivery attempt")
+    first.signal(signal.SIGKILL)
+    first.wait()
+    written = outbox(tmp_path)
+    assert [state for _, _, state in written] == ["pending"] * len(written)
+
+    sink.start()
+    try:
+        second = DaemonProcess(tmp_path, config, name="second").start()
+        wait_for(
+            lambda: all(s == "sent" for _, _, s in outbox(tmp_path)),
+            timeout=20,
+            what="the outbox delivered",
+        )
+        wait_for(lambda: second.events("poll"), what="polling again")
+        second.signal(signal.SIGTERM)
+        assert second.wait() == 0
+        titles = sink.titles()
+    finally:
+        sink.stop()
+        second.stop()
+    assert titles == [title for _, title, _ in written]  # each exactly once, in order
+    assert titles[0] == "[WARNING] daily_limit on sk-or-v1-e2e...cdef (budget-watchdog)"
+    assert not second.events("alert")  # the restart did not fire the same alert again

@@ -1,0 +1,88 @@
+"""notify-test, silence and unsilence from the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.servers import WebhookSink, free_port
+from watchdog.cli import main
+from watchdog.store import Store
+
+SECRET = "hunter2-webhook-password"
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookSink]:
+    sink = WebhookSink().start()
+    yield sink
+    sink.stop()
+
+
+def config(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "watchdog.toml"
+    path.write_text(f'[state]\npath = "{tmp_path}/state.db"\n' + body)
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_notify_test_reports_each_target_and_fails_if_any_fails(
+    tmp_path: Path, webhook: WebhookSink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = f"json://user:{SECRET}@127.0.0.1:{free_port()}/hook"
+    path = config(
+        tmp_path, f'[[notify.targets]]\nurl = "{webhook.url}"\n[[notify.targets]]\nurl = "{dead}"\n'
+    )
+    assert main(["notify-test", "--config", path]) == 1
+    out = capsys.readouterr().out
+    assert f"delivered  json://127.0.0.1:{webhook.port}/hook" in out
+    assert "FAILED     json://user:****@127.0.0.1" in out
+    assert "1 of 2 targets delivered" in out
+    assert SECRET not in out
+    assert webhook.titles() == ["[TEST] budget-watchdog notification"]
+
+
+def test_notify_test_exits_0_when_all_deliver(
+    tmp_path: Path, webhook: WebhookSink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config(tmp_path, f'[[notify.targets]]\nurl = "{webhook.url}"\n')
+    assert main(["notify-test", "--config", path]) == 0
+
+
+def test_notify_test_without_targets_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["notify-test", "--config", config(tmp_path, "")]) == 1
+    assert "no [[notify.targets]] configured" in capsys.readouterr().err
+
+
+def test_silence_is_stored_and_unsilence_ends_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config(tmp_path, "")
+    assert (
+        main(["silence", "spike", "--for", "2h", "--reason", "known backfill", "--config", path])
+        == 0
+    )
+    assert "silenced spike until" in capsys.readouterr().out
+    with Store(tmp_path / "state.db") as store:
+        silence = store.silences(datetime.now(UTC))["spike"]
+    assert silence.reason == "known backfill"
+    assert 7190 < (silence.until - datetime.now(UTC)).total_seconds() <= 7200
+    assert main(["unsilence", "spike", "--config", path]) == 0
+    with Store(tmp_path / "state.db") as store:
+        assert store.silences(datetime.now(UTC)) == {}
+
+
+def test_silence_rejects_unknown_rules_and_durations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config(tmp_path, "")
+    assert main(["silence", "spikes", "--for", "2h", "--config", path]) == 2
+    assert "unknown rule 'spikes'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["silence", "spike", "--for", "soon", "--config", path])
+    assert exc.value.code == 2
