@@ -454,7 +454,8 @@ class Store:
         """Make every pending message due now (at start: the restart may be the fix)."""
         with self.transaction() as db:
             return db.execute(
-                "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
+                "UPDATE outbox SET next_attempt_at = ? "
+                "WHERE state = 'pending' AND next_attempt_at > ?",
                 (_ms(now), _ms(now)),
             ).rowcount
 
