@@ -79,9 +79,14 @@ def decide(
 
 
 def permit_body(
-    now: datetime, ttl: timedelta, balance: float | None, runway_days: float | None
+    now: datetime,
+    ttl: timedelta,
+    balance: float | None,
+    runway_days: float | None,
+    headroom: float | None = None,
 ) -> dict[str, object]:
-    """The permit file's JSON (the DESIGN contract, plus nothing a reader must know)."""
+    """The permit file's JSON: the DESIGN contract plus `headroom_usd`, what may still be
+    spent before a critical threshold (gate --cost compares against it)."""
     finite_runway = runway_days if runway_days is not None and runway_days < 1e9 else None
     return {
         "state": "armed",
@@ -89,6 +94,7 @@ def permit_body(
         "expires_at": (now + ttl).isoformat(),
         "balance": None if balance is None else round(balance, 6),
         "runway_days": None if finite_runway is None else round(finite_runway, 3),
+        "headroom_usd": None if headroom is None else round(headroom, 6),
     }
 
 

@@ -563,6 +563,15 @@ class Store:
             ).fetchall()
         return [(_dt(r[0]), r[1], r[2], r[3]) for r in rows]
 
+    def set_override(
+        self, override: dict[str, Any], at: datetime, state: str, actor: str, reason: str
+    ) -> None:
+        """Write a manual override (trip or arm) and its audit entry, atomically. The tick
+        reads it; only the CLI and the control endpoint write it."""
+        with self.transaction() as db:
+            self.set_meta_in(db, "override", override)
+            self.audit(db, at, state, actor, reason)
+
     def disabled_keys(self) -> dict[str, str]:
         """Keys the watchdog disabled at the provider: hash → name."""
         with self._mutex:

@@ -200,7 +200,9 @@ class Tick:
         if self.latched_since is None:
             return False
         armed_at = override.get("armed_at")
-        return not (armed_at and armed_at >= self.latched_since)
+        if not armed_at:
+            return True
+        return datetime.fromisoformat(armed_at) < datetime.fromisoformat(self.latched_since)
 
     def _permit_transition(self, decision: permit.Decision, now: datetime) -> alerts.Event | None:
         was = self.permit_armed

@@ -66,6 +66,7 @@ class OpenRouterProvider:
         self._sleep = sleep
         self._clock = clock
         self._key_path = "/key"
+        self._watched_hash: str | None = None
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout),
@@ -86,7 +87,15 @@ class OpenRouterProvider:
 
     def fetch(self) -> Snapshot:
         """Return what the provider reports now. Raise a ProviderError subclass on failure."""
-        key = self._watched_key() if self._api_key else None
+        key: KeyUsage | None = None
+        rejected: AuthError | None = None
+        if self._api_key:
+            try:
+                key = self._watched_key()
+            except AuthError as exc:
+                if not (self._management_key and self._watched_hash):
+                    raise
+                rejected = exc  # a disabled key gets 401; /keys still reports its usage
         credits: Credits | None = None
         keys: tuple[KeyUsage, ...] = ()
         if self._management_key:
@@ -97,6 +106,12 @@ class OpenRouterProvider:
                 match = [k for k in keys if k.label and k.label == key.label]
                 if len(match) == 1:
                     key = _with_identity(key, match[0])
+                    self._watched_hash = match[0].hash
+            if rejected is not None:
+                listed = [k for k in keys if k.hash == self._watched_hash]
+                if not listed or not listed[0].disabled:
+                    raise rejected
+                key = listed[0]
         return Snapshot(taken_at=self._clock(), key=key, credits=credits, keys=keys)
 
     def _watched_key(self) -> KeyUsage:

@@ -1,0 +1,85 @@
+"""Pre-flight: may a job that costs $X launch now? Pure functions of this tick's numbers.
+
+Headroom is what may still be spent before a critical threshold: the room left under each
+configured limit today and this month, and the balance above the critical buffer
+(buffer_days_critical days of average spend) and above min_balance. The smallest wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from watchdog.burn import Metrics
+from watchdog.config import BudgetConfig
+
+
+@dataclass(frozen=True)
+class Room:
+    """Room left under one threshold, in USD (negative when already over)."""
+
+    name: str
+    left: float
+    text: str
+
+
+def rooms(metrics: Metrics, budget: BudgetConfig) -> list[Room]:
+    """Every threshold's remaining room that is known."""
+    out = []
+    m = metrics
+    if budget.daily_limit is not None and m.spent_today is not None:
+        out.append(
+            Room(
+                "daily_limit",
+                budget.daily_limit - m.spent_today,
+                f"${budget.daily_limit:,.2f} daily limit",
+            )
+        )
+    if budget.monthly_limit is not None and m.spent_month is not None:
+        out.append(
+            Room(
+                "monthly_limit",
+                budget.monthly_limit - m.spent_month,
+                f"${budget.monthly_limit:,.2f} monthly limit",
+            )
+        )
+    if m.balance is not None:
+        per_day = m.avg_daily.per_day
+        if per_day is not None and budget.buffer_days_critical > 0:
+            buffer = budget.buffer_days_critical * per_day
+            out.append(
+                Room(
+                    "buffer_days",
+                    m.balance - buffer,
+                    f"${buffer:,.2f} critical buffer ({budget.buffer_days_critical:g} days "
+                    f"at ${per_day:,.2f}/day)",
+                )
+            )
+        out.append(
+            Room(
+                "min_balance",
+                m.balance - budget.min_balance,
+                f"${budget.min_balance:,.2f} minimum balance",
+            )
+        )
+    return out
+
+
+def headroom(metrics: Metrics, budget: BudgetConfig) -> float | None:
+    """The smallest room left (0 when over), or None when no threshold is known."""
+    known = rooms(metrics, budget)
+    return max(0.0, min(r.left for r in known)) if known else None
+
+
+def shortfalls(
+    metrics: Metrics, budget: BudgetConfig, cost: float, reserved: float = 0.0
+) -> list[str]:
+    """Why a job of `cost` (on top of `reserved` holds) would break a threshold; [] if none."""
+    reasons = []
+    need = cost + reserved
+    for room in rooms(metrics, budget):
+        if need > room.left:
+            held = f" (with ${reserved:,.2f} reserved)" if reserved else ""
+            reasons.append(
+                f"${cost:,.2f}{held} would exceed the {room.text}: ${max(0.0, room.left):,.2f} left"
+            )
+    return reasons
