@@ -301,15 +301,30 @@ def _string(text: str, pos: int) -> tuple[str, int]:
         code = text[end + 1 : end + 2]
         if code == "u":
             hexa = text[end + 2 : end + 6]
-            if len(hexa) != 4 or any(c not in "0123456789abcdefABCDEF" for c in hexa):
+            if len(hexa) != 4 or not _is_hex(hexa):
                 raise ValueError("bad \\u escape")
-            parts.append(chr(int(hexa, 16)))
+            code_point = int(hexa, 16)
             pos = end + 6
+            low = text[pos + 2 : pos + 6] if text[pos : pos + 2] == "\\u" else ""
+            if (
+                0xD800 <= code_point < 0xDC00
+                and len(low) == 4
+                and _is_hex(low)
+                and 0xDC00 <= int(low, 16) < 0xE000
+            ):
+                # A UTF-16 surrogate pair, as json.dumps writes characters beyond the BMP.
+                code_point = 0x10000 + ((code_point - 0xD800) << 10) + (int(low, 16) - 0xDC00)
+                pos += 6
+            parts.append(chr(code_point))
         elif code in _ESCAPES:
             parts.append(_ESCAPES[code])
             pos = end + 2
         else:
             raise ValueError("bad escape")
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def _value(text: str, pos: int) -> tuple[object, int]:

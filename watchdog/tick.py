@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from watchdog import alerts, burn, messages, permit, rules
+from watchdog import alerts, burn, messages, permit, preflight, rules
 from watchdog.config import Settings
 from watchdog.notify import Target
 from watchdog.providers.base import AuthError, Provider, ProviderError
@@ -100,6 +100,12 @@ class Tick:
         self.permit_reason: str = state.get("reason", "")
         self.latched_since: str | None = state.get("latched_since")
         self.key_name: str = state.get("key_name") or "watched key"
+        # The watched key's hash, so a restart can still find a key we disabled (its /key
+        # answers 401 then) among the account's keys.
+        self.watched_hash: str | None = state.get("watched_hash")
+        remember = getattr(provider, "remember_watched_key", None)
+        if self.watched_hash and remember is not None:
+            remember(self.watched_hash)
 
     # -- the tick --------------------------------------------------------------------
 
@@ -243,7 +249,11 @@ class Tick:
         try:
             if decision.armed:
                 body = permit.permit_body(
-                    now, self.settings.killswitch.ttl, metrics.balance, metrics.runway_days
+                    now,
+                    self.settings.killswitch.ttl,
+                    metrics.balance,
+                    metrics.runway_days,
+                    preflight.headroom(metrics, self.settings.budget),
                 )
                 permit.write(path, body)
             else:
@@ -326,6 +336,7 @@ class Tick:
                     "reason": decision.reason,
                     "latched_since": self.latched_since,
                     "key_name": self.key_name,
+                    "watched_hash": self.watched_hash,
                 },
             )
             if error is not None:
@@ -350,6 +361,7 @@ class Tick:
         if snapshot is not None:
             if snapshot.key is not None:
                 self.key_name = snapshot.key.display_name
+                self.watched_hash = snapshot.key.hash or self.watched_hash
                 if snapshot.key.disabled and snapshot.key.hash not in self.store.disabled_keys():
                     health.auth_error = "the watched key is disabled at the provider"
             else:

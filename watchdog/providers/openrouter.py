@@ -83,6 +83,10 @@ class OpenRouterProvider:
     def close(self) -> None:
         self._client.close()
 
+    def remember_watched_key(self, key_hash: str) -> None:
+        """The watched key's hash from an earlier run (see fetch: a disabled key)."""
+        self._watched_hash = key_hash
+
     # -- reading ---------------------------------------------------------------------
 
     def fetch(self) -> Snapshot:
