@@ -152,6 +152,16 @@ def _parser() -> argparse.ArgumentParser:
     unsilence.add_argument("rule", metavar="RULE")
     unsilence.set_defaults(func=cmd_unsilence)
 
+    status = sub.add_parser(
+        "status",
+        parents=[config],
+        help="what the running daemon sees",
+        description="A readable summary of the running daemon (its /status); when it does not "
+        "answer, what the state file says, and that it is the state file.",
+    )
+    status.add_argument("--json", action="store_true", help="print the /status JSON")
+    status.set_defaults(func=cmd_status)
+
     trip = sub.add_parser(
         "trip",
         parents=[config],
@@ -422,6 +432,48 @@ def _operator() -> str:
     return f"{user} (cli)"
 
 
+def cmd_status(ns: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from watchdog import status
+    from watchdog.control import base_url, fetch_status
+    from watchdog.store import Store, StoreError
+
+    loaded = _load(ns, require_key=False)
+    if loaded is None:
+        return EXIT_USAGE
+    settings = loaded.settings
+    body = fetch_status(settings)
+    if body is not None:
+        source = f"running daemon at {base_url(settings)}"
+    else:
+        path = settings.state.path
+        if not path.exists():
+            print(
+                f"error: the daemon does not answer at {base_url(settings)} and there is no "
+                f"state at {path}",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
+        try:
+            with Store(path) as store:
+                body = status.from_store(store, settings, datetime.now(UTC))
+        except StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        source = (
+            f"the daemon does not answer at {base_url(settings)}: from the state file "
+            f"{path} (as of its last poll)"
+        )
+    if ns.json:
+        body["source"] = source
+        print(json.dumps(body, indent=2))
+    else:
+        sys.stdout.write(status.render_text(body, source=source))
+    return EXIT_OK
+
+
 def cmd_trip(ns: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
@@ -544,11 +596,12 @@ def _serve(
     """Build the store, the tick and the daemon around `provider`; run until stopped."""
     from datetime import UTC, datetime
 
-    from watchdog import permit
+    from watchdog import permit, status
     from watchdog.daemon import Daemon
     from watchdog.notify import AppriseTransport, targets_from
     from watchdog.outbox import Outbox
     from watchdog.sdnotify import Notifier
+    from watchdog.server import Reservations, StatusServer, create_app
     from watchdog.store import Store, StoreError
     from watchdog.tick import Tick
 
@@ -579,6 +632,27 @@ def _serve(
         if permit.revoke(settings.killswitch.path):
             logger.info("permit_removed", reason="daemon stopped")
 
+    requests: list[Any] = []
+
+    async def request_tick() -> None:
+        await requests[0]()
+
+    app = create_app(
+        view=lambda: tick.view,
+        clock=clock,
+        token=settings.server.token.get_secret_value(),
+        reservations=Reservations(),
+        request_tick=request_tick,
+    )
+    server = StatusServer(app, settings.server.host, settings.server.port, logger)
+    try:
+        server.bind()
+    except OSError as exc:
+        store.close()
+        message = f"cannot listen on {settings.server.listen}: {exc.strerror or exc}"
+        logger.error("server_unavailable", detail=message)
+        print(f"error: {message} (server.listen)", file=sys.stderr)
+        return EXIT_FAIL
     daemon = Daemon(
         tick,
         interval=interval,
@@ -587,8 +661,11 @@ def _serve(
         run_for=run_for,
         deliver=outbox.deliver if targets else None,
         on_stop=on_stop,
+        server=server,
+        status_line=lambda: status.summary_line(tick.view.status),
     )
     kick.append(daemon.kick_delivery)
+    requests.append(daemon.run_tick_now)
     try:
         return daemon.run()
     finally:

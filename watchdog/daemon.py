@@ -70,6 +70,7 @@ class Daemon:
         self._tick_finished: float | None = None
         self._started = time.monotonic()
         self._state_lock = threading.Lock()
+        self._tick_lock = threading.Lock()  # one tick at a time, scheduled or requested
         self._wake: Callable[[], None] | None = None
 
     def run(self) -> int:
@@ -162,21 +163,26 @@ class Daemon:
         except Exception:
             self.log.exception("delivery_failed")
 
+    async def run_tick_now(self) -> None:
+        """Run a tick now (after the one in progress, if any) and wait for it."""
+        await asyncio.get_running_loop().run_in_executor(None, self._run_tick)
+
     def _run_tick(self) -> None:
-        with self._state_lock:
-            self._tick_started = time.monotonic()
-        try:
-            self.tick.run()
-        except Exception:
-            # A bug, a full disk: log it with its traceback and keep the loop alive; the
-            # next tick tries again, staleness alerts if it keeps failing.
-            self.log.exception("tick_failed")
-        finally:
+        with self._tick_lock:
             with self._state_lock:
-                self._tick_finished = time.monotonic()
-                self._tick_started = None
-        if self.status_line is not None:
-            self.sd.status(self.status_line())
+                self._tick_started = time.monotonic()
+            try:
+                self.tick.run()
+            except Exception:
+                # A bug, a full disk: log it with its traceback and keep the loop alive; the
+                # next tick tries again, staleness alerts if it keeps failing.
+                self.log.exception("tick_failed")
+            finally:
+                with self._state_lock:
+                    self._tick_finished = time.monotonic()
+                    self._tick_started = None
+            if self.status_line is not None:
+                self.sd.status(self.status_line())
 
     def alive(self) -> bool:
         """True while the tick loop makes progress (no tick stuck, ticks still coming)."""

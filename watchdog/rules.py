@@ -32,6 +32,7 @@ RULES = (
     "spike",
     "stale",
     "auth",
+    "key_disable",
 )
 WATCHED = "*"  # the key of findings about the watched scope (the key, or the account)
 SEVERITY_ORDER = {"warning": 1, "critical": 2}

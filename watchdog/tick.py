@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from watchdog import alerts, burn, messages, permit, preflight, rules
+from watchdog import alerts, burn, messages, permit, preflight, rules, status
 from watchdog.config import Settings
 from watchdog.notify import Target
 from watchdog.providers.base import AuthError, Provider, ProviderError
@@ -82,8 +82,10 @@ class Tick:
         self.prior = burn.Prior()
         self.alert_states = store.load_alerts()
         self.last: TickResult | None = None
+        self.view: status.View = status.starting_view(settings, self.started_at)
         self.snapshot: Snapshot | None = None
         self.disable_error: str | None = None
+        self._silences: dict[str, alerts.Silence] = {}
         self._last_thin: datetime | None = None
         self._last_activity: datetime | None = None
         since = burn.samples_needed_since(self.started_at, settings.budget.tz)
@@ -148,6 +150,7 @@ class Tick:
 
         result = TickResult(now, sample, error, skipped, metrics, findings, events, decision)
         self.last = result
+        self.view = self._build_view(result)
         self._log(result)
         if rows and self.on_outbox is not None:
             self.on_outbox()
@@ -189,13 +192,14 @@ class Tick:
         return findings
 
     def _advance_alerts(self, findings: list[rules.Finding], now: datetime) -> list[alerts.Event]:
+        self._silences = self.store.silences(now)
         new_states, events = alerts.advance(
             self.alert_states,
             findings,
             now,
             repeat_interval=self.settings.notify.repeat_interval,
             send_resolved=self.settings.notify.send_resolved,
-            silences=self.store.silences(now),
+            silences=self._silences,
         )
         self.alert_states = new_states
         return events
@@ -411,6 +415,30 @@ class Tick:
         days = (today - min(r.date for r in past)).days
         self.prior = burn.Prior(
             activity_daily=sum(r.usage for r in past) / days, activity_days=days
+        )
+
+    def _build_view(self, r: TickResult) -> status.View:
+        h = self.health
+        return status.build(
+            now=r.now,
+            settings=self.settings,
+            metrics=r.metrics,
+            findings=r.findings,
+            decision=r.decision,
+            poll=status.PollInfo(
+                h.last_success,
+                h.last_error,
+                h.last_error_kind,
+                h.last_error_at,
+                h.polls,
+                dict(h.errors_by_kind),
+            ),
+            key_name=self.key_name,
+            scope=self.snapshot.scope if self.snapshot else "key",
+            silences=self._silences,
+            targets=self.targets,
+            target_health=self.store.target_health() if self.targets else {},
+            chart=self.history.hourly(r.now, 168),
         )
 
     def data_age(self, now: datetime) -> float | None:
