@@ -1,0 +1,102 @@
+"""The status server inside the real daemon: up before the first poll, status, control."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import DaemonProcess, base_config, wait_for
+from tests.fake_openrouter import API_KEY, FakeOpenRouter, Fault
+from tests.servers import free_port
+
+
+def config_on(fake: FakeOpenRouter, tmp_path: Path, port: int, extra: str = "") -> str:
+    return base_config(fake, tmp_path, extra=extra).replace(
+        'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"'
+    )
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def get(port: int, path: str) -> httpx.Response | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)
+    except httpx.HTTPError:
+        return None
+
+
+def test_the_server_answers_while_the_provider_hangs(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    fake.fault(Fault(status=200, delay=6, count=1))  # the first poll hangs past the timeout
+    port = free_port()
+    proc = daemon(config_on(fake, tmp_path, port)).start()
+    health = wait_for(lambda: get(port, "/healthz"), what="the server")
+    assert health.status_code == 503
+    assert health.json()["reason"] == "no successful poll yet"
+    assert not proc.events("poll")  # answered before any poll finished
+    status = get(port, "/status")
+    assert status is not None and status.json()["permit"] == "revoked"
+    wait_for(lambda: proc.events("poll"), timeout=20, what="a poll after the hang")
+    assert wait_for(lambda: (r := get(port, "/healthz")) is not None and r.status_code == 200)
+
+
+def test_status_command_reads_the_running_daemon_then_the_state_file(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    proc = daemon(config_on(fake, tmp_path, port, "[budget]\ndaily_limit = 20.0\n")).start()
+    wait_for(lambda: proc.events("poll"), what="a poll")
+    live = cli(proc.config, "status")
+    assert live.returncode == 0
+    assert f"running daemon at http://127.0.0.1:{port}" in live.stdout
+    assert "Spent today:  $2.00 of $20.00 (10%)" in live.stdout
+    body = json.loads(cli(proc.config, "status", "--json").stdout)
+    assert body["spent_today"] == 2.0 and body["permit"] == "armed"
+    tripped = cli(proc.config, "trip", "--reason", "testing")
+    assert "the running daemon applied it now" in tripped.stdout
+    assert json.loads(cli(proc.config, "status", "--json").stdout)["permit"] == "revoked"
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    offline = cli(proc.config, "status")
+    assert offline.returncode == 0
+    assert "does not answer" in offline.stdout and "from the state file" in offline.stdout
+    assert "Permit: REVOKED" in offline.stdout
+    assert API_KEY not in live.stdout + offline.stdout
+
+
+def test_off_loopback_without_a_token_refuses_to_start(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    proc = daemon(config_on(fake, tmp_path, 0).replace("127.0.0.1:0", "0.0.0.0:0")).start()
+    assert proc.wait() == 2
+    assert "At 'server.token': required when server.listen (0.0.0.0:0)" in proc.output()
+    assert "Traceback" not in proc.output()
+
+
+def test_a_busy_port_is_a_clear_error(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    first = daemon(config_on(fake, tmp_path, port)).start()
+    wait_for(lambda: get(port, "/healthz"), what="the first server")
+    (tmp_path / "b").mkdir()
+    second = DaemonProcess(tmp_path / "b", config_on(fake, tmp_path / "b", port), name="b").start()
+    assert second.wait() == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in second.output()
+    assert "Traceback" not in second.output()
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
