@@ -583,8 +583,7 @@ def load(
     finally:
         _file_data.reset(token)
 
-    _default_credentials(settings)
-    problems: list[ConfigProblem] = []
+    problems: list[ConfigProblem] = list(_default_credentials(settings, path))
     if require_key and not settings.has_key:
         problems.append(
             ConfigProblem(
@@ -600,19 +599,30 @@ def load(
     return Loaded(settings, path, warnings)
 
 
-def _default_credentials(settings: Settings) -> None:
-    """Under systemd, pick up LoadCredential= files by their conventional names."""
-    creds = os.environ.get(CREDENTIALS_ENV)
-    if not creds:
-        return
+def _default_credentials(settings: Settings, config: Path | None) -> Iterator[ConfigProblem]:
+    """Keys nobody configured explicitly, found by convention: under systemd the
+    LoadCredential= files ($CREDENTIALS_DIRECTORY/openrouter_api_key, …), elsewhere
+    keys/api_key and keys/management_key beside the config file (what install.sh sets up,
+    so `check-config` as root sees the same keys the service gets as credentials)."""
     provider = settings.provider
-    for field, name in (
-        ("api_key", API_KEY_CREDENTIAL),
-        ("management_key", MANAGEMENT_KEY_CREDENTIAL),
-    ):
-        candidate = Path(creds) / name
-        if getattr(provider, field) is None and candidate.is_file():
-            text = candidate.read_text(encoding="utf-8").strip()
+    creds = os.environ.get(CREDENTIALS_ENV)
+    places = []
+    if creds:
+        places.append((Path(creds), API_KEY_CREDENTIAL, MANAGEMENT_KEY_CREDENTIAL))
+    if config is not None:
+        places.append((config.parent / "keys", "api_key", "management_key"))
+    for directory, api_name, mgmt_name in places:
+        for field, name in (("api_key", api_name), ("management_key", mgmt_name)):
+            candidate = directory / name
+            if getattr(provider, field) is not None or not candidate.is_file():
+                continue
+            try:
+                text = candidate.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                yield ConfigProblem(
+                    f"provider.{field}_file", f"cannot read {candidate}: {exc.strerror}"
+                )
+                continue
             if text:
                 setattr(provider, field, SecretStr(text))
                 setattr(provider, f"{field}_file", candidate)

@@ -124,8 +124,10 @@ class Daemon:
                 executor="heartbeat",
                 id="heartbeat",
             )
-        scheduler.start()
+        # Config loaded, store open, port bound: ready. Said before the first tick starts,
+        # so systemd hears READY=1 before any STATUS= of a tick.
         self.sd.ready(self.status_line() if self.status_line else "starting")
+        scheduler.start()
         self.log.info("started", interval_s=self.interval)
 
         try:

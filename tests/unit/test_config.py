@@ -302,3 +302,21 @@ def test_invalid_apprise_url_is_a_config_error_with_secrets_masked(
     assert "notify.targets[0].url" in err
     assert SECRET not in err
     assert os.environ.get("OPENROUTER_API_KEY") is None
+
+
+def test_keys_beside_the_config_are_found_by_convention(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "api_key").write_text(SECRET + "\n")
+    (tmp_path / "keys" / "management_key").write_text("mgmt-" + SECRET)
+    provider = config.load(write(tmp_path, "[budget]\ndaily_limit = 5\n")).settings.provider
+    assert provider.api_key is not None and provider.api_key.get_secret_value() == SECRET
+    assert provider.management_key is not None
+    assert provider.api_key_file == tmp_path / "keys" / "api_key"
+
+
+def test_an_explicit_key_wins_over_the_conventions(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "api_key").write_text("from-convention")
+    path = write(tmp_path, '[provider]\napi_key = "explicit-key"\n')
+    key = config.load(path).settings.provider.api_key
+    assert key is not None and key.get_secret_value() == "explicit-key"

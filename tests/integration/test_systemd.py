@@ -1,0 +1,159 @@
+"""The systemd side: the unit passes systemd-analyze, install.sh installs and uninstalls,
+and the notify client never raises."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from watchdog.daemon import Daemon
+from watchdog.log import get_logger
+from watchdog.sdnotify import Notifier
+
+ROOT = Path(__file__).resolve().parents[2]
+UNIT = ROOT / "systemd" / "budget-watchdog.service"
+ANALYZE = shutil.which("systemd-analyze")
+
+
+def unit_for_this_machine(tmp_path: Path) -> Path:
+    """The unit with ExecStart pointing at this checkout's command (verify checks it)."""
+    command = Path(sys.executable).parent / "budget-watchdog"
+    path = tmp_path / "budget-watchdog.service"
+    path.write_text(
+        UNIT.read_text().replace("/opt/budget-watchdog/bin/budget-watchdog", str(command))
+    )
+    return path
+
+
+@pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
+def test_the_unit_verifies_cleanly(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [ANALYZE or "", "verify", str(unit_for_this_machine(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""
+
+
+@pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
+def test_the_unit_rates_1_5_or_better(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [ANALYZE or "", "security", "--offline=yes", str(unit_for_this_machine(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= 1.5
+
+
+def test_the_unit_has_the_contracted_pieces() -> None:
+    text = UNIT.read_text()
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "StateDirectory=",
+        "RuntimeDirectory=budget-watchdog",
+        "RuntimeDirectoryMode=0755",
+        "ConfigurationDirectory=",
+        "LoadCredential=",
+    ):
+        assert line in text, line
+
+
+def test_install_into_a_temporary_root_and_uninstall(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    env = {k: v for k, v in os.environ.items() if k != "DESTDIR"}
+    run = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "install.sh"), "--destdir", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Put the key whose spend is watched" in run.stdout
+    command = root / "opt/budget-watchdog/bin/budget-watchdog"
+    version = subprocess.run([str(command), "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("budget-watchdog ")
+    config = root / "etc/budget-watchdog/watchdog.toml"
+    assert oct(config.stat().st_mode & 0o777) == "0o640"
+    assert config.read_text() == (ROOT / "watchdog.example.toml").read_text()
+    assert (root / "etc/budget-watchdog/keys").stat().st_mode & 0o777 == 0o700
+    unit = (root / "etc/systemd/system/budget-watchdog.service").read_text()
+    assert "ExecStart=/opt/budget-watchdog/bin/budget-watchdog run" in unit
+    # Again: idempotent, and an edited config is kept.
+    config.write_text(config.read_text() + "\n# edited\n")
+    again = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "install.sh"), "--destdir", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert again.returncode == 0 and "kept the existing" in again.stdout
+    assert config.read_text().endswith("# edited\n")
+    gone = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "install.sh"), "--destdir", str(root), "--uninstall"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert gone.returncode == 0
+    assert not (root / "opt/budget-watchdog").exists()
+    assert not (root / "etc/systemd/system/budget-watchdog.service").exists()
+    assert config.exists()  # config and keys stay unless --purge
+
+
+def test_notify_is_a_no_op_outside_systemd_and_never_raises(tmp_path: Path) -> None:
+    assert Notifier({}).send("READY=1") is False
+    nowhere = Notifier({"NOTIFY_SOCKET": str(tmp_path / "no-such-socket")})
+    assert nowhere.enabled and nowhere.ready("x") is False
+    assert Notifier({"NOTIFY_SOCKET": "@abstract-nobody-listens"}).watchdog() is False
+
+
+def test_notify_sends_datagrams_and_reads_the_watchdog_interval(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000"})
+        assert notifier.watchdog_interval == 30.0
+        assert notifier.ready("state ok")
+        assert sock.recv(4096) == b"READY=1\nSTATUS=state ok"
+    other = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"})
+    assert other.watchdog_interval is None  # the watchdog is for another process
+
+
+def test_a_stuck_tick_stops_the_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    import watchdog.daemon as daemon_module
+
+    class Slow:
+        def run(self) -> None:
+            time.sleep(0.3)
+
+    monkeypatch.setattr(daemon_module, "STUCK_AFTER_S", 0.1)
+    daemon = Daemon(Slow(), interval=60, log=get_logger())
+    assert daemon.alive()
+    started = time.monotonic()
+    import threading
+
+    thread = threading.Thread(target=daemon._run_tick)
+    thread.start()
+    time.sleep(0.2)
+    assert not daemon.alive()  # 0.2 s into a tick allowed 0.1 s
+    thread.join()
+    assert daemon.alive()
+    assert time.monotonic() - started < 5
