@@ -118,7 +118,15 @@ class Tick:
         now = self.clock()
         sample = snapshot.to_sample() if snapshot is not None else None
         if sample is not None:
+            resets = self.history.counter_resets
             self.history.add(sample)
+            if self.history.counter_resets > resets:
+                self.log.warning(
+                    "usage_counter_reset",
+                    detail="the usage counter went down (a replaced key?): spend since counts "
+                    "from the new counter; nothing is subtracted",
+                    usage=round(sample.usage, 4),
+                )
             self._record_success(now, snapshot)
         elif error is not None:
             self._record_failure(error, now)

@@ -111,6 +111,10 @@ def daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     yield make
     for proc in started:
         proc.stop()
+    # No key ever reaches a log line, whatever the test did.
+    for proc in started:
+        output = proc.output()
+        assert API_KEY not in output and MANAGEMENT_KEY not in output
 
 
 def base_config(
