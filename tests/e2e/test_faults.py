@@ -83,19 +83,18 @@ def test_every_fault_is_survived_reported_and_recovered(
     proc = watched.proc
     for name, fault, kind in FAULTS:
         fake.fault(fault)
-        failed = wait_for(
-            lambda k=kind: [e for e in proc.events("poll_failed") if e["kind"] == k],
-            timeout=15,
-            what=f"{name}: a {kind} failure logged",
-        )
+        expected = "auth" if kind == "auth" else "stale"
+
+        def failures(kind: str = kind) -> list[dict[str, Any]]:
+            return [e for e in proc.events("poll_failed") if e["kind"] == kind]
+
+        def finding(rule: str = expected) -> bool:
+            return rule in {f["rule"] for f in watched.status()["findings"]}
+
+        failed = wait_for(failures, timeout=15, what=f"{name}: a {kind} failure logged")
         assert failed[-1]["error"], name
         wait_for(lambda: watched.healthz() == 503, timeout=15, what=f"{name}: /healthz 503")
-        expected = "auth" if kind == "auth" else "stale"
-        wait_for(
-            lambda r=expected: r in {f["rule"] for f in watched.status()["findings"]},
-            timeout=15,
-            what=f"{name}: the {expected} finding",
-        )
+        wait_for(finding, timeout=15, what=f"{name}: the {expected} finding")
         wait_for(lambda: not permit.exists(), timeout=10, what=f"{name}: the permit revoked")
         fake.clear_faults()
         wait_for(lambda: watched.healthz() == 200, timeout=20, what=f"{name}: recovery")
