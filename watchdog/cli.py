@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         help="stop by itself after this much real time (e.g. 90s); default: until Ctrl-C",
     )
     demo.add_argument(
+        "--listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="where the status page listens (default: a free port on 127.0.0.1)",
+    )
+    demo.add_argument(
         "--state-dir",
         metavar="DIR",
         default=None,
@@ -273,7 +279,7 @@ def cmd_check_config(ns: argparse.Namespace) -> int:
 def cmd_run(ns: argparse.Namespace) -> int:
     from watchdog.providers.openrouter import OpenRouterProvider
 
-    loaded = _load(ns, check_targets=True)
+    loaded = _load(ns)  # the notification URLs are checked by the courier (see _serve)
     if loaded is None:
         return EXIT_USAGE
     settings = loaded.settings
@@ -300,7 +306,7 @@ def cmd_demo(ns: argparse.Namespace) -> int:
         "budget": {"daily_limit": 20.0, "monthly_limit": 400.0},
         "state": {"path": str(state_dir / "state.db")},
         "killswitch": {"path": str(state_dir / "permit")},
-        "server": {"listen": "127.0.0.1:0"},
+        "server": {"listen": ns.listen},
         "notify": {
             "repeat_interval": "30m",
             "targets": [{"url": "console://", "severities": ["info", "warning", "critical"]}],
@@ -309,15 +315,13 @@ def cmd_demo(ns: argparse.Namespace) -> int:
     from watchdog import config
 
     path = config.config_path(ns.config)
+    if path is not None:  # the user's limits, but the demo's own state, permit and console
+        overrides = {k: v for k, v in overrides.items() if k != "budget"}
     try:
-        loaded = config.load(path, require_key=False, overrides=overrides if path is None else None)
+        loaded = config.load(path, require_key=False, overrides=overrides)
     except config.ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return EXIT_USAGE
-    if path is not None:  # the user's limits, but the demo's own state and permit
-        loaded = config.load(
-            path, require_key=False, overrides={k: v for k, v in overrides.items() if k != "budget"}
-        )
     clock = AcceleratedClock(datetime.now(UTC), ns.speed)
     account = SimulatedAccount(ns.profile, clock)
     profile = PROFILES[ns.profile]
@@ -329,7 +333,9 @@ def cmd_demo(ns: argparse.Namespace) -> int:
         f"State in {state_dir}. Ctrl-C stops.\n",
         file=sys.stderr,
     )
-    return _serve(loaded, account, interval=interval, clock=clock, run_for=ns.run_for)
+    return _serve(
+        loaded, account, interval=interval, clock=clock, run_for=ns.run_for, announce=True
+    )
 
 
 def cmd_notify_test(ns: argparse.Namespace) -> int:
@@ -592,21 +598,45 @@ def _serve(
     interval: float,
     clock: Any,
     run_for: float | None = None,
+    announce: bool = False,
 ) -> int:
     """Build the store, the tick and the daemon around `provider`; run until stopped."""
+    from watchdog.courier import Inspector
+
+    settings = loaded.settings
+    # Apprise checks the notification URLs in a child while we import and set up the rest.
+    inspector = Inspector([t.url.get_secret_value() for t in settings.notify.targets])
+
     from datetime import UTC, datetime
 
     from watchdog import permit, status
+    from watchdog.config import ConfigError, ConfigProblem
+    from watchdog.courier import CourierOutbox, make_targets
     from watchdog.daemon import Daemon
-    from watchdog.notify import AppriseTransport, targets_from
-    from watchdog.outbox import Outbox
     from watchdog.sdnotify import Notifier
     from watchdog.server import Reservations, StatusServer, create_app
     from watchdog.store import Store, StoreError
     from watchdog.tick import Tick
 
     logger = _setup_logging(loaded)
-    settings = loaded.settings
+    try:
+        inspection = inspector.result()
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    problems = [
+        ConfigProblem(f"notify.targets[{i}].url", f"{shown}: {problem}")
+        for i, (shown, problem) in enumerate(
+            zip(inspection.shown, inspection.problems, strict=True)
+        )
+        if problem
+    ]
+    if problems:
+        print(
+            ConfigError(problems, str(loaded.source) if loaded.source else None).report(),
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         store = Store(settings.state.path, lock=True)
     except StoreError as exc:
@@ -614,8 +644,19 @@ def _serve(
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL
     clock = clock or (lambda: datetime.now(UTC))
-    targets = targets_from(settings.notify.targets)
-    outbox = Outbox(store, AppriseTransport(), targets, clock, logger)
+    targets = make_targets(settings.notify.targets, inspection.shown)
+    # A restart may be the fix for whatever kept messages from going out: retry them now.
+    waiting = store.retry_pending_now(clock())
+    if waiting:
+        logger.info("outbox_resumed", pending=waiting)
+    outbox = CourierOutbox(
+        store,
+        targets,
+        clock,
+        logger,
+        secrets=settings.secrets(),
+        json_logs=not sys.stdout.isatty(),
+    )
     kick: list[Any] = []
     tick = Tick(
         settings=settings,
@@ -653,6 +694,12 @@ def _serve(
         logger.error("server_unavailable", detail=message)
         print(f"error: {message} (server.listen)", file=sys.stderr)
         return EXIT_FAIL
+    if announce:
+        print(
+            f"Status page: http://{settings.server.host}:{server.port}/  "
+            f"(gate: budget-watchdog gate --permit {settings.killswitch.path})\n",
+            file=sys.stderr,
+        )
     daemon = Daemon(
         tick,
         interval=interval,

@@ -12,9 +12,10 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from watchdog.config import NotifyTarget
+if TYPE_CHECKING:
+    from watchdog.config import NotifyTarget
 
 SEVERITY_TYPE = {"info": "info", "warning": "warning", "critical": "failure"}
 

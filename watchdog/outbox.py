@@ -47,9 +47,6 @@ class Outbox:
         self.targets = {t.id: t for t in targets}
         self.clock = clock
         self.log = log
-        waiting = store.retry_pending_now(clock())
-        if waiting:
-            log.info("outbox_resumed", pending=waiting)
 
     def deliver(self) -> int:
         """Send every message that is due; return how many were delivered."""

@@ -66,17 +66,19 @@ def rooms(metrics: Metrics, budget: BudgetConfig) -> list[Room]:
 
 def headroom(metrics: Metrics, budget: BudgetConfig) -> float | None:
     """The smallest room left (0 when over), or None when no threshold is known."""
-    known = rooms(metrics, budget)
+    return smallest(rooms(metrics, budget))
+
+
+def smallest(known: list[Room]) -> float | None:
     return max(0.0, min(r.left for r in known)) if known else None
 
 
-def shortfalls(
-    metrics: Metrics, budget: BudgetConfig, cost: float, reserved: float = 0.0
-) -> list[str]:
-    """Why a job of `cost` (on top of `reserved` holds) would break a threshold; [] if none."""
+def shortfalls(known: list[Room], cost: float, reserved: float = 0.0) -> list[str]:
+    """Why a job of `cost` (on top of `reserved` holds) would break one of the thresholds
+    `known` (see rooms); [] if none. Cheap: the rooms are computed once per tick."""
     reasons = []
     need = cost + reserved
-    for room in rooms(metrics, budget):
+    for room in known:
         if need > room.left:
             held = f" (with ${reserved:,.2f} reserved)" if reserved else ""
             reasons.append(

@@ -46,6 +46,8 @@ class View:
     settings: Settings
     chart: list[tuple[datetime, float | None]] = field(default_factory=list)
     targets: list[dict[str, Any]] = field(default_factory=list)
+    rooms: list[preflight.Room] = field(default_factory=list)
+    headroom: float | None = None
 
     def data_age(self, now: datetime) -> float | None:
         if self.poll.last_success is None:
@@ -107,6 +109,8 @@ def build(
     """Given one tick's results, return the View the server and CLI show."""
     b = settings.budget
     m = metrics
+    rooms = preflight.rooms(m, b)
+    headroom = preflight.smallest(rooms)
     targets_out = []
     for target in targets:
         health = target_health.get(target.id, TargetHealth())
@@ -135,7 +139,7 @@ def build(
         "burn_rate_per_hour": _money(m.rate_1h.per_hour),
         "runway_days": _days(m.runway_days),
         "forecast_month": _money(m.forecast_month),
-        "headroom_usd": _money(preflight.headroom(m, b)),
+        "headroom_usd": _money(headroom),
         "findings": [f.to_dict() for f in findings],
         "last_poll_at": _iso(poll.last_success),
         "last_error": poll.last_error,
@@ -186,6 +190,8 @@ def build(
         settings=settings,
         chart=chart or [],
         targets=targets_out,
+        rooms=rooms,
+        headroom=headroom,
     )
 
 

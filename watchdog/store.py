@@ -459,6 +459,15 @@ class Store:
                 (_ms(now), _ms(now)),
             ).rowcount
 
+    def due_count(self, now: datetime) -> int:
+        """How many undelivered messages are due at `now`."""
+        with self._mutex:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?",
+                (_ms(now),),
+            ).fetchone()
+        return int(row[0])
+
     def pending_targets(self) -> list[str]:
         with self._mutex:
             rows = self._db.execute(

@@ -51,7 +51,7 @@ PROFILES = {
     "runaway": Profile(
         "runaway",
         base_rate=0.40,
-        balance=100.0,
+        balance=75.0,
         runaway_after=timedelta(minutes=5),
         runaway_rate=30.0,
         description="steady, then 5 minutes in a loop starts burning $30/h",

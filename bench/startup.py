@@ -1,0 +1,53 @@
+"""`budget-watchdog gate` against `python3 -c pass` on the same interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.common import BIN, ROOT, Result, env_with_bytecode, median_runs, say
+
+
+def run(rounds: int = 150) -> list[Result]:
+    env = env_with_bytecode()
+    subprocess.run(
+        [str(BIN / "python"), "-m", "compileall", "-q", str(ROOT / "watchdog")], env=env, check=True
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        permit = Path(tmp) / "permit"
+        now = datetime.now(UTC)
+        permit.write_text(
+            json.dumps(
+                {
+                    "state": "armed",
+                    "issued_at": now.isoformat(),
+                    "expires_at": (now + timedelta(hours=2)).isoformat(),
+                    "balance": 50.0,
+                    "runway_days": 9.5,
+                    "headroom_usd": 12.0,
+                }
+            )
+        )
+        python = [str(BIN / "python"), "-c", "pass"]
+        gate = [str(BIN / "budget-watchdog"), "gate", "--permit", str(permit), "--cost", "3"]
+        assert subprocess.run(gate, env=env, capture_output=True).returncode == 0
+        median_runs([python, gate], 10, env)  # warm the page cache
+        start = time.monotonic()
+        base, ours = median_runs([python, gate], rounds, env)
+        say(
+            f"  gate {ours:.1f} ms vs python -c pass {base:.1f} ms "
+            f"({rounds} interleaved runs, {time.monotonic() - start:.0f} s)"
+        )
+    return [
+        Result(
+            "gate (permit file) vs `python -c pass`",
+            ours / base,
+            "x",
+            1.3,
+            note=f"{ours:.1f} ms vs {base:.1f} ms, medians of {rounds} interleaved runs",
+        ),
+    ]
