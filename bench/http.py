@@ -52,6 +52,18 @@ def wrk(url: str, method: str = "GET") -> tuple[float, float, float]:
     return rps, quantile("50"), quantile("99")
 
 
+def one_at_a_time(url: str, requests: int = 500) -> float:
+    """Median ms of a pre-flight as a job makes it: one request at a time, keep-alive."""
+    times = []
+    with httpx.Client() as client:
+        for _ in range(requests):
+            began = time.perf_counter()
+            client.get(url)
+            times.append((time.perf_counter() - began) * 1000)
+    times.sort()
+    return times[len(times) // 2]
+
+
 def _find(pattern: str, text: str) -> tuple[str, ...]:
     match = re.search(pattern, text)
     if match is None:
@@ -114,13 +126,15 @@ def run() -> list[Result]:
             wrk(f"{base}/preflight?cost=1")  # warm-up
             results.append(("preflight", *wrk(f"{base}/preflight?cost=1")))
             results.append(("status", *wrk(f"{base}/status")))
+            single = one_at_a_time(f"{base}/preflight?cost=1")
         finally:
             daemon.terminate()
             daemon.wait()
     table = {name: (rps, p50, p99) for name, rps, p50, p99 in results}
     for name, (rps, p50, p99) in table.items():
         say(f"  {name:9} {rps:8.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms")
-    bare_rps = table["bare"][0]
+    say(f"  one pre-flight at a time: {single:.2f} ms median")
+    bare_rps, _, bare_p99 = table["bare"]
     pre_rps, pre_p50, pre_p99 = table["preflight"]
     st_rps, _, st_p99 = table["status"]
     note = f"wrk -c{CONNECTIONS} -d{DURATION_S}s, the daemon ticking every second"
@@ -133,7 +147,14 @@ def run() -> list[Result]:
             lower_is_better=False,
             note=f"{pre_rps:.0f} vs {bare_rps:.0f} req/s; {note}",
         ),
-        Result("/preflight p99 latency", pre_p99, "ms", 5.0, note=note),
+        Result(
+            "/preflight p99 latency under that load",
+            pre_p99,
+            "ms",
+            5.0,
+            note=f"bare uvicorn+Starlette: {bare_p99:.2f} ms under the same load "
+            f"({pre_p99 / bare_p99:.2f}x); issue #6 asks ≤ 10 ms; {note}",
+        ),
         Result(
             "/status throughput vs bare",
             st_rps / bare_rps,
@@ -142,14 +163,15 @@ def run() -> list[Result]:
             lower_is_better=False,
             note=f"{st_rps:.0f} vs {bare_rps:.0f} req/s",
         ),
-        Result("/status p99 latency", st_p99, "ms", 10.0, note=note),
+        Result("/status p99 latency under that load", st_p99, "ms", 10.0, note=note),
         Result(
             "a local pre-flight vs one 150 ms HTTPS round trip (speed-up)",
-            150 / pre_p50,
+            150 / single,
             "x",
             50,
             lower_is_better=False,
-            note=f"p50 {pre_p50:.2f} ms",
+            note=f"{single:.2f} ms one at a time; under 50 connections p50 {pre_p50:.2f} ms "
+            f"({150 / pre_p50:.0f}x)",
         ),
     ]
 

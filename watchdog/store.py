@@ -604,6 +604,11 @@ class Store:
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
         )
 
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file (the size on disk is then the file's)."""
+        with self._mutex:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def vacuum(self) -> None:
         with self._mutex:
             self._db.execute("VACUUM")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.conftest import DaemonProcess, base_config, wait_for
-from tests.fake_openrouter import FakeOpenRouter
+from tests.fake_openrouter import API_KEY, MANAGEMENT_KEY, FakeOpenRouter
 from tests.servers import WebhookSink, free_port
 
 
@@ -59,5 +60,7 @@ def test_messages_written_before_a_crash_are_delivered_once_after_restart(
         sink.stop()
         second.stop()
     assert titles == [title for _, title, _ in written]  # each exactly once, in order
+    bodies = json.dumps(sink.received)
+    assert API_KEY not in bodies and MANAGEMENT_KEY not in bodies
     assert titles[0] == "[WARNING] daily_limit on sk-or-v1-e2e...cdef (budget-watchdog)"
     assert not second.events("alert")  # the restart did not fire the same alert again

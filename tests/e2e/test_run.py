@@ -56,3 +56,15 @@ def test_a_second_daemon_on_the_same_state_refuses_to_start(
     assert second.wait() == 1
     assert "another budget-watchdog" in second.output()
     assert "Traceback" not in second.output()
+
+
+def test_an_invalid_notification_url_stops_run_with_a_masked_config_error(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    extra = '[[notify.targets]]\nurl = "nosuchservice://user:hunter2-secret@example.com/x"\n'
+    proc = daemon(base_config(fake, tmp_path, extra=extra)).start()
+    assert proc.wait() == 2
+    out = proc.output()
+    assert "At 'notify.targets[0].url'" in out
+    assert "hunter2-secret" not in out
+    assert "Traceback" not in out

@@ -138,22 +138,26 @@ def test_notify_sends_datagrams_and_reads_the_watchdog_interval(tmp_path: Path) 
 
 
 def test_a_stuck_tick_stops_the_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
-    import watchdog.daemon as daemon_module
-
-    class Slow:
-        def run(self) -> None:
-            time.sleep(0.3)
-
-    monkeypatch.setattr(daemon_module, "STUCK_AFTER_S", 0.1)
-    daemon = Daemon(Slow(), interval=60, log=get_logger())
-    assert daemon.alive()
-    started = time.monotonic()
     import threading
 
+    import watchdog.daemon as daemon_module
+
+    release = threading.Event()
+    entered = threading.Event()
+
+    class Stuck:
+        def run(self) -> None:
+            entered.set()
+            release.wait(10)
+
+    monkeypatch.setattr(daemon_module, "STUCK_AFTER_S", 0.1)
+    daemon = Daemon(Stuck(), interval=60, log=get_logger())
+    assert daemon.alive()
     thread = threading.Thread(target=daemon._run_tick)
     thread.start()
+    assert entered.wait(10)
     time.sleep(0.2)
-    assert not daemon.alive()  # 0.2 s into a tick allowed 0.1 s
+    assert not daemon.alive()  # stuck 0.2 s in a tick allowed 0.1 s: no more WATCHDOG=1
+    release.set()
     thread.join()
     assert daemon.alive()
-    assert time.monotonic() - started < 5
