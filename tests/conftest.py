@@ -28,3 +28,16 @@ def reset_logging() -> Iterator[None]:
     yield
     log.set_secrets([])
     structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def nothing_written_to_system_paths() -> Iterator[None]:
+    """Tests keep their state and permits in temporary directories, never in the paths a
+    real installation uses (a test that forgot an override would write there as root)."""
+    from pathlib import Path
+
+    guarded = [Path("/run/budget-watchdog"), Path("/var/lib/budget-watchdog")]
+    before = {p: p.exists() for p in guarded}
+    yield
+    for path, existed in before.items():
+        assert existed or not path.exists(), f"a test wrote to {path}"

@@ -429,26 +429,10 @@ class Store:
         """The oldest undelivered message for `target` (messages go out in order)."""
         with self._mutex:
             row = self._db.execute(
-                "SELECT id, created_at, target, severity, kind, rule, title, body, attempts, "
-                "next_attempt_at, last_error FROM outbox WHERE state = 'pending' AND target = ? "
-                "ORDER BY id LIMIT 1",
+                _SELECT_OUTBOX + "WHERE state = 'pending' AND target = ? ORDER BY id LIMIT 1",
                 (target,),
             ).fetchone()
-        if row is None:
-            return None
-        return OutboxMessage(
-            id=row[0],
-            created_at=_dt(row[1]),
-            target=row[2],
-            severity=row[3],
-            kind=row[4],
-            rule=row[5],
-            title=row[6],
-            body=row[7],
-            attempts=row[8],
-            next_attempt_at=_dt(row[9]),
-            last_error=row[10],
-        )
+        return _message(row) if row is not None else None
 
     def retry_pending_now(self, now: datetime) -> int:
         """Make every pending message due now (at start: the restart may be the fix)."""
@@ -508,27 +492,8 @@ class Store:
     def outbox_messages(self) -> list[OutboxMessage]:
         """Every outbox message, oldest first (for tests and status)."""
         with self._mutex:
-            rows = self._db.execute(
-                "SELECT id, created_at, target, severity, kind, rule, title, body, attempts, "
-                "next_attempt_at, last_error, state FROM outbox ORDER BY id"
-            ).fetchall()
-        return [
-            OutboxMessage(
-                id=r[0],
-                created_at=_dt(r[1]),
-                target=r[2],
-                severity=r[3],
-                kind=r[4],
-                rule=r[5],
-                title=r[6],
-                body=r[7],
-                attempts=r[8],
-                next_attempt_at=_dt(r[9]),
-                last_error=r[10],
-                state=r[11],
-            )
-            for r in rows
-        ]
+            rows = self._db.execute(_SELECT_OUTBOX + "ORDER BY id").fetchall()
+        return [_message(r) for r in rows]
 
     def target_health(self) -> dict[str, TargetHealth]:
         with self._mutex:
@@ -640,6 +605,29 @@ class TargetHealth:
     last_error: str | None = None
     last_error_at: datetime | None = None
     pending: int = 0
+
+
+_SELECT_OUTBOX = (
+    "SELECT id, created_at, target, severity, kind, rule, title, body, attempts, "
+    "next_attempt_at, last_error, state FROM outbox "
+)
+
+
+def _message(row: Sequence[Any]) -> OutboxMessage:
+    return OutboxMessage(
+        id=row[0],
+        created_at=_dt(row[1]),
+        target=row[2],
+        severity=row[3],
+        kind=row[4],
+        rule=row[5],
+        title=row[6],
+        body=row[7],
+        attempts=row[8],
+        next_attempt_at=_dt(row[9]),
+        last_error=row[10],
+        state=row[11],
+    )
 
 
 def _sample(row: Sequence[Any]) -> Sample:

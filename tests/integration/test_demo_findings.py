@@ -8,11 +8,23 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import Clock
-from watchdog.config import load
+from watchdog.config import Settings, load
 from watchdog.log import get_logger
 from watchdog.providers.simulated import SimulatedAccount
 from watchdog.store import Store
 from watchdog.tick import Tick
+
+
+def demo_settings(tmp_path: Path) -> Settings:
+    return load(
+        None,
+        require_key=False,
+        overrides={
+            "budget": {"daily_limit": 20.0, "monthly_limit": 400.0},
+            "state": {"path": str(tmp_path / "state.db")},
+            "killswitch": {"path": str(tmp_path / "permit")},
+        },
+    ).settings
 
 
 @pytest.mark.parametrize("start_hour", [0.5, 12.0, 23.5])
@@ -21,14 +33,7 @@ def test_runaway_raises_spike_daily_limit_and_buffer_within_a_demo_minute(
 ) -> None:
     start = datetime(2026, 11, 18, tzinfo=UTC) + timedelta(hours=start_hour)
     clock = Clock(start)
-    settings = load(
-        None,
-        require_key=False,
-        overrides={
-            "budget": {"daily_limit": 20.0, "monthly_limit": 400.0},
-            "state": {"path": str(tmp_path / "state.db")},
-        },
-    ).settings
+    settings = demo_settings(tmp_path)
     tick = Tick(
         settings=settings,
         provider=SimulatedAccount("runaway", clock, start=start),
@@ -48,14 +53,7 @@ def test_runaway_raises_spike_daily_limit_and_buffer_within_a_demo_minute(
 def test_steady_account_raises_nothing(tmp_path: Path) -> None:
     start = datetime(2026, 11, 18, 9, tzinfo=UTC)
     clock = Clock(start)
-    settings = load(
-        None,
-        require_key=False,
-        overrides={
-            "budget": {"daily_limit": 20.0, "monthly_limit": 400.0},
-            "state": {"path": str(tmp_path / "state.db")},
-        },
-    ).settings
+    settings = demo_settings(tmp_path)
     tick = Tick(
         settings=settings,
         provider=SimulatedAccount("steady", clock, start=start),
