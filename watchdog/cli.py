@@ -600,7 +600,9 @@ def _serve(
     run_for: float | None = None,
     announce: bool = False,
 ) -> int:
-    """Build the store, the tick and the daemon around `provider`; run until stopped."""
+    """Build the store, the tick, the server and the daemon around `provider`; run until
+    stopped. Exit 2 for a notification URL Apprise cannot use, 1 if the state file or the
+    port is taken."""
     from watchdog.courier import Inspector
 
     settings = loaded.settings
@@ -610,8 +612,7 @@ def _serve(
     from datetime import UTC, datetime
 
     from watchdog import permit, status
-    from watchdog.config import ConfigError, ConfigProblem
-    from watchdog.courier import CourierOutbox, make_targets
+    from watchdog.courier import CourierOutbox
     from watchdog.daemon import Daemon
     from watchdog.sdnotify import Notifier
     from watchdog.server import Reservations, StatusServer, create_app
@@ -620,43 +621,12 @@ def _serve(
 
     logger = _setup_logging(loaded)
     try:
-        inspection = inspector.result()
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    problems = [
-        ConfigProblem(f"notify.targets[{i}].url", f"{shown}: {problem}")
-        for i, (shown, problem) in enumerate(
-            zip(inspection.shown, inspection.problems, strict=True)
-        )
-        if problem
-    ]
-    if problems:
-        print(
-            ConfigError(problems, str(loaded.source) if loaded.source else None).report(),
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    try:
         store = Store(settings.state.path, lock=True)
     except StoreError as exc:
         logger.error("state_unavailable", detail=str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL
     clock = clock or (lambda: datetime.now(UTC))
-    targets = make_targets(settings.notify.targets, inspection.shown)
-    # A restart may be the fix for whatever kept messages from going out: retry them now.
-    waiting = store.retry_pending_now(clock())
-    if waiting:
-        logger.info("outbox_resumed", pending=waiting)
-    outbox = CourierOutbox(
-        store,
-        targets,
-        clock,
-        logger,
-        secrets=settings.secrets(),
-        json_logs=not sys.stdout.isatty(),
-    )
     kick: list[Any] = []
     tick = Tick(
         settings=settings,
@@ -664,15 +634,8 @@ def _serve(
         store=store,
         clock=clock,
         log=logger,
-        targets=targets,
         on_outbox=lambda: kick[0]() if kick else None,
     )
-
-    def on_stop() -> None:
-        # A stopped watchdog leaves no permit: launches stop until it runs again.
-        if permit.revoke(settings.killswitch.path):
-            logger.info("permit_removed", reason="daemon stopped")
-
     requests: list[Any] = []
 
     async def request_tick() -> None:
@@ -694,6 +657,40 @@ def _serve(
         logger.error("server_unavailable", detail=message)
         print(f"error: {message} (server.listen)", file=sys.stderr)
         return EXIT_FAIL
+
+    outboxes: list[CourierOutbox] = []
+
+    def prepare() -> bool:
+        """The courier's verdict on the notification URLs (the server answers meanwhile);
+        the first tick and READY=1 wait for it, so no alert goes out unrouted."""
+        targets = _inspected_targets(loaded, inspector)
+        if targets is None:
+            return False
+        tick.targets = targets
+        # A restart may be the fix for whatever kept messages from going out: retry them.
+        waiting = store.retry_pending_now(clock())
+        if waiting:
+            logger.info("outbox_resumed", pending=waiting)
+        outboxes.append(
+            CourierOutbox(
+                store,
+                targets,
+                clock,
+                logger,
+                secrets=settings.secrets(),
+                json_logs=not sys.stdout.isatty(),
+            )
+        )
+        return True
+
+    def deliver() -> int:
+        return outboxes[0].deliver() if outboxes else 0
+
+    def on_stop() -> None:
+        # A stopped watchdog leaves no permit: launches stop until it runs again.
+        if permit.revoke(settings.killswitch.path):
+            logger.info("permit_removed", reason="daemon stopped")
+
     if announce:
         print(
             f"Status page: http://{settings.server.host}:{server.port}/  "
@@ -706,7 +703,8 @@ def _serve(
         log=logger,
         sd=Notifier(),
         run_for=run_for,
-        deliver=outbox.deliver if targets else None,
+        deliver=deliver if settings.notify.targets else None,
+        prepare=prepare,
         on_stop=on_stop,
         server=server,
         status_line=lambda: status.summary_line(tick.view.status),
@@ -714,7 +712,34 @@ def _serve(
     kick.append(daemon.kick_delivery)
     requests.append(daemon.run_tick_now)
     try:
-        return daemon.run()
+        code = daemon.run()
     finally:
         provider.close()
         store.close()
+    return EXIT_USAGE if code == 2 else code
+
+
+def _inspected_targets(loaded: Loaded, inspector: Any) -> list[Any] | None:
+    """The notification targets once the courier has checked their URLs, or None after
+    printing every problem as a config error (secrets masked)."""
+    from watchdog.config import ConfigError, ConfigProblem
+    from watchdog.courier import make_targets
+
+    try:
+        inspection = inspector.result()
+    except RuntimeError as exc:
+        problems = [ConfigProblem("notify.targets", str(exc))]
+    else:
+        problems = [
+            ConfigProblem(f"notify.targets[{i}].url", f"{shown}: {problem}")
+            for i, (shown, problem) in enumerate(
+                zip(inspection.shown, inspection.problems, strict=True)
+            )
+            if problem
+        ]
+    if problems:
+        source = str(loaded.source) if loaded.source else None
+        print(ConfigError(problems, source).report(), file=sys.stderr)
+        return None
+    targets: list[Any] = make_targets(loaded.settings.notify.targets, inspection.shown)
+    return targets

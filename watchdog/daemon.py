@@ -55,6 +55,7 @@ class Daemon:
         on_stop: Callable[[], None] | None = None,
         run_for: float | None = None,
         deliver: Callable[[], object] | None = None,
+        prepare: Callable[[], bool] | None = None,
     ) -> None:
         self.tick = tick
         self.interval = interval
@@ -65,6 +66,7 @@ class Daemon:
         self.on_stop = on_stop
         self.run_for = run_for
         self.deliver = deliver
+        self.prepare = prepare
         self._deliver_job: Any = None
         self._tick_started: float | None = None
         self._tick_finished: float | None = None
@@ -89,6 +91,12 @@ class Daemon:
             loop.add_signal_handler(sig, stop.set)
         if self.server is not None:
             await self.server.start()
+        # Work that may take a moment (checking the notification URLs) runs while the
+        # server already answers; READY=1 and the first tick wait for it.
+        if self.prepare is not None and not await loop.run_in_executor(None, self.prepare):
+            if self.server is not None:
+                await self.server.stop()
+            return 2
 
         scheduler = BackgroundScheduler(
             executors={
