@@ -105,6 +105,7 @@ def build(
     targets: Sequence[Target] = (),
     target_health: Mapping[str, TargetHealth] = {},
     chart: list[tuple[datetime, float | None]] | None = None,
+    permit_history: Sequence[tuple[datetime, str, str, str]] = (),
 ) -> View:
     """Given one tick's results, return the View the server and CLI show."""
     b = settings.budget
@@ -172,6 +173,10 @@ def build(
             if s.until > now
         ],
         "notify_targets": targets_out,
+        "permit_history": [
+            {"at": at.isoformat(), "state": state, "by": actor, "reason": reason}
+            for at, state, actor, reason in permit_history
+        ],
         "key": key_name,
         "scope": scope,
         "timezone": b.timezone,
@@ -296,6 +301,11 @@ def render_text(status: Mapping[str, Any], *, source: str) -> str:
             f"Silenced:     {s['rule']} until {s['until']}"
             + (f" ({s['reason']})" if s.get("reason") else "")
         )
+    history = status.get("permit_history") or []
+    if history:
+        lines.append("Permit history (newest first):")
+        for h in history[:5]:
+            lines.append(f"  {h['at']}  {h['state']:<13} {h['by']}: {h['reason']}")
     for t in status.get("notify_targets") or []:
         mark = "ok" if t.get("healthy") else f"FAILING: {t.get('last_error')}"
         pending = f", {t['pending']} pending" if t.get("pending") else ""

@@ -447,6 +447,7 @@ class Tick:
             targets=self.targets,
             target_health=self.store.target_health() if self.targets else {},
             chart=self.history.hourly(r.now, 168),
+            permit_history=self.store.audit_log(10),
         )
 
     def data_age(self, now: datetime) -> float | None:

@@ -91,6 +91,8 @@ def test_permit_is_refreshed_revoked_and_rearmed(tmp_path: Path) -> None:
     assert go(settings, clock)
     audit = [(state, reason) for _, state, _, reason in t.store.audit_log()]
     assert audit == [("armed", "no finding demands a stop"), ("revoked", "daily_limit critical")]
+    shown = t.view.status["permit_history"]
+    assert [(h["state"], h["by"]) for h in shown] == [("armed", "rules"), ("revoked", "rules")]
 
 
 def test_the_lease_expires_when_nobody_refreshes_it(tmp_path: Path) -> None:
