@@ -73,16 +73,10 @@ class Daemon:
         self._started = time.monotonic()
         self._state_lock = threading.Lock()
         self._tick_lock = threading.Lock()  # one tick at a time, scheduled or requested
-        self._wake: Callable[[], None] | None = None
 
     def run(self) -> int:
         """Run until stopped; return the process exit code."""
         return asyncio.run(self._main())
-
-    def tick_now(self) -> None:
-        """Run a tick as soon as possible (manual overrides take effect at once)."""
-        if self._wake is not None:
-            self._wake()
 
     async def _main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -107,14 +101,13 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
-        job = scheduler.add_job(
+        scheduler.add_job(
             self._run_tick,
             "interval",
             seconds=self.interval,
             next_run_time=datetime.now(UTC),
             id="tick",
         )
-        self._wake = lambda: job.modify(next_run_time=datetime.now(UTC))
         if self.deliver is not None:
             self._deliver_job = scheduler.add_job(
                 self._run_delivery,
@@ -147,7 +140,6 @@ class Daemon:
         self.sd.stopping()
         # Let the running tick finish (it may be mid-write), then stop.
         await loop.run_in_executor(None, lambda: scheduler.shutdown(wait=True))
-        self._wake = None
         self._deliver_job = None
         if self.server is not None:
             await self.server.stop()
