@@ -627,15 +627,7 @@ def _serve(
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL
     clock = clock or (lambda: datetime.now(UTC))
-    kick: list[Any] = []
-    tick = Tick(
-        settings=settings,
-        provider=provider,
-        store=store,
-        clock=clock,
-        log=logger,
-        on_outbox=lambda: kick[0]() if kick else None,
-    )
+    tick = Tick(settings=settings, provider=provider, store=store, clock=clock, log=logger)
     requests: list[Any] = []
 
     async def request_tick() -> None:
@@ -709,7 +701,6 @@ def _serve(
         server=server,
         status_line=lambda: status.summary_line(tick.view.status),
     )
-    kick.append(daemon.kick_delivery)
     requests.append(daemon.run_tick_now)
     try:
         code = daemon.run()

@@ -21,8 +21,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from watchdog.sdnotify import Notifier
 
-# The outbox is retried this often (and at once after a tick that wrote to it).
-DELIVER_EVERY_S = 5.0
+# The outbox is looked at this often (a cheap count; a courier starts only when a message
+# is due). A poll rather than a kick from the tick: a kick must take the scheduler's lock,
+# which a shutdown holds while it waits for that very tick (a deadlock seen in testing).
+DELIVER_EVERY_S = 2.0
 # A tick that runs longer than this is stuck (a poll is bounded far below it: timeouts,
 # a few retries, backoff): the heartbeat stops and systemd's watchdog restarts us.
 STUCK_AFTER_S = 300.0
@@ -67,12 +69,12 @@ class Daemon:
         self.run_for = run_for
         self.deliver = deliver
         self.prepare = prepare
-        self._deliver_job: Any = None
         self._tick_started: float | None = None
         self._tick_finished: float | None = None
         self._started = time.monotonic()
         self._state_lock = threading.Lock()
         self._tick_lock = threading.Lock()  # one tick at a time, scheduled or requested
+        self._stopping = False  # set under _tick_lock: no tick starts after it
 
     def run(self) -> int:
         """Run until stopped; return the process exit code."""
@@ -109,7 +111,7 @@ class Daemon:
             id="tick",
         )
         if self.deliver is not None:
-            self._deliver_job = scheduler.add_job(
+            scheduler.add_job(
                 self._run_delivery,
                 "interval",
                 seconds=DELIVER_EVERY_S,
@@ -138,9 +140,10 @@ class Daemon:
             reason = "run_for elapsed"
         self.log.info("stopping", reason=reason)
         self.sd.stopping()
-        # Let the running tick finish (it may be mid-write), then stop.
-        await loop.run_in_executor(None, lambda: scheduler.shutdown(wait=True))
-        self._deliver_job = None
+        # Let the running tick finish (it may be mid-write) and start no other, then stop.
+        # A courier already under way finishes on its own (it holds the delivery lock).
+        await loop.run_in_executor(None, self._stop_ticks)
+        scheduler.shutdown(wait=False)
         if self.server is not None:
             await self.server.stop()
         if self.on_stop is not None:
@@ -149,14 +152,9 @@ class Daemon:
         self.sd.close()
         return 0
 
-    def kick_delivery(self) -> None:
-        """Deliver the outbox now (a tick just wrote to it)."""
-        job = self._deliver_job
-        if job is not None:
-            try:
-                job.modify(next_run_time=datetime.now(UTC))
-            except Exception:  # the scheduler is shutting down: the outbox keeps it
-                self.log.debug("delivery_kick_skipped")
+    def _stop_ticks(self) -> None:
+        with self._tick_lock:  # waits for a running tick
+            self._stopping = True
 
     def _run_delivery(self) -> None:
         assert self.deliver is not None
@@ -171,6 +169,8 @@ class Daemon:
 
     def _run_tick(self) -> None:
         with self._tick_lock:
+            if self._stopping:
+                return
             with self._state_lock:
                 self._tick_started = time.monotonic()
             try:

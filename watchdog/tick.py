@@ -68,7 +68,6 @@ class Tick:
         clock: Callable[[], datetime],
         log: Any,
         targets: Sequence[Target] = (),
-        on_outbox: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.provider = provider
@@ -76,7 +75,6 @@ class Tick:
         self.clock = clock
         self.log = log
         self.targets = list(targets)
-        self.on_outbox = on_outbox
         self.health = PollHealth()
         self.started_at = clock()
         self.prior = burn.Prior()
@@ -160,8 +158,6 @@ class Tick:
         self.last = result
         self.view = self._build_view(result)
         self._log(result)
-        if rows and self.on_outbox is not None:
-            self.on_outbox()
         return result
 
     def _poll(self) -> tuple[Snapshot | None, ProviderError | None, bool]:

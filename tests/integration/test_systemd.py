@@ -161,3 +161,34 @@ def test_a_stuck_tick_stops_the_heartbeat(monkeypatch: pytest.MonkeyPatch) -> No
     release.set()
     thread.join()
     assert daemon.alive()
+
+
+def test_stopping_waits_for_the_running_tick_and_starts_no_other() -> None:
+    import threading
+
+    events: list[str] = []
+    lock = threading.Lock()
+
+    class SlowTick:
+        def run(self) -> None:
+            with lock:
+                events.append("start")
+            time.sleep(0.6)
+            with lock:
+                events.append("end")
+
+    delivered: list[float] = []
+    daemon = Daemon(
+        SlowTick(),
+        interval=0.05,
+        log=get_logger(),
+        run_for=0.3,
+        deliver=lambda: delivered.append(time.monotonic()),
+    )
+    started = time.monotonic()
+    assert daemon.run() == 0
+    elapsed = time.monotonic() - started
+    time.sleep(0.3)  # a tick that slipped past the stop would show up here
+    assert events == ["start", "end"]  # the running tick finished; none began after
+    assert 0.55 < elapsed < 5
+    assert delivered  # the outbox is looked at on its own schedule
