@@ -232,59 +232,17 @@ class Store:
     def append(self, sample: Sample) -> None:
         """Keep one poll's sample. A sample at an existing timestamp replaces it."""
         with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    _ms(sample.ts),
-                    sample.usage,
-                    sample.usage_daily,
-                    sample.usage_weekly,
-                    sample.usage_monthly,
-                    sample.balance,
-                    sample.total_credits,
-                    sample.key_limit,
-                    sample.key_limit_remaining,
-                ),
-            )
+            self.insert_sample(db, sample)
 
     @staticmethod
     def insert_sample(db: sqlite3.Connection, sample: Sample) -> None:
         """append() inside the caller's transaction."""
-        db.execute(
-            "INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                _ms(sample.ts),
-                sample.usage,
-                sample.usage_daily,
-                sample.usage_weekly,
-                sample.usage_monthly,
-                sample.balance,
-                sample.total_credits,
-                sample.key_limit,
-                sample.key_limit_remaining,
-            ),
-        )
+        db.execute(_INSERT_SAMPLE, _sample_row(sample))
 
     def append_many(self, samples: Sequence[Sample]) -> None:
         """Keep many samples in one transaction (imports, benchmarks)."""
         with self.transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        _ms(s.ts),
-                        s.usage,
-                        s.usage_daily,
-                        s.usage_weekly,
-                        s.usage_monthly,
-                        s.balance,
-                        s.total_credits,
-                        s.key_limit,
-                        s.key_limit_remaining,
-                    )
-                    for s in samples
-                ],
-            )
+            db.executemany(_INSERT_SAMPLE, [_sample_row(s) for s in samples])
 
     def history(self, since: datetime, until: datetime | None = None) -> list[Sample]:
         """Samples from `since` on (and the last one before it, so windows can be
@@ -627,6 +585,23 @@ def _message(row: Sequence[Any]) -> OutboxMessage:
         next_attempt_at=_dt(row[9]),
         last_error=row[10],
         state=row[11],
+    )
+
+
+_INSERT_SAMPLE = "INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?)"
+
+
+def _sample_row(s: Sample) -> tuple[Any, ...]:
+    return (
+        _ms(s.ts),
+        s.usage,
+        s.usage_daily,
+        s.usage_weekly,
+        s.usage_monthly,
+        s.balance,
+        s.total_credits,
+        s.key_limit,
+        s.key_limit_remaining,
     )
 
 
