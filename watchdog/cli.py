@@ -14,9 +14,13 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Any, TypeVar
 
     from watchdog.config import Loaded
+    from watchdog.store import Store
+
+    T = TypeVar("T")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -371,28 +375,39 @@ def cmd_notify_test(ns: argparse.Namespace) -> int:
     return EXIT_OK if failures == 0 else EXIT_FAIL
 
 
-def _control_store(ns: argparse.Namespace) -> tuple[Any, Any] | None:
-    """The config and an open store for a control command, or None after printing why."""
+def _control(ns: argparse.Namespace, change: Callable[[Store], T]) -> tuple[Loaded, T] | int:
+    """Load the config, open the state file and apply `change` to it. Return the config and
+    what `change` returned, or the exit code after printing why it could not be done."""
+    import sqlite3
+
     from watchdog.store import Store, StoreError
 
     loaded = _load(ns, require_key=False)
     if loaded is None:
-        return None
+        return EXIT_USAGE
+    path = loaded.settings.state.path
     try:
-        return loaded, Store(loaded.settings.state.path)
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
+        with Store(path) as store:
+            return loaded, change(store)
+    except (StoreError, sqlite3.Error) as exc:
+        # Usually a user who may not write the service's state: say so, no traceback.
+        print(
+            f"error: cannot change the state file {path}: {exc} (run it as root or as the "
+            "service user)",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
 
 
 def _poke(loaded: Loaded) -> str:
     """Ask a running daemon to tick now; say what happened."""
     from watchdog.control import request_tick
 
-    if request_tick(loaded.settings):
+    problem = request_tick(loaded.settings)
+    if problem is None:
         return "the running daemon applied it now"
     interval = loaded.settings.provider.poll_interval.total_seconds()
-    return f"no daemon answered; a running one applies it within {interval:g}s"
+    return f"{problem}; a running daemon applies it within {interval:g}s"
 
 
 def cmd_silence(ns: argparse.Namespace) -> int:
@@ -404,25 +419,21 @@ def cmd_silence(ns: argparse.Namespace) -> int:
     if ns.rule not in RULES:
         print(f"error: unknown rule {ns.rule!r}; rules: {', '.join(RULES)}", file=sys.stderr)
         return EXIT_USAGE
-    opened = _control_store(ns)
-    if opened is None:
-        return EXIT_USAGE
-    loaded, store = opened
     now = datetime.now(UTC)
     until = now + timedelta(seconds=ns.duration)
-    with store:
-        store.set_silence(Silence(ns.rule, until, ns.reason, now))
+    done = _control(ns, lambda store: store.set_silence(Silence(ns.rule, until, ns.reason, now)))
+    if isinstance(done, int):
+        return done
+    loaded, _ = done
     print(f"silenced {ns.rule} until {until:%Y-%m-%d %H:%M} UTC; {_poke(loaded)}")
     return EXIT_OK
 
 
 def cmd_unsilence(ns: argparse.Namespace) -> int:
-    opened = _control_store(ns)
-    if opened is None:
-        return EXIT_USAGE
-    loaded, store = opened
-    with store:
-        removed = store.remove_silence(ns.rule)
+    done = _control(ns, lambda store: store.remove_silence(ns.rule))
+    if isinstance(done, int):
+        return done
+    loaded, removed = done
     if not removed:
         print(f"{ns.rule} was not silenced")
         return EXIT_OK
@@ -485,20 +496,13 @@ def cmd_trip(ns: argparse.Namespace) -> int:
 
     from watchdog import permit
 
-    opened = _control_store(ns)
-    if opened is None:
-        return EXIT_USAGE
-    loaded, store = opened
     now = datetime.now(UTC)
     by = _operator()
-    with store:
-        store.set_override(
-            {"trip": {"reason": ns.reason, "by": by, "at": now.isoformat()}},
-            now,
-            "tripped",
-            by,
-            ns.reason,
-        )
+    trip = {"trip": {"reason": ns.reason, "by": by, "at": now.isoformat()}}
+    done = _control(ns, lambda store: store.set_override(trip, now, "tripped", by, ns.reason))
+    if isinstance(done, int):
+        return done
+    loaded, _ = done
     path = loaded.settings.killswitch.path
     try:
         removed = permit.revoke(path)
@@ -518,16 +522,15 @@ def cmd_arm(ns: argparse.Namespace) -> int:
 
     from watchdog.control import fetch_status
 
-    opened = _control_store(ns)
-    if opened is None:
-        return EXIT_USAGE
-    loaded, store = opened
     now = datetime.now(UTC)
     by = _operator()
-    with store:
-        store.set_override(
-            {"trip": None, "armed_at": now.isoformat()}, now, "arm requested", by, "manual arm"
-        )
+    cleared = {"trip": None, "armed_at": now.isoformat()}
+    done = _control(
+        ns, lambda store: store.set_override(cleared, now, "arm requested", by, "manual arm")
+    )
+    if isinstance(done, int):
+        return done
+    loaded, _ = done
     poked = _poke(loaded)
     status = fetch_status(loaded.settings)
     if status is not None and status.get("permit") == "revoked":

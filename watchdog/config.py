@@ -38,6 +38,7 @@ from pydantic_settings import (
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 CONFIG_ENV = "WATCHDOG_CONFIG"
@@ -580,6 +581,8 @@ def load(
         settings = Settings()
     except ValidationError as exc:
         raise ConfigError(list(_problems(exc)), source) from None
+    except SettingsError as exc:
+        raise ConfigError([_env_problem(exc)], source) from None
     finally:
         _file_data.reset(token)
 
@@ -680,6 +683,19 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def _env_problem(exc: SettingsError) -> ConfigProblem:
+    """pydantic-settings cannot decode an environment value (lists and tables must be JSON).
+    Its message names the section, never the value, which may be a secret."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    section = match.group(1) if match else ""
+    prefix = f"WATCHDOG_{section.upper()}__" if section else "WATCHDOG_"
+    return ConfigProblem(
+        section,
+        f"a {prefix}* environment variable is not valid: lists and tables must be JSON, "
+        f"e.g. WATCHDOG_KILLSWITCH__REVOKE_ON='[\"critical\"]'",
+    )
 
 
 def _problems(exc: ValidationError) -> Iterator[ConfigProblem]:

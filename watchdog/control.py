@@ -34,15 +34,19 @@ def _request(settings: Settings, method: str, path: str, timeout: float) -> Any:
         return json.loads(response.read().decode() or "null")
 
 
-def request_tick(settings: Settings, timeout: float = 10.0) -> bool:
-    """Ask the daemon to run a tick now and wait for it; False if none answered."""
+def request_tick(settings: Settings, timeout: float = 10.0) -> str | None:
+    """Ask the daemon to run a tick now and wait for it. Return None when it did, else why
+    not (no daemon answering, or it refused us)."""
     if settings.server.port == 0:
-        return False
+        return "server.listen has no fixed port to ask"
     try:
         _request(settings, "POST", "/tick", timeout)
+    except urllib.error.HTTPError as exc:
+        hint = " (is server.token the daemon's?)" if exc.code == 401 else ""
+        return f"the daemon at {base_url(settings)} answered HTTP {exc.code}{hint}"
     except (OSError, urllib.error.URLError, ValueError):
-        return False
-    return True
+        return f"no daemon answered at {base_url(settings)}"
+    return None
 
 
 def fetch_status(settings: Settings, timeout: float = 3.0) -> dict[str, Any] | None:

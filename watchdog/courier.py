@@ -134,7 +134,7 @@ class CourierOutbox:
             "json_logs": self.json_logs,
         }
         try:
-            subprocess.run(
+            done = subprocess.run(
                 [self.python, "-m", "watchdog.courier"],
                 input=json.dumps(orders),
                 text=True,
@@ -143,6 +143,10 @@ class CourierOutbox:
             )
         except subprocess.TimeoutExpired:
             self.log.error("courier_timeout", detail=f"delivery took over {DELIVER_TIMEOUT_S:g}s")
+            return due
+        if done.returncode != 0:
+            # The child said why on stderr (the journal); the messages stay in the outbox.
+            self.log.error("courier_failed", exit_code=done.returncode, pending=due)
         return due
 
 
@@ -159,7 +163,7 @@ def _deliver(orders: dict[str, Any]) -> int:
     from watchdog import log
     from watchdog.notify import AppriseTransport
     from watchdog.outbox import Outbox
-    from watchdog.store import Store
+    from watchdog.store import Store, StoreError
 
     log.configure(json=bool(orders.get("json_logs", True)))
     log.set_secrets(orders.get("secrets", []))
@@ -175,8 +179,12 @@ def _deliver(orders: dict[str, Any]) -> int:
             Target(target_id(t["url"]), t["url"], t["shown"], tuple(t["severities"]))
             for t in orders["targets"]
         ]
-        with Store(state) as store:
-            Outbox(store, AppriseTransport(), targets, lambda: now, logger).deliver()
+        try:
+            with Store(state) as store:
+                Outbox(store, AppriseTransport(), targets, lambda: now, logger).deliver()
+        except StoreError as exc:
+            logger.error("courier_failed", detail=str(exc))
+            return 1
     return 0
 
 

@@ -159,7 +159,10 @@ class Store:
 
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
-        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for life
+        try:
+            handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for life
+        except OSError as exc:
+            raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -86,3 +86,21 @@ def test_silence_rejects_unknown_rules_and_durations(
     with pytest.raises(SystemExit) as exc:
         main(["silence", "spike", "--for", "soon", "--config", path])
     assert exc.value.code == 2
+
+
+def test_a_state_file_the_user_may_not_write_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(Store, "set_override", refuse)
+    monkeypatch.setattr(Store, "set_silence", refuse)
+    path = config(tmp_path, "")
+    for command in (["trip", "--reason", "x"], ["arm"], ["silence", "spike", "--for", "1h"]):
+        assert main([*command, "--config", path]) == 1
+        err = capsys.readouterr().err
+        assert "cannot change the state file" in err and "readonly database" in err
+        assert "Traceback" not in err

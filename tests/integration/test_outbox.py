@@ -116,3 +116,14 @@ def test_messages_for_a_removed_target_are_given_up_not_lost_silently(store: Sto
         outbox.deliver()
     assert logs[0]["event"] == "notify_gave_up"
     assert logs[0]["error"] == "target is no longer in the config"
+
+
+def test_a_courier_that_fails_is_logged_and_the_message_kept(store: Store) -> None:
+    from watchdog.courier import CourierOutbox
+
+    enqueue(store, A, "kept")
+    courier = CourierOutbox(store, [A], Clock(T0), get_logger(), python="/bin/false")
+    with capture_logs() as logs:
+        assert courier.deliver() == 1
+    assert [e["event"] for e in logs] == ["courier_failed"]
+    assert [m.state for m in store.outbox_messages()] == ["pending"]

@@ -320,3 +320,15 @@ def test_an_explicit_key_wins_over_the_conventions(tmp_path: Path) -> None:
     path = write(tmp_path, '[provider]\napi_key = "explicit-key"\n')
     key = config.load(path).settings.provider.api_key
     assert key is not None and key.get_secret_value() == "explicit-key"
+
+
+def test_an_environment_list_that_is_not_json_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WATCHDOG_NOTIFY__TARGETS", f'[{{"url": "json://u:{SECRET}@h/x"')
+    with pytest.raises(config.ConfigError) as exc:
+        config.load(None, require_key=False)
+    assert "WATCHDOG_NOTIFY__* environment variable is not valid" in problems(exc)["notify"]
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and SECRET not in err
