@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.common import BIN, Result, say
+from bench.common import BIN, QuietLog, Result, say
 from watchdog.config import load
 from watchdog.providers.simulated import SimulatedAccount
 from watchdog.store import Store
@@ -76,10 +76,6 @@ def in_process(ticks: int = 1000) -> float:
     """CPU ms per tick: the whole tick (poll of the simulated account, store, measure,
     rules, alerts, permit file, view) with no network and no logging output."""
 
-    class Quiet:
-        def __getattr__(self, name: str) -> object:
-            return lambda *a, **k: None
-
     with tempfile.TemporaryDirectory() as tmp:
         start = datetime(2026, 11, 18, 9, tzinfo=UTC)
         now = [start]
@@ -97,7 +93,7 @@ def in_process(ticks: int = 1000) -> float:
             provider=SimulatedAccount("steady", lambda: now[0], start=start),
             store=Store(Path(settings.state.path)),
             clock=lambda: now[0],
-            log=Quiet(),
+            log=QuietLog(),
         )
         for _ in range(50):
             tick.run()

@@ -11,7 +11,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.common import Result, say
+from bench.common import QuietLog, Result, say
 from watchdog.config import load
 from watchdog.providers.simulated import SimulatedAccount
 from watchdog.store import Store
@@ -66,7 +66,7 @@ def one(phase_s: float, tmp: Path) -> tuple[float, float, float, float]:
         provider=account,
         store=Store(settings.state.path),
         clock=clock,
-        log=_quiet(),
+        log=QuietLog(),
     )
     cross = crossing(account, start)
     revoked = naive = None
@@ -85,14 +85,6 @@ def one(phase_s: float, tmp: Path) -> tuple[float, float, float, float]:
         (naive - cross).total_seconds(),
         max(0.0, spent_today(account, naive) - LIMIT),
     )
-
-
-def _quiet() -> object:
-    class Quiet:
-        def __getattr__(self, name: str) -> object:
-            return lambda *a, **k: None
-
-    return Quiet()
 
 
 def run() -> list[Result]:

@@ -71,7 +71,6 @@ class Metrics:
     rate_now: Rate
     rate_1h: Rate
     rate_24h: Rate
-    rate_7d: Rate
     avg_daily: Rate
     hourly_baseline: Rate
     balance: float | None
@@ -84,10 +83,6 @@ class Metrics:
     key_limit: float | None
     key_limit_remaining: float | None
     counter_resets: int
-
-    @property
-    def burn_rate_per_hour(self) -> float | None:
-        return self.rate_1h.per_hour
 
 
 class History:
@@ -309,7 +304,6 @@ def measure(history: History, now: datetime, tz: tzinfo, prior: Prior | None = N
         rate_now=rate_now,
         rate_1h=rate_1h,
         rate_24h=rate_24h,
-        rate_7d=avg_daily,
         avg_daily=avg_daily,
         hourly_baseline=baseline,
         balance=balance,
@@ -334,7 +328,7 @@ def _spent_since(history: History, start: datetime, now: datetime) -> tuple[floa
         return 0.0, "own samples"  # the window began after our last sample: nothing seen
     spent, covered = got
     if first > start.timestamp():
-        return spent, f"own samples since {_ago(now, covered)} (partial)"
+        return spent, f"own samples since {_span(covered)} ago (partial)"
     return spent, "own samples"
 
 
@@ -437,10 +431,6 @@ def _span(delta: timedelta) -> str:
     if seconds >= 2 * HOUR:
         return f"{seconds / HOUR:.1f} h"
     return f"{max(1, round(seconds / 60))} min"
-
-
-def _ago(now: datetime, covered: timedelta) -> str:
-    return f"{_span(covered)} ago"
 
 
 def daily_spend(

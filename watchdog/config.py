@@ -205,9 +205,14 @@ def _resolve_credential_path(path: Path | None) -> Path | None:
     return path
 
 
+def _key_text(path: Path) -> str:
+    """A key file's content without the newline editors add. Raise OSError."""
+    return path.read_text(encoding="utf-8").strip()
+
+
 def _read_secret(path: Path, field: str) -> SecretStr:
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        text = _key_text(path)
     except OSError as exc:
         raise PydanticCustomError(
             "key_file",
@@ -620,7 +625,7 @@ def _default_credentials(settings: Settings, config: Path | None) -> Iterator[Co
             if getattr(provider, field) is not None or not candidate.is_file():
                 continue
             try:
-                text = candidate.read_text(encoding="utf-8").strip()
+                text = _key_text(candidate)
             except OSError as exc:
                 yield ConfigProblem(
                     f"provider.{field}_file", f"cannot read {candidate}: {exc.strerror}"

@@ -92,12 +92,10 @@ def check(
             f"the permit expired {_ago(now - expires_at)} ago: the watchdog is not refreshing "
             "it (stopped or stuck)"
         )
+    # headroom_usd already stands under the balance (min_balance and the critical buffer).
     headroom = data.get("headroom_usd")
     if cost is not None and isinstance(headroom, int | float) and cost > headroom:
         reasons.append(f"a ${cost:,.2f} job exceeds the ${headroom:,.2f} of headroom left")
-    balance = data.get("balance")
-    if cost is not None and isinstance(balance, int | float) and cost > balance:
-        reasons.append(f"a ${cost:,.2f} job exceeds the ${balance:,.2f} balance")
     runway = data.get("runway_days")
     if min_runway_days is not None and isinstance(runway, int | float) and runway < min_runway_days:
         reasons.append(f"credit lasts {runway:.1f} days, under the {min_runway_days:g} asked for")

@@ -15,6 +15,7 @@ from watchdog.alerts import Event
 from watchdog.burn import Metrics
 from watchdog.config import BudgetConfig
 from watchdog.notify import Target
+from watchdog.rules import duration, usd
 
 ADVICE = {
     "daily_limit": "Find the job that is spending (`budget-watchdog report` shows which models), "
@@ -119,19 +120,19 @@ def facts(ctx: Context) -> list[str]:
     if m is not None:
         out.append(f"Spent today: {_against(m.spent_today, b.daily_limit)}")
         out.append(f"Spent this month: {_against(m.spent_month, b.monthly_limit)}")
-        burn = _usd(m.rate_1h.per_hour) + "/h" if m.rate_1h.per_hour is not None else "unknown"
+        burn = usd(m.rate_1h.per_hour) + "/h" if m.rate_1h.per_hour is not None else "unknown"
         runway = "unknown"
         if m.runway_days is not None:
             runway = "no spend" if math.isinf(m.runway_days) else f"{m.runway_days:.1f} days"
         out.append(f"Burn rate: {burn} over the last hour; runway {runway}")
-        out.append(f"Balance: {_usd(m.balance)}")
+        out.append(f"Balance: {usd(m.balance)}")
     if ctx.permit == "revoked":
         reason = f" ({ctx.permit_reason})" if ctx.permit_reason else ""
         out.append(f"Permit: REVOKED{reason}: new batch launches are blocked until it re-arms")
     else:
         out.append("Permit: armed: batch jobs may launch")
     if ctx.data_age_s is not None:
-        out.append(f"Data age: {_age(ctx.data_age_s)}")
+        out.append(f"Data age: {duration(ctx.data_age_s)}")
     return out
 
 
@@ -139,22 +140,8 @@ def _against(spent: float | None, limit: float | None) -> str:
     if spent is None:
         return "unknown"
     if limit is None:
-        return f"{_usd(spent)} (no limit set)"
-    return f"{_usd(spent)} of {_usd(limit)} ({spent / limit:.0%})"
-
-
-def _usd(value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
-
-
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return f"{usd(spent)} (no limit set)"
+    return f"{usd(spent)} of {usd(limit)} ({spent / limit:.0%})"
 
 
 def _time(when: datetime, ctx: Context) -> str:

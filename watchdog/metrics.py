@@ -102,7 +102,7 @@ class _Collector:
             ("10m", m.rate_now),
             ("1h", m.rate_1h),
             ("24h", m.rate_24h),
-            ("7d", m.rate_7d),
+            ("7d", m.avg_daily),
         ):
             if (known := _finite(rate.per_hour)) is not None:
                 rates.add_metric([window], known)
@@ -116,12 +116,8 @@ class _Collector:
         yield from _optional(
             "forecast_month_usd", "Projected spend at month end.", m.forecast_month
         )
-        from watchdog.preflight import headroom
-
         yield from _optional(
-            "headroom_usd",
-            "USD that may still be spent before a critical threshold.",
-            headroom(m, b),
+            "headroom_usd", "USD that may still be spent before a critical threshold.", v.headroom
         )
 
     def _targets(self) -> Iterator[Metric]:
@@ -140,7 +136,7 @@ class _Collector:
             "Notifications waiting in the outbox.",
             labels=["target"],
         )
-        for t in self.view.targets:
+        for t in self.view.status.get("notify_targets", []):
             sent.add_metric([t["target"]], t["sent"])
             failed.add_metric([t["target"]], t["failed"])
             pending.add_metric([t["target"]], t["pending"])

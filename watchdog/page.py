@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
+from watchdog.rules import usd
 from watchdog.status import View
 
 COLORS = {"ok": "#1a7f37", "warning": "#b35900", "critical": "#c62828", "unknown": "#57606a"}
@@ -100,10 +101,6 @@ budget-watchdog {escape(str(s.get("version", "")))} · <a href="/status">/status
 """
 
 
-def _usd(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:,.2f}"
-
-
 def _bar(share: float, color: str) -> str:
     width = max(0.0, min(1.0, share)) * 100
     return f'<div class="bar"><span style="width:{width:.1f}%;background:{color}"></span></div>'
@@ -112,7 +109,7 @@ def _bar(share: float, color: str) -> str:
 def _limit_card(
     title: str, spent: float | None, limit: float | None, name: str, forecast: float | None = None
 ) -> str:
-    body = f'<div class="big">{_usd(spent)}</div>'
+    body = f'<div class="big">{usd(spent)}</div>'
     if limit and spent is not None:
         share = spent / limit
         color = (
@@ -123,18 +120,18 @@ def _limit_card(
             else COLORS["ok"]
         )
         body += _bar(share, color)
-        body += f'<div class="muted">{share:.0%} of the {_usd(limit)} {name}</div>'
+        body += f'<div class="muted">{share:.0%} of the {usd(limit)} {name}</div>'
     else:
         body += f'<div class="muted">no {name} set</div>'
     if forecast is not None:
-        body += f'<div class="muted">Forecast at month end: {_usd(forecast)}</div>'
+        body += f'<div class="muted">Forecast at month end: {usd(forecast)}</div>'
     return f'<section class="card"><h2>{escape(title)}</h2>{body}</section>'
 
 
 def _runway_card(s: dict[str, object], view: View) -> str:
     runway = s.get("runway_days")
     b = view.settings.budget
-    body = f'<div class="big">{_usd(s.get("balance"))}</div>'  # type: ignore[arg-type]
+    body = f'<div class="big">{usd(s.get("balance"))}</div>'  # type: ignore[arg-type]
     if isinstance(runway, int | float):
         target = max(b.buffer_days_warning, 1.0)
         color = (
@@ -147,7 +144,7 @@ def _runway_card(s: dict[str, object], view: View) -> str:
         body += _bar(runway / (2 * target), color)
         body += (
             f'<div class="muted">Runway {runway:.1f} days at '
-            f"{_usd(s.get('average_daily'))}/day; keep {b.buffer_days_warning:g} "  # type: ignore[arg-type]
+            f"{usd(s.get('average_daily'))}/day; keep {b.buffer_days_warning:g} "  # type: ignore[arg-type]
             f"(critical under {b.buffer_days_critical:g})</div>"
         )
     else:
@@ -158,7 +155,7 @@ def _runway_card(s: dict[str, object], view: View) -> str:
 def _burn_card(s: dict[str, object]) -> str:
     rates = s.get("burn_rates") or {}
     rows = "".join(
-        f"<tr><td>{escape(w)}</td><td>{_usd(r.get('per_hour'))}/h</td>"
+        f"<tr><td>{escape(w)}</td><td>{usd(r.get('per_hour'))}/h</td>"
         f'<td class="muted">{escape(str(r.get("basis", "")))}</td></tr>'
         for w, r in rates.items()  # type: ignore[attr-defined]
     )
@@ -167,11 +164,9 @@ def _burn_card(s: dict[str, object]) -> str:
 
 def _headroom_card(headroom: object, reserved: float) -> str:
     value = headroom if isinstance(headroom, int | float) else None
-    extra = (
-        f'<div class="muted">{_usd(reserved)} reserved by running jobs</div>' if reserved else ""
-    )
+    extra = f'<div class="muted">{usd(reserved)} reserved by running jobs</div>' if reserved else ""
     return (
-        f'<section class="card"><h2>Headroom</h2><div class="big">{_usd(value)}</div>'
+        f'<section class="card"><h2>Headroom</h2><div class="big">{usd(value)}</div>'
         f'<div class="muted">may still be spent before a critical threshold</div>{extra}</section>'
     )
 

@@ -24,34 +24,25 @@ class Room:
 
 def rooms(metrics: Metrics, budget: BudgetConfig) -> list[Room]:
     """Every threshold's remaining room that is known."""
-    out = []
     m = metrics
-    if budget.daily_limit is not None and m.spent_today is not None:
-        out.append(
-            Room(
-                "daily_limit",
-                budget.daily_limit - m.spent_today,
-                f"${budget.daily_limit:,.2f} daily limit",
-            )
+    out = [
+        Room(name, limit - spent, f"${limit:,.2f} {label} limit")
+        for name, label, limit, spent in (
+            ("daily_limit", "daily", budget.daily_limit, m.spent_today),
+            ("monthly_limit", "monthly", budget.monthly_limit, m.spent_month),
         )
-    if budget.monthly_limit is not None and m.spent_month is not None:
-        out.append(
-            Room(
-                "monthly_limit",
-                budget.monthly_limit - m.spent_month,
-                f"${budget.monthly_limit:,.2f} monthly limit",
-            )
-        )
+        if limit is not None and spent is not None
+    ]
     if m.balance is not None:
         per_day = m.avg_daily.per_day
         if per_day is not None and budget.buffer_days_critical > 0:
             buffer = budget.buffer_days_critical * per_day
+            days = budget.buffer_days_critical
             out.append(
                 Room(
                     "buffer_days",
                     m.balance - buffer,
-                    f"${buffer:,.2f} critical buffer ({budget.buffer_days_critical:g} days "
-                    f"at ${per_day:,.2f}/day)",
+                    f"${buffer:,.2f} critical buffer ({days:g} days at ${per_day:,.2f}/day)",
                 )
             )
         out.append(

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from watchdog.providers.base import ActivityRow
+from watchdog.rules import usd
 
 BAR_WIDTH = 30
 
@@ -76,7 +77,7 @@ def render(
         for m in models[:top]:
             share = m.spend / total if total else 0.0
             lines.append(
-                f"  {m.model:<{width}}  {m.provider[:12]:<12} {_usd(m.spend):>10} {share:>6.0%} "
+                f"  {m.model:<{width}}  {m.provider[:12]:<12} {usd(m.spend):>10} {share:>6.0%} "
                 f"{m.requests:>9,}  {bar(m.spend, largest)}"
             )
         if len(models) > top:
@@ -87,13 +88,9 @@ def render(
     lines.append(f"Spend by day ({zone}, own samples): ${sum(known):,.2f} in all")
     largest = max(known, default=0.0)
     for day, value in days:
-        shown = "no data" if value is None else _usd(value)
+        shown = "no data" if value is None else usd(value)
         lines.append(f"  {day:%a %Y-%m-%d} {shown:>12}  {bar(value or 0.0, largest)}".rstrip())
     return "\n".join(lines) + "\n"
-
-
-def _usd(value: float) -> str:
-    return f"${value:,.2f}"
 
 
 def as_json(

@@ -167,9 +167,7 @@ class _Context:
             and reach <= window_end
             and reach <= self.m.now + timedelta(hours=self.horizon_h)
         )
-        share = (
-            f"{_usd(spent)} spent {window}, {spent / limit:.0%} of the {_usd(limit)} {name} limit"
-        )
+        share = f"{usd(spent)} spent {window}, {spent / limit:.0%} of the {usd(limit)} {name} limit"
         if spent >= limit * self._relax(rule, "critical"):
             severity: Severity = "critical"
             threshold = limit
@@ -224,7 +222,7 @@ class _Context:
         rate = self.m.rate_24h
         message = (
             f"At {_rate(rate.per_hour)} (the last 24 hours) this month ends at "
-            f"{_usd(forecast)}, {forecast / limit:.0%} of the {_usd(limit)} monthly limit."
+            f"{usd(forecast)}, {forecast / limit:.0%} of the {usd(limit)} monthly limit."
         )
         return Finding(
             "monthly_forecast",
@@ -252,8 +250,8 @@ class _Context:
             return None
         balance = self.m.balance or 0.0
         message = (
-            f"{_usd(balance)} of credit lasts {runway:.1f} days at the average burn of "
-            f"{_usd(avg.per_day)}/day ({avg.basis}); keep at least {threshold:g} days."
+            f"{usd(balance)} of credit lasts {runway:.1f} days at the average burn of "
+            f"{usd(avg.per_day)}/day ({avg.basis}); keep at least {threshold:g} days."
         )
         return Finding(
             "buffer_days",
@@ -276,14 +274,14 @@ class _Context:
         rate = self.rate
         if balance <= floor + (margin if held == "critical" else 0.0):
             text = (
-                "credit is exhausted" if balance <= 0 else f"at or under the {_usd(floor)} minimum"
+                "credit is exhausted" if balance <= 0 else f"at or under the {usd(floor)} minimum"
             )
             return Finding(
                 "min_balance",
                 "critical",
                 balance,
                 floor,
-                f"Balance is {_usd(balance)}: {text}.",
+                f"Balance is {usd(balance)}: {text}.",
                 unit="usd",
             )
         if rate is not None and rate > 0 and balance - rate * self.horizon_h <= floor:
@@ -293,7 +291,7 @@ class _Context:
                 "critical",
                 balance,
                 floor,
-                f"Balance is {_usd(balance)}; at {_rate(rate)} it reaches {_usd(floor)} at {when}, "
+                f"Balance is {usd(balance)}; at {_rate(rate)} it reaches {usd(floor)} at {when}, "
                 "before the next poll.",
                 predicted=True,
             )
@@ -304,7 +302,7 @@ class _Context:
                 "warning",
                 balance,
                 warn_floor,
-                f"Balance is {_usd(balance)}, close to the {_usd(floor)} minimum.",
+                f"Balance is {usd(balance)}, close to the {usd(floor)} minimum.",
             )
         return None
 
@@ -315,7 +313,7 @@ class _Context:
         used = limit - remaining
         share = used / limit
         rate = self.rate
-        text = f"The key has used {_usd(used)} of its {_usd(limit)} provider limit ({share:.0%})"
+        text = f"The key has used {usd(used)} of its {usd(limit)} provider limit ({share:.0%})"
         if remaining <= limit * self.b.hysteresis * (
             1 if self._held("key_limit") == "critical" else 0
         ):
@@ -372,16 +370,16 @@ def _stale(
         return None
     severity: Severity = "critical" if age > 3 * limit else "warning"
     what = (
-        f"No successful poll for {_duration(age)}"
+        f"No successful poll for {duration(age)}"
         if poll.last_success
-        else f"No successful poll since start {_duration(age)} ago"
+        else f"No successful poll since start {duration(age)} ago"
     )
     return Finding(
         "stale",
         severity,
         age,
         limit,
-        f"{what} (stale after {_duration(limit)}): the numbers are out of date.",
+        f"{what} (stale after {duration(limit)}): the numbers are out of date.",
         unit="seconds",
     )
 
@@ -402,12 +400,15 @@ def _auth(poll: PollState) -> Finding | None:
 # -- words --------------------------------------------------------------------------------
 
 
-def _usd(value: float) -> str:
+def usd(value: float | None) -> str:
+    """Dollars as people write them: "$1,234.50", "-$0.50", or "unknown"."""
+    if value is None:
+        return "unknown"
     return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
 
 
 def _rate(per_hour: float | None) -> str:
-    return "an unknown rate" if per_hour is None else f"{_usd(per_hour)}/h"
+    return "an unknown rate" if per_hour is None else f"{usd(per_hour)}/h"
 
 
 def _after(now: datetime, hours: float) -> datetime | None:
@@ -427,7 +428,8 @@ def _clock(when: datetime | None, tz: tzinfo, now: datetime) -> str:
     return f"{local:%b %d %H:%M} {zone}".strip()
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A duration as people say it: "45 s", "12 min", "3.5 h"."""
     if seconds >= 2 * 3600:
         return f"{seconds / 3600:.1f} h"
     if seconds >= 120:

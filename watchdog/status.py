@@ -45,7 +45,6 @@ class View:
     stale_after: timedelta
     settings: Settings
     chart: list[tuple[datetime, float | None]] = field(default_factory=list)
-    targets: list[dict[str, Any]] = field(default_factory=list)
     rooms: list[preflight.Room] = field(default_factory=list)
     headroom: float | None = None
 
@@ -155,7 +154,7 @@ def build(
                 ("10m", m.rate_now),
                 ("1h", m.rate_1h),
                 ("24h", m.rate_24h),
-                ("7d", m.rate_7d),
+                ("7d", m.avg_daily),
             )
         },
         "average_daily": _money(m.avg_daily.per_day),
@@ -194,7 +193,6 @@ def build(
         stale_after=b.stale_after,
         settings=settings,
         chart=chart or [],
-        targets=targets_out,
         rooms=rooms,
         headroom=headroom,
     )
@@ -204,6 +202,7 @@ def from_store(store: Any, settings: Settings, now: datetime) -> dict[str, Any]:
     """A /status body rebuilt from the state file, for when the daemon is down: the
     numbers measured from the stored samples, the alerts and permit as last decided."""
     from watchdog import burn
+    from watchdog.gate import check
     from watchdog.notify import targets_from
 
     since = burn.samples_needed_since(now, settings.budget.tz)
@@ -215,7 +214,8 @@ def from_store(store: Any, settings: Settings, now: datetime) -> dict[str, Any]:
         for a in alerts.values()
     ]
     saved = store.get_meta("permit") or {}
-    armed = bool(saved.get("armed"))
+    # Whatever the state file says, the permit is what a job would find now.
+    verdict = check(permit=str(settings.killswitch.path), now=now.timestamp())
     health = store.get_meta("poll_health") or {}
     last = store.last_sample()
     poll = PollInfo(
@@ -231,7 +231,7 @@ def from_store(store: Any, settings: Settings, now: datetime) -> dict[str, Any]:
         settings=settings,
         metrics=metrics,
         findings=findings,
-        decision=Decision(armed, saved.get("reason", "")),
+        decision=Decision(verdict.go, "; ".join(verdict.reasons)),
         poll=poll,
         key_name=saved.get("key_name") or "watched key",
         scope="key",
@@ -239,13 +239,7 @@ def from_store(store: Any, settings: Settings, now: datetime) -> dict[str, Any]:
         targets=targets_from(settings.notify.targets),
         target_health=store.target_health(),
     )
-    body = dict(view.status)
-    from watchdog.gate import check
-
-    verdict = check(permit=str(settings.killswitch.path), now=now.timestamp())
-    body["permit"] = "armed" if verdict.go else "revoked"
-    body["permit_reason"] = "" if verdict.go else "; ".join(verdict.reasons)
-    return body
+    return view.status
 
 
 def summary_line(status: Mapping[str, Any]) -> str:

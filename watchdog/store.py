@@ -295,10 +295,8 @@ class Store:
         return json.loads(row[0]) if row else None
 
     def set_meta(self, key: str, value: Any) -> None:
-        with self._mutex:
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
-            )
+        with self.transaction() as db:
+            self.set_meta_in(db, key, value)
 
     # -- alerts ----------------------------------------------------------------------
 

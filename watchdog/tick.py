@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from watchdog import alerts, burn, messages, permit, preflight, rules, status
+from watchdog import alerts, burn, messages, permit, rules, status
 from watchdog.config import Settings
 from watchdog.notify import Target
 from watchdog.providers.base import AuthError, Provider, ProviderError
@@ -79,7 +79,6 @@ class Tick:
         self.started_at = clock()
         self.prior = burn.Prior()
         self.alert_states = store.load_alerts()
-        self.last: TickResult | None = None
         self.view: status.View = status.starting_view(settings, self.started_at)
         self.snapshot: Snapshot | None = None
         self.disable_error: str | None = None
@@ -97,7 +96,6 @@ class Tick:
             self.health.last_error_kind = saved.get("last_error_kind")
         state = store.get_meta("permit") or {}
         self.permit_armed: bool | None = state.get("armed")
-        self.permit_reason: str = state.get("reason", "")
         self.latched_since: str | None = state.get("latched_since")
         self.key_name: str = state.get("key_name") or "watched key"
         # The watched key's hash, so a restart can still find a key we disabled (its /key
@@ -150,13 +148,11 @@ class Tick:
         )
         rows = messages.route(events, ctx, self.targets, now)
         self._commit(now, sample, error, rows, decision, transition)
+        result = TickResult(now, sample, error, skipped, metrics, findings, events, decision)
+        self.view = self._build_view(result)
         self._apply_permit(decision, metrics, now)
         self._apply_key_disable(decision, now)
         self._maybe_thin(now)
-
-        result = TickResult(now, sample, error, skipped, metrics, findings, events, decision)
-        self.last = result
-        self.view = self._build_view(result)
         self._log(result)
         return result
 
@@ -225,30 +221,17 @@ class Tick:
         if decision.armed:
             self.latched_since = None
         self.permit_armed = decision.armed
-        self.permit_reason = decision.reason
         if was is None and decision.armed:
             return None  # first start with nothing wrong: armed quietly
         if was == decision.armed:
             return None
-        if decision.armed:
-            return alerts.Event(
-                "armed",
-                "permit",
-                rules.WATCHED,
-                "critical",
-                now,
-                now,
-                "Permit re-armed: batch launches are allowed again.",
-            )
-        return alerts.Event(
-            "revoked",
-            "permit",
-            rules.WATCHED,
-            "critical",
-            now,
-            now,
-            f"Permit revoked ({decision.reason}): new batch launches are blocked.",
+        kind: alerts.EventKind = "armed" if decision.armed else "revoked"
+        message = (
+            "Permit re-armed: batch launches are allowed again."
+            if decision.armed
+            else f"Permit revoked ({decision.reason}): new batch launches are blocked."
         )
+        return alerts.Event(kind, "permit", rules.WATCHED, "critical", now, now, message)
 
     def _apply_permit(
         self, decision: permit.Decision, metrics: burn.Metrics, now: datetime
@@ -261,7 +244,7 @@ class Tick:
                     self.settings.killswitch.ttl,
                     metrics.balance,
                     metrics.runway_days,
-                    preflight.headroom(metrics, self.settings.budget),
+                    self.view.headroom,  # measured once per tick, in the view
                 )
                 permit.write(path, body)
             else:
@@ -454,11 +437,14 @@ class Tick:
     # -- logging -----------------------------------------------------------------------
 
     def _log(self, r: TickResult) -> None:
-        age = self.data_age(r.now)
-        summary = [
-            f"{f.rule}:{f.severity}" + (":predicted" if f.predicted else "") for f in r.findings
-        ]
-        permit_state = "armed" if r.decision.armed else "revoked"
+        # What every line of the tick says, whatever happened to the poll.
+        common = {
+            "data_age_s": _round(self.data_age(r.now)),
+            "findings": [
+                f"{f.rule}:{f.severity}" + (":predicted" if f.predicted else "") for f in r.findings
+            ],
+            "permit": "armed" if r.decision.armed else "revoked",
+        }
         for event in r.events:
             self.log.warning(
                 "alert",
@@ -475,9 +461,7 @@ class Tick:
                 status=r.error.status,
                 retry_after_s=r.error.retry_after,
                 failures_in_a_row=self.health.consecutive_failures,
-                data_age_s=_round(age),
-                findings=summary,
-                permit=permit_state,
+                **common,
             )
             return
         if r.skipped:
@@ -485,9 +469,7 @@ class Tick:
                 "poll_deferred",
                 reason="provider asked us to wait (Retry-After)",
                 until=self.health.not_before.isoformat() if self.health.not_before else None,
-                data_age_s=_round(age),
-                findings=summary,
-                permit=permit_state,
+                **common,
             )
             return
         assert r.sample is not None
@@ -504,10 +486,8 @@ class Tick:
             usage=_money(r.sample.usage),
             usage_daily=_money(r.sample.usage_daily),
             usage_monthly=_money(r.sample.usage_monthly),
-            data_age_s=_round(age),
             state=rules.severity_of(r.findings),
-            findings=summary,
-            permit=permit_state,
+            **common,
         )
 
 

@@ -24,6 +24,16 @@ def fake() -> Iterator[FakeOpenRouter]:
     server.stop()
 
 
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A budget-watchdog command against `config`, as a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.conftest import DaemonProcess, base_config, wait_for
+from tests.e2e.conftest import DaemonProcess, base_config, cli, wait_for
 from tests.fake_openrouter import FakeOpenRouter
 
 
@@ -21,15 +21,6 @@ def gate(permit: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=10,
-    )
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "watchdog", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=20,
     )
 
 

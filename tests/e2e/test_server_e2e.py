@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import DaemonProcess, base_config, wait_for
+from tests.e2e.conftest import DaemonProcess, base_config, cli, wait_for
 from tests.fake_openrouter import API_KEY, FakeOpenRouter, Fault
 from tests.servers import free_port
 
@@ -19,15 +17,6 @@ from tests.servers import free_port
 def config_on(fake: FakeOpenRouter, tmp_path: Path, port: int, extra: str = "") -> str:
     return base_config(fake, tmp_path, extra=extra).replace(
         'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"'
-    )
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "watchdog", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
     )
 
 

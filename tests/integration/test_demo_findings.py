@@ -15,6 +15,19 @@ from watchdog.store import Store
 from watchdog.tick import Tick
 
 
+def demo_tick(tmp_path: Path, profile: str, clock: Clock) -> Tick:
+    """The demo's tick (its limits, the simulated account) on a hand-moved clock."""
+    settings = demo_settings(tmp_path)
+    account = SimulatedAccount(profile, clock, start=clock.now)
+    return Tick(
+        settings=settings,
+        provider=account,
+        store=Store(settings.state.path),
+        clock=clock,
+        log=get_logger(),
+    )
+
+
 def demo_settings(tmp_path: Path) -> Settings:
     return load(
         None,
@@ -33,14 +46,7 @@ def test_runaway_raises_spike_daily_limit_and_buffer_within_a_demo_minute(
 ) -> None:
     start = datetime(2026, 11, 18, tzinfo=UTC) + timedelta(hours=start_hour)
     clock = Clock(start)
-    settings = demo_settings(tmp_path)
-    tick = Tick(
-        settings=settings,
-        provider=SimulatedAccount("runaway", clock, start=start),
-        store=Store(settings.state.path),
-        clock=clock,
-        log=get_logger(),
-    )
+    tick = demo_tick(tmp_path, "runaway", clock)
     seen: dict[str, datetime] = {}
     for _ in range(60):  # the demo's first real minute: 60 polls of simulated minutes
         for finding in tick.run().findings:
@@ -53,14 +59,7 @@ def test_runaway_raises_spike_daily_limit_and_buffer_within_a_demo_minute(
 def test_steady_account_raises_nothing(tmp_path: Path) -> None:
     start = datetime(2026, 11, 18, 9, tzinfo=UTC)
     clock = Clock(start)
-    settings = demo_settings(tmp_path)
-    tick = Tick(
-        settings=settings,
-        provider=SimulatedAccount("steady", clock, start=start),
-        store=Store(settings.state.path),
-        clock=clock,
-        log=get_logger(),
-    )
+    tick = demo_tick(tmp_path, "steady", clock)
     for _ in range(120):
         assert tick.run().findings == []
         clock.advance(minutes=1)

@@ -34,7 +34,6 @@ def metrics(**overrides: Any) -> Metrics:
         "rate_now": rate(0.1),
         "rate_1h": rate(0.1),
         "rate_24h": rate(0.1),
-        "rate_7d": rate(0.1),
         "avg_daily": rate(0.1),
         "hourly_baseline": rate(0.1),
         "balance": 500.0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -183,9 +184,10 @@ class OpenRouterProvider:
     def _request(self, method: str, path: str, key: str, **kwargs: Any) -> Any:
         delay = self._backoff
         for attempt in range(1, self._attempts + 1):
-            error = self._attempt(method, path, key, **kwargs)
-            if not isinstance(error, ProviderError):
-                return error
+            try:
+                return self._attempt(method, path, key, **kwargs)
+            except ProviderError as exc:
+                error = exc
             if error.permanent or error.status == 404 or attempt == self._attempts:
                 raise error
             wait = error.retry_after if error.retry_after is not None else delay
@@ -196,24 +198,25 @@ class OpenRouterProvider:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt(self, method: str, path: str, key: str, **kwargs: Any) -> Any:
-        """One request: the parsed JSON body, or the ProviderError it amounts to."""
+        """One request: the parsed JSON body. Raise the ProviderError a failure amounts to."""
         headers = {"Authorization": f"Bearer {key}"}
         try:
             response = self._client.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException:
-            return TransientError(f"{method} {path}: no answer within {self._timeout:g}s")
+            raise TransientError(f"{method} {path}: no answer within {self._timeout:g}s") from None
         except httpx.HTTPError as exc:
-            return TransientError(f"{method} {path}: {type(exc).__name__}: {_scrub(str(exc), key)}")
+            detail = _scrub(str(exc), key)
+            raise TransientError(f"{method} {path}: {type(exc).__name__}: {detail}") from None
         if response.status_code >= 400:
-            return _error_for(response, method, path, key)
+            raise _error_for(response, method, path, key)
         try:
             return response.json()
         except ValueError:
             kind = response.headers.get("content-type", "no content type").split(";")[0]
-            return BadResponse(
+            raise BadResponse(
                 f"{method} {path}: HTTP {response.status_code} but not JSON ({kind})",
                 status=response.status_code,
-            )
+            ) from None
 
 
 def _error_for(response: httpx.Response, method: str, path: str, key: str) -> ProviderError:
@@ -331,8 +334,6 @@ def parse_key(data: Any, path: str) -> KeyUsage:
 
 
 def _with_identity(key: KeyUsage, listed: KeyUsage) -> KeyUsage:
-    from dataclasses import replace
-
     return replace(key, hash=listed.hash, name=listed.name, disabled=listed.disabled)
 
 
