@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import Result, say
-from watchdog import burn, rules
+from watchdog.core import burn, rules
 from watchdog.config import load
 from watchdog.providers.simulated import SimulatedAccount
-from watchdog.snapshot import Sample
+from watchdog.core.model import Sample
 from watchdog.store import Store
 
 START = datetime(2025, 11, 27, tzinfo=UTC)

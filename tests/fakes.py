@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from watchdog.providers.base import ProviderError
-from watchdog.snapshot import KeyUsage, Snapshot
+from watchdog.core.model import KeyUsage, Snapshot
 
 
 class Clock:

@@ -1,37 +1,42 @@
 """The command line, and the composition root: it loads the config, builds the objects
 and hands them to the daemon or to the command at hand.
 
-Imports happen inside the commands: `gate` is dispatched before anything else is loaded,
-because batch jobs run it before every launch and it must start as fast as Python does.
+Imports happen inside the commands, so each loads only what it needs (`gate` never gets
+here: `watchdog.entry` dispatches it first).
 Exit codes: 0 success, 1 failure (or no-go for gate), 2 usage or config error.
 """
 
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager as _contextmanager
+from typing import TYPE_CHECKING
 
-# Not `from typing import TYPE_CHECKING`: importing typing costs `gate` milliseconds.
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
-    from typing import Any, TypeVar
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
-    from watchdog.config import Loaded
-    from watchdog.store import Store
-
-    T = TypeVar("T")
+    from watchdog.config import Loaded, Settings
+    from watchdog.control import DaemonClient
+    from watchdog.notify import Target
+    from watchdog.store import Store, Unit
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked: `main` prints the message, exits with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_FAIL) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `budget-watchdog` and `python -m watchdog`; returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "gate":
-        from watchdog.gate import main as gate_main
-
-        return gate_main(args[1:])
     parser = _parser()
     ns = parser.parse_args(args)
     if not getattr(ns, "command", None):
@@ -39,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         code: int = ns.func(ns)
+    except CommandError as exc:
+        print(exc.message, file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         return 130
     return code
@@ -62,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument(
         "--config", metavar="PATH", help="TOML config file (default: $WATCHDOG_CONFIG)"
+    )
+    config.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="log lines as JSON or for a person (default: auto: console on a terminal)",
     )
 
     run = sub.add_parser(
@@ -238,21 +252,21 @@ def _duration_arg(text: str) -> float:
 # -- shared ------------------------------------------------------------------------------
 
 
-def _load(ns: argparse.Namespace, **kwargs: Any) -> Loaded | None:
-    """Load the config, or print every problem to stderr and return None."""
+
+def _load(ns: argparse.Namespace, **kwargs: Any) -> Loaded:
+    """Load the config, or raise CommandError with every problem (exit 2)."""
     from watchdog import config
 
     try:
         return config.load(config.config_path(ns.config), **kwargs)
     except config.ConfigError as exc:
-        print(exc.report(), file=sys.stderr)
-        return None
+        raise CommandError(exc.report(), EXIT_USAGE) from None
 
 
-def _setup_logging(loaded: Loaded) -> Any:
+def _setup_logging(ns: argparse.Namespace, loaded: Loaded) -> Any:
     from watchdog import log
 
-    log.configure()
+    log.configure(format=ns.log_format)
     log.set_secrets(loaded.settings.secrets())
     logger = log.get_logger()
     for warning in loaded.warnings:
@@ -260,23 +274,110 @@ def _setup_logging(loaded: Loaded) -> Any:
     return logger
 
 
+def _targets(settings: Settings) -> list[Target]:
+    """The notification targets, each URL checked by Apprise (imports it: slow). Raise
+    CommandError (exit 2) naming every URL Apprise cannot use, masked."""
+    from watchdog.config import ConfigError, ConfigProblem
+    from watchdog.notify import make_target, url_problem
+
+    targets, problems = [], []
+    for index, entry in enumerate(settings.notify.targets):
+        target = make_target(entry.url.get_secret_value(), entry.severities)
+        problem = url_problem(target.url)
+        if problem:
+            problems.append(
+                ConfigProblem(f"notify.targets[{index}].url", f"{target.shown}: {problem}")
+            )
+        targets.append(target)
+    if problems:
+        raise CommandError(ConfigError(problems).report(), EXIT_USAGE)
+    return targets
+
+
+def _client(settings: Settings) -> DaemonClient:
+    from watchdog.control import DaemonClient, base_url
+
+    return DaemonClient(
+        base_url(settings.server.host, settings.server.port),
+        settings.server.token.get_secret_value(),
+    )
+
+
+@_contextmanager
+def _state(loaded: Loaded) -> Iterator[Store]:
+    """The service's state file, opened for a command; CommandError when it cannot be
+    (usually a user who may not read or write it: say so, no traceback)."""
+    import sqlite3
+
+    from watchdog.store import Store, StoreError
+
+    path = loaded.settings.state.path
+    try:
+        exists = path.exists()
+    except OSError as exc:
+        raise CommandError(f"error: cannot look at {path}: {exc.strerror}{_AS_SERVICE}") from None
+    if not exists:
+        raise CommandError(f"error: no state at {path}: has the daemon run with this config?")
+    try:
+        with Store(path) as store:
+            yield store
+    except (StoreError, sqlite3.Error, OSError) as exc:
+        raise CommandError(f"error: cannot use the state file {path}: {exc}{_AS_SERVICE}") from None
+
+
+_AS_SERVICE = " (run it as root or as the service user)"
+
+
+def _change(loaded: Loaded, change: Callable[[Unit], object]) -> None:
+    """Apply `change` to the state file in one transaction (the daemon reads it)."""
+    import sqlite3
+
+    from watchdog.store import Store, StoreError
+
+    path = loaded.settings.state.path
+    try:
+        with Store(path) as store, store.unit() as unit:
+            change(unit)
+    except (StoreError, sqlite3.Error, OSError) as exc:
+        raise CommandError(
+            f"error: cannot change the state file {path}: {exc}{_AS_SERVICE}"
+        ) from None
+
+
+def _poke(loaded: Loaded) -> str:
+    """Ask a running daemon to tick now; say what happened."""
+    problem = _client(loaded.settings).request_tick()
+    if problem is None:
+        return "the running daemon applied it now"
+    interval = loaded.settings.provider.poll_interval.total_seconds()
+    return f"{problem}; a running daemon applies it within {interval:g}s"
+
+
+def _operator() -> str:
+    import getpass
+    import os
+
+    user = os.environ.get("SUDO_USER") or getpass.getuser()
+    return f"{user} (cli)"
+
+
 # -- commands ----------------------------------------------------------------------------
 
 
 def cmd_check_config(ns: argparse.Namespace) -> int:
     from watchdog import config
+    from watchdog.notify import describe_target
 
     if ns.example:
         sys.stdout.write(config.render_example())
         return EXIT_OK
-    loaded = _load(ns, check_targets=True)
-    if loaded is None:
-        return EXIT_USAGE
+    loaded = _load(ns)
+    _targets(loaded.settings)
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     source = loaded.source or "defaults and environment (no --config, no $WATCHDOG_CONFIG)"
     print(f"# effective configuration from {source}; secrets masked")
-    sys.stdout.write(config.render_effective(loaded.settings))
+    sys.stdout.write(config.render_effective(loaded.settings, describe_target))
     return EXIT_OK
 
 
@@ -284,10 +385,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     from watchdog.providers.openrouter import OpenRouterProvider
 
     loaded = _load(ns)  # the notification URLs are checked by the courier (see _serve)
-    if loaded is None:
-        return EXIT_USAGE
-    settings = loaded.settings
-    p = settings.provider
+    p = loaded.settings.provider
     provider = OpenRouterProvider(
         p.base_url,
         p.api_key.get_secret_value() if p.api_key else None,
@@ -295,7 +393,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
         timeout=p.timeout.total_seconds(),
         max_wait=min(30.0, p.poll_interval.total_seconds() / 2),
     )
-    return _serve(loaded, provider, interval=p.poll_interval.total_seconds(), clock=None)
+    admin = provider if provider.has_management_key else None
+    return _serve(ns, loaded, provider, admin, interval=p.poll_interval.total_seconds())
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
@@ -303,6 +402,7 @@ def cmd_demo(ns: argparse.Namespace) -> int:
     from datetime import UTC, datetime
     from pathlib import Path
 
+    from watchdog import config
     from watchdog.providers.simulated import PROFILES, AcceleratedClock, SimulatedAccount
 
     state_dir = Path(ns.state_dir or tempfile.mkdtemp(prefix="budget-watchdog-demo-"))
@@ -316,16 +416,10 @@ def cmd_demo(ns: argparse.Namespace) -> int:
             "targets": [{"url": "console://", "severities": ["info", "warning", "critical"]}],
         },
     }
-    from watchdog import config
-
     path = config.config_path(ns.config)
     if path is not None:  # the user's limits, but the demo's own state, permit and console
         overrides = {k: v for k, v in overrides.items() if k != "budget"}
-    try:
-        loaded = config.load(path, require_key=False, overrides=overrides)
-    except config.ConfigError as exc:
-        print(exc.report(), file=sys.stderr)
-        return EXIT_USAGE
+    loaded = _load(ns, require_key=False, overrides=overrides)
     clock = AcceleratedClock(datetime.now(UTC), ns.speed)
     account = SimulatedAccount(ns.profile, clock)
     profile = PROFILES[ns.profile]
@@ -338,7 +432,14 @@ def cmd_demo(ns: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return _serve(
-        loaded, account, interval=interval, clock=clock, run_for=ns.run_for, announce=True
+        ns,
+        loaded,
+        account,
+        account,
+        interval=interval,
+        clock=clock,
+        run_for=ns.run_for,
+        announce=True,
     )
 
 
@@ -346,13 +447,11 @@ def cmd_notify_test(ns: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from watchdog import log
-    from watchdog.notify import AppriseTransport, DeliveryError, targets_from
+    from watchdog.notify import AppriseTransport, DeliveryError
 
-    loaded = _load(ns, require_key=False, check_targets=True)
-    if loaded is None:
-        return EXIT_USAGE
+    loaded = _load(ns, require_key=False)
     log.set_secrets(loaded.settings.secrets())
-    targets = targets_from(loaded.settings.notify.targets)
+    targets = _targets(loaded.settings)
     if not targets:
         print("no [[notify.targets]] configured: nothing to test", file=sys.stderr)
         return EXIT_FAIL
@@ -375,137 +474,81 @@ def cmd_notify_test(ns: argparse.Namespace) -> int:
     return EXIT_OK if failures == 0 else EXIT_FAIL
 
 
-def _control(ns: argparse.Namespace, change: Callable[[Store], T]) -> tuple[Loaded, T] | int:
-    """Load the config, open the state file and apply `change` to it. Return the config and
-    what `change` returned, or the exit code after printing why it could not be done."""
-    import sqlite3
-
-    from watchdog.store import Store, StoreError
-
-    loaded = _load(ns, require_key=False)
-    if loaded is None:
-        return EXIT_USAGE
-    path = loaded.settings.state.path
-    try:
-        with Store(path) as store:
-            return loaded, change(store)
-    except (StoreError, sqlite3.Error) as exc:
-        # Usually a user who may not write the service's state: say so, no traceback.
-        print(
-            f"error: cannot change the state file {path}: {exc} (run it as root or as the "
-            "service user)",
-            file=sys.stderr,
-        )
-        return EXIT_FAIL
-
-
-def _poke(loaded: Loaded) -> str:
-    """Ask a running daemon to tick now; say what happened."""
-    from watchdog.control import request_tick
-
-    problem = request_tick(loaded.settings)
-    if problem is None:
-        return "the running daemon applied it now"
-    interval = loaded.settings.provider.poll_interval.total_seconds()
-    return f"{problem}; a running daemon applies it within {interval:g}s"
-
-
 def cmd_silence(ns: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from watchdog.alerts import Silence
-    from watchdog.rules import RULES
+    from watchdog.core.model import Silence
+    from watchdog.core.rules import RULES
 
     if ns.rule not in RULES:
-        print(f"error: unknown rule {ns.rule!r}; rules: {', '.join(RULES)}", file=sys.stderr)
-        return EXIT_USAGE
+        raise CommandError(
+            f"error: unknown rule {ns.rule!r}; rules: {', '.join(RULES)}", EXIT_USAGE
+        )
+    loaded = _load(ns, require_key=False)
     now = datetime.now(UTC)
     until = now + timedelta(seconds=ns.duration)
-    done = _control(ns, lambda store: store.set_silence(Silence(ns.rule, until, ns.reason, now)))
-    if isinstance(done, int):
-        return done
-    loaded, _ = done
+    _change(loaded, lambda unit: unit.set_silence(Silence(ns.rule, until, ns.reason, now), now))
     print(f"silenced {ns.rule} until {until:%Y-%m-%d %H:%M} UTC; {_poke(loaded)}")
     return EXIT_OK
 
 
 def cmd_unsilence(ns: argparse.Namespace) -> int:
-    done = _control(ns, lambda store: store.remove_silence(ns.rule))
-    if isinstance(done, int):
-        return done
-    loaded, removed = done
-    if not removed:
+    loaded = _load(ns, require_key=False)
+    removed: list[bool] = []
+    _change(loaded, lambda unit: removed.append(unit.remove_silence(ns.rule)))
+    if not removed[0]:
         print(f"{ns.rule} was not silenced")
         return EXIT_OK
     print(f"silence of {ns.rule} ended; {_poke(loaded)}")
     return EXIT_OK
 
 
-def _operator() -> str:
-    import getpass
-    import os
-
-    user = os.environ.get("SUDO_USER") or getpass.getuser()
-    return f"{user} (cli)"
-
-
 def cmd_status(ns: argparse.Namespace) -> int:
     import json
     from datetime import UTC, datetime
 
-    from watchdog import status
-    from watchdog.control import base_url, fetch_status
-    from watchdog.store import Store, StoreError
+    from watchdog.core.view import render_text
+    from watchdog.offline import status_from_store
 
     loaded = _load(ns, require_key=False)
-    if loaded is None:
-        return EXIT_USAGE
     settings = loaded.settings
-    body = fetch_status(settings)
+    client = _client(settings)
+    body = client.status()
     if body is not None:
-        source = f"running daemon at {base_url(settings)}"
+        source = f"running daemon at {client.base_url}"
     else:
-        path = settings.state.path
-        if not path.exists():
-            print(
-                f"error: the daemon does not answer at {base_url(settings)} and there is no "
-                f"state at {path}",
-                file=sys.stderr,
-            )
-            return EXIT_FAIL
-        try:
-            with Store(path) as store:
-                body = status.from_store(store, settings, datetime.now(UTC))
-        except StoreError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_FAIL
+        with _state(loaded) as store:
+            body = status_from_store(store, settings, datetime.now(UTC))
         source = (
-            f"the daemon does not answer at {base_url(settings)}: from the state file "
-            f"{path} (as of its last poll)"
+            f"the daemon does not answer at {client.base_url}: from the state file "
+            f"{settings.state.path} (as of its last poll)"
         )
     if ns.json:
         body["source"] = source
         print(json.dumps(body, indent=2))
     else:
-        sys.stdout.write(status.render_text(body, source=source))
+        sys.stdout.write(render_text(body, source=source))
     return EXIT_OK
 
 
 def cmd_trip(ns: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from watchdog import permit
+    from watchdog import permitfile
+    from watchdog.core.model import Override, PermitChange, Trip
 
+    loaded = _load(ns, require_key=False)
     now = datetime.now(UTC)
     by = _operator()
-    trip = {"trip": {"reason": ns.reason, "by": by, "at": now.isoformat()}}
-    done = _control(ns, lambda store: store.set_override(trip, now, "tripped", by, ns.reason))
-    if isinstance(done, int):
-        return done
-    loaded, _ = done
+
+    def trip(unit: Unit) -> None:
+        unit.set_override(Override(trip=Trip(ns.reason, by, now)))
+        unit.audit(PermitChange(now, "tripped", by, ns.reason))
+
+    _change(loaded, trip)
     path = loaded.settings.killswitch.path
     try:
-        removed = permit.revoke(path)
+        removed = permitfile.revoke(path)
     except OSError as exc:  # the daemon removes it at its next tick anyway
         print(f"warning: could not remove {path} now: {exc.strerror}", file=sys.stderr)
         removed = False
@@ -520,19 +563,19 @@ def cmd_trip(ns: argparse.Namespace) -> int:
 def cmd_arm(ns: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from watchdog.control import fetch_status
+    from watchdog.core.model import Override, PermitChange
 
+    loaded = _load(ns, require_key=False)
     now = datetime.now(UTC)
     by = _operator()
-    cleared = {"trip": None, "armed_at": now.isoformat()}
-    done = _control(
-        ns, lambda store: store.set_override(cleared, now, "arm requested", by, "manual arm")
-    )
-    if isinstance(done, int):
-        return done
-    loaded, _ = done
+
+    def arm(unit: Unit) -> None:
+        unit.set_override(Override(trip=None, armed_at=now))
+        unit.audit(PermitChange(now, "arm requested", by, "manual arm"))
+
+    _change(loaded, arm)
     poked = _poke(loaded)
-    status = fetch_status(loaded.settings)
+    status = _client(loaded.settings).status()
     if status is not None and status.get("permit") == "revoked":
         reasons = status.get("permit_reason") or "a finding demands a stop"
         print(f"manual trip and latch cleared, but the permit stays revoked: {reasons}")
@@ -548,27 +591,17 @@ def cmd_report(ns: argparse.Namespace) -> int:
     import json
     from datetime import UTC, datetime, timedelta
 
-    from watchdog import burn, report
+    from watchdog import report
+    from watchdog.core import burn
     from watchdog.providers.base import ProviderError
     from watchdog.providers.openrouter import OpenRouterProvider
-    from watchdog.store import Store, StoreError
 
     loaded = _load(ns, require_key=False)
-    if loaded is None:
-        return EXIT_USAGE
     settings = loaded.settings
-    path = settings.state.path
-    if not path.exists():
-        print(f"error: no state at {path}: has the daemon run with this config?", file=sys.stderr)
-        return EXIT_FAIL
     now = datetime.now(UTC)
     tz = settings.budget.tz
-    try:
-        with Store(path) as store:
-            samples = store.history(now - timedelta(days=ns.days + 1))
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+    with _state(loaded) as store:
+        samples = store.history(now - timedelta(days=ns.days + 1))
     end = max([now] + [s.ts for s in samples[-1:]])  # a demo's clock may run ahead
     days = burn.daily_spend(burn.History.from_samples(samples), end, ns.days, tz)
     models = None
@@ -594,18 +627,23 @@ def cmd_report(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- the daemon: the composition root ----------------------------------------------------
+
+
 def _serve(
+    ns: argparse.Namespace,
     loaded: Loaded,
     provider: Any,
+    admin: Any,
     *,
     interval: float,
-    clock: Any,
+    clock: Callable[[], Any] | None = None,
     run_for: float | None = None,
     announce: bool = False,
 ) -> int:
-    """Build the store, the tick, the server and the daemon around `provider`; run until
-    stopped. Exit 2 for a notification URL Apprise cannot use, 1 if the state file or the
-    port is taken."""
+    """Build the store, the tick, the server and the daemon around `provider` (and `admin`,
+    its management side, or None); run until stopped. Exit 2 for a notification URL
+    Apprise cannot use, 1 if the state file or the port is taken."""
     from watchdog.courier import Inspector
 
     settings = loaded.settings
@@ -614,34 +652,73 @@ def _serve(
 
     from datetime import UTC, datetime
 
-    from watchdog import permit, status
-    from watchdog.courier import CourierOutbox
-    from watchdog.daemon import Daemon
+    from watchdog import permitfile
+    from watchdog.core import view
+    from watchdog.daemon import Daemon, Prepared
     from watchdog.sdnotify import Notifier
     from watchdog.server import Reservations, StatusServer, create_app
     from watchdog.store import Store, StoreError
-    from watchdog.tick import Tick
+    from watchdog.tick import LatestView, Tick, resume
 
-    logger = _setup_logging(loaded)
+    logger = _setup_logging(ns, loaded)
+    policy = settings.policy()
+    now = clock or (lambda: datetime.now(UTC))
     try:
         store = Store(settings.state.path, lock=True)
     except StoreError as exc:
         logger.error("state_unavailable", detail=str(exc))
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    clock = clock or (lambda: datetime.now(UTC))
-    tick = Tick(settings=settings, provider=provider, store=store, clock=clock, log=logger)
-    requests: list[Any] = []
+        raise CommandError(f"error: {exc}") from None
+    memory = resume(store, policy, now())
+    published = LatestView(view.starting(memory.poll.started_at, policy.budget, memory.poll))
 
-    async def request_tick() -> None:
-        await requests[0]()
+    def prepare() -> Prepared | None:
+        """The courier's verdict on the notification URLs (the server answers meanwhile);
+        the first tick and READY=1 wait for it, so no alert goes out unrouted."""
+        targets = _inspected_targets(loaded, inspector)
+        if targets is None:
+            return None
+        with store.unit() as unit:
+            # A restart may be the fix for whatever kept messages from going out.
+            waiting = unit.retry_pending_now(now())
+        if waiting:
+            logger.info("outbox_resumed", pending=waiting)
+        tick = Tick(
+            policy=policy,
+            provider=provider,
+            admin=admin,
+            store=store,
+            permit_path=settings.killswitch.path,
+            clock=now,
+            log=logger,
+            targets=targets,
+            memory=memory,
+            published=published,
+        )
+        if not targets:
+            return Prepared(tick)
+        outbox = _courier(ns, store, targets, now, logger, settings.secrets())
+        return Prepared(tick, outbox.deliver)
 
+    def on_stop() -> None:
+        # A stopped watchdog leaves no permit: launches stop until it runs again.
+        if permitfile.revoke(settings.killswitch.path):
+            logger.info("permit_removed", reason="daemon stopped")
+
+    daemon = Daemon(
+        prepare,
+        interval=interval,
+        log=logger,
+        sd=Notifier(),
+        run_for=run_for,
+        on_stop=on_stop,
+        status_line=lambda: view.summary_line(published.current),
+    )
     app = create_app(
-        view=lambda: tick.view,
-        clock=clock,
+        view=published.get,
+        clock=now,
         token=settings.server.token.get_secret_value(),
         reservations=Reservations(),
-        request_tick=request_tick,
+        request_tick=daemon.run_tick_now,
     )
     server = StatusServer(app, settings.server.host, settings.server.port, logger)
     try:
@@ -650,70 +727,38 @@ def _serve(
         store.close()
         message = f"cannot listen on {settings.server.listen}: {exc.strerror or exc}"
         logger.error("server_unavailable", detail=message)
-        print(f"error: {message} (server.listen)", file=sys.stderr)
-        return EXIT_FAIL
-
-    outboxes: list[CourierOutbox] = []
-
-    def prepare() -> bool:
-        """The courier's verdict on the notification URLs (the server answers meanwhile);
-        the first tick and READY=1 wait for it, so no alert goes out unrouted."""
-        targets = _inspected_targets(loaded, inspector)
-        if targets is None:
-            return False
-        tick.targets = targets
-        # A restart may be the fix for whatever kept messages from going out: retry them.
-        waiting = store.retry_pending_now(clock())
-        if waiting:
-            logger.info("outbox_resumed", pending=waiting)
-        outboxes.append(
-            CourierOutbox(
-                store,
-                targets,
-                clock,
-                logger,
-                secrets=settings.secrets(),
-                json_logs=not sys.stdout.isatty(),
-            )
-        )
-        return True
-
-    def deliver() -> int:
-        return outboxes[0].deliver() if outboxes else 0
-
-    def on_stop() -> None:
-        # A stopped watchdog leaves no permit: launches stop until it runs again.
-        if permit.revoke(settings.killswitch.path):
-            logger.info("permit_removed", reason="daemon stopped")
-
+        raise CommandError(f"error: {message} (server.listen)") from None
     if announce:
         print(
             f"Status page: http://{settings.server.host}:{server.port}/  "
             f"(gate: budget-watchdog gate --permit {settings.killswitch.path})\n",
             file=sys.stderr,
         )
-    daemon = Daemon(
-        tick,
-        interval=interval,
-        log=logger,
-        sd=Notifier(),
-        run_for=run_for,
-        deliver=deliver if settings.notify.targets else None,
-        prepare=prepare,
-        on_stop=on_stop,
-        server=server,
-        status_line=lambda: status.summary_line(tick.view.status),
-    )
-    requests.append(daemon.run_tick_now)
     try:
-        code = daemon.run()
+        code = daemon.run(server)
     finally:
         provider.close()
         store.close()
-    return EXIT_USAGE if code == 2 else code
+    return code
 
 
-def _inspected_targets(loaded: Loaded, inspector: Any) -> list[Any] | None:
+def _courier(
+    ns: argparse.Namespace,
+    store: Store,
+    targets: list[Target],
+    clock: Callable[[], Any],
+    logger: Any,
+    secrets: list[str],
+) -> Any:
+    from watchdog.courier import CourierOutbox
+
+    log_format = ns.log_format
+    if log_format == "auto":
+        log_format = "console" if sys.stdout.isatty() else "json"
+    return CourierOutbox(store, targets, clock, logger, secrets=secrets, log_format=log_format)
+
+
+def _inspected_targets(loaded: Loaded, inspector: Any) -> list[Target] | None:
     """The notification targets once the courier has checked their URLs, or None after
     printing every problem as a config error (secrets masked)."""
     from watchdog.config import ConfigError, ConfigProblem
@@ -735,5 +780,5 @@ def _inspected_targets(loaded: Loaded, inspector: Any) -> list[Any] | None:
         source = str(loaded.source) if loaded.source else None
         print(ConfigError(problems, source).report(), file=sys.stderr)
         return None
-    targets: list[Any] = make_targets(loaded.settings.notify.targets, inspection.shown)
-    return targets
+    pairs = [(t.url.get_secret_value(), t.severities) for t in loaded.settings.notify.targets]
+    return make_targets(pairs, inspection.shown)

@@ -2,26 +2,32 @@
 
 Sources, strongest first: `WATCHDOG_<SECTION>__<KEY>` environment variables,
 `OPENROUTER_API_KEY` / `OPENROUTER_MANAGEMENT_KEY`, the TOML file, then the defaults.
-Every key carries its description and an example here, in one place: the sample config
-(`watchdog.example.toml`) is generated from this module and a test fails when they drift.
+Key files (`*_file` keys, systemd credentials, `keys/` beside the config file) are read by
+`load()` after validation. Every key carries its description and an example here, in one
+place: the sample config (`watchdog.example.toml`) is generated from this module and a test
+fails when they drift. `Settings.policy()` hands the core its plain, frozen view.
+
+Imports nothing from `watchdog` but `watchdog.core.model`, so every other module may
+import this one.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import stat
 import tomllib
-from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -35,13 +41,15 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
 
+from watchdog.core.model import BudgetPolicy, KillswitchPolicy, NotifyPolicy, Policy
+
 CONFIG_ENV = "WATCHDOG_CONFIG"
+ENV_PREFIX = "WATCHDOG_"
 API_KEY_ENV = "OPENROUTER_API_KEY"
 MANAGEMENT_KEY_ENV = "OPENROUTER_MANAGEMENT_KEY"
 # systemd's LoadCredential= puts secrets here; the credential names we look for by default.
@@ -49,22 +57,34 @@ CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 API_KEY_CREDENTIAL = "openrouter_api_key"
 MANAGEMENT_KEY_CREDENTIAL = "openrouter_management_key"
 
+MAX_DURATION = timedelta(days=366)
+MAX_AMOUNT = 1e9  # USD; anything above is a typo, and floats stay exact well beyond it
+KEY_FILE_MAX_BYTES = 64 * 1024  # a key is ~100 bytes; this bounds a read of the wrong file
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_DURATION_FORMS = "a duration like '90s', '5m', '4h', '7d' or seconds"
+
+
+# -- value types ---------------------------------------------------------------------------
 
 
 def parse_duration(value: object) -> timedelta:
     """Given "90s", "5m", "4h", "7d", "1h30m", a number of seconds or a timedelta, return
-    a timedelta. Raise ValueError for anything else or a negative duration.
+    a timedelta. Raise ValueError for anything else, a negative duration, or one longer
+    than MAX_DURATION (366 days) — never OverflowError.
 
     Hand-written: the format is four units and a regex; a dependency would cost more.
     """
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, bool):
-        raise ValueError("expected a duration like '90s', '5m', '4h', '7d' or seconds")
+        raise ValueError(f"expected {_DURATION_FORMS}")
     elif isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond float range
+            seconds = math.inf
     elif isinstance(value, str):
         text = value.strip().lower()
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
@@ -72,11 +92,16 @@ def parse_duration(value: object) -> timedelta:
         elif text and re.fullmatch(rf"(?:{_DURATION_RE.pattern}\s*)+", text):
             seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_RE.findall(text))
         else:
-            raise ValueError(f"{value!r} is not a duration like '90s', '5m', '4h', '7d'")
+            raise ValueError(f"{value!r} is not {_DURATION_FORMS}")
     else:
-        raise ValueError("expected a duration like '90s', '5m', '4h', '7d' or seconds")
+        raise ValueError(f"expected {_DURATION_FORMS}")
+    if math.isnan(seconds):
+        raise ValueError(f"expected {_DURATION_FORMS}")
     if seconds < 0:
         raise ValueError("must not be negative")
+    # Compared as floats, before timedelta() sees the number: it overflows past ~2.7 My.
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"must be at most {format_duration(MAX_DURATION)}")
     return timedelta(seconds=seconds)
 
 
@@ -89,73 +114,125 @@ def format_duration(value: timedelta) -> str:
     return f"{seconds:g}s"
 
 
+def _flag(value: object) -> bool:
+    """A boolean: true/false in TOML, or the strings "true"/"false" (any case), which is
+    how the environment writes them. "yes", 1 or "on" are refused rather than guessed."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("must be true or false")
+
+
+def _number(value: object) -> object:
+    """A number for a float field. pydantic would read true as 1.0, and would check `inf`
+    against a bound first ("less than or equal to …"): say what is wrong instead."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    try:
+        number = float(value) if isinstance(value, str | int | float) else None
+    except (ValueError, OverflowError):  # not a number at all: pydantic says so
+        return value
+    if number is not None and not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def key_token(text: str) -> str:
+    """Given a key as written (a key file's content, an environment value, a config value),
+    return it without surrounding whitespace or a UTF-8 byte-order mark ("" when nothing is
+    left). Raise ValueError when it is not one token of printable ASCII; the message never
+    contains the text, which may be a secret."""
+    text = text.strip().removeprefix("\ufeff").strip()
+    if sum(1 for line in text.splitlines() if line.strip()) > 1:
+        raise ValueError("holds more than one line: only the key, no comments or second key")
+    if any(c.isspace() for c in text):
+        raise ValueError("contains whitespace: a key is a single token")
+    if not all("!" <= c <= "~" for c in text):
+        raise ValueError("contains a non-printable or non-ASCII character")
+    return text
+
+
+def _key_value(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    try:
+        token = key_token(value.get_secret_value())
+    except ValueError as exc:
+        raise PydanticCustomError("key_format", "{reason}", {"reason": str(exc)}) from None
+    return SecretStr(token) if token else None
+
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+Amount = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False, le=MAX_AMOUNT)]
+Key = Annotated[SecretStr | None, AfterValidator(_key_value)]
 Severity = Literal["warning", "critical"]
-NonNegative = Annotated[float, Field(ge=0)]
 
 
-def _doc(description: str, example: object = None) -> Any:
-    """Field metadata read by the example generator: a description and, for optional keys,
-    the example value shown commented out."""
-    extra: dict[str, Any] = {"doc": description}
-    if example is not None:
-        extra["example"] = example
-    return extra
+def _reject(problems: Sequence[tuple[str, str]]) -> None:
+    """Raise one error carrying every cross-field problem of a model, each with the dotted
+    path (relative to the model) it belongs to. pydantic stops a model validator at its
+    first error; load() unpacks these so that all of them are reported together."""
+    if problems:
+        raise PydanticCustomError(
+            "cross_field",
+            "{summary}",
+            {
+                "summary": "; ".join(f"{path}: {message}" for path, message in problems),
+                "problems": tuple(problems),
+            },
+        )
+
+
+# -- the schema ----------------------------------------------------------------------------
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, hide_input_in_errors=True)
 
 
 class ProviderConfig(_Section):
     """[provider]: where spend is read from."""
 
     name: Literal["openrouter"] = Field(
-        "openrouter", json_schema_extra=_doc("Provider; only OpenRouter for now.")
+        "openrouter", description="Provider; only OpenRouter for now."
     )
     base_url: str = Field(
         "https://openrouter.ai/api/v1",
-        json_schema_extra=_doc("API root; point it at a local fake for tests."),
+        description="API root; point it at a local fake for tests.",
     )
-    api_key: SecretStr | None = Field(
+    api_key: Key = Field(
         None,
-        json_schema_extra=_doc(
-            "The key whose spend is watched. Prefer api_key_file or OPENROUTER_API_KEY.",
-            "sk-or-v1-...",
-        ),
+        description="The key whose spend is watched. Prefer api_key_file or OPENROUTER_API_KEY.",
+        examples=["sk-or-v1-..."],
     )
     api_key_file: Path | None = Field(
         None,
-        json_schema_extra=_doc(
-            "File holding the watched key; relative paths resolve in $CREDENTIALS_DIRECTORY.",
-            "/etc/budget-watchdog/openrouter_api_key",
-        ),
+        description="File holding the watched key; relative paths resolve in "
+        "$CREDENTIALS_DIRECTORY.",
+        examples=["/etc/budget-watchdog/openrouter_api_key"],
     )
-    management_key: SecretStr | None = Field(
+    management_key: Key = Field(
         None,
-        json_schema_extra=_doc(
-            "Optional management key: account balance, all keys, activity, key disable. "
-            "Prefer management_key_file or OPENROUTER_MANAGEMENT_KEY.",
-            "sk-or-v1-...",
-        ),
+        description="Optional management key: account balance, all keys, activity, key "
+        "disable. Prefer management_key_file or OPENROUTER_MANAGEMENT_KEY.",
+        examples=["sk-or-v1-..."],
     )
     management_key_file: Path | None = Field(
         None,
-        json_schema_extra=_doc(
-            "File holding the management key.", "/etc/budget-watchdog/openrouter_management_key"
-        ),
+        description="File holding the management key.",
+        examples=["/etc/budget-watchdog/openrouter_management_key"],
     )
     poll_interval: Duration = Field(
-        timedelta(seconds=60),
-        json_schema_extra=_doc("How often the provider is polled (1s minimum)."),
+        timedelta(seconds=60), description="How often the provider is polled (1s minimum)."
     )
-    timeout: Duration = Field(
-        timedelta(seconds=10), json_schema_extra=_doc("Timeout of one HTTP request.")
-    )
+    timeout: Duration = Field(timedelta(seconds=10), description="Timeout of one HTTP request.")
 
     @field_validator("base_url")
     @classmethod
@@ -178,101 +255,48 @@ class ProviderConfig(_Section):
             raise ValueError("must be more than 0s")
         return value
 
-    @model_validator(mode="after")
-    def _read_key_files(self) -> ProviderConfig:
-        # A key given directly (file, env) wins over a key file; a key file is read here so
-        # that a missing or unreadable one is a config error at start, with its path.
-        self.api_key_file = _resolve_credential_path(self.api_key_file)
-        self.management_key_file = _resolve_credential_path(self.management_key_file)
-        if self.api_key is None and self.api_key_file is not None:
-            self.api_key = _read_secret(self.api_key_file, "api_key_file")
-        if self.management_key is None and self.management_key_file is not None:
-            self.management_key = _read_secret(self.management_key_file, "management_key_file")
-        for field in ("api_key", "management_key"):
-            secret: SecretStr | None = getattr(self, field)
-            if secret is not None and not secret.get_secret_value().strip():
-                setattr(self, field, None)
-        return self
-
-
-def _resolve_credential_path(path: Path | None) -> Path | None:
-    if path is None:
-        return None
-    path = Path(os.path.expandvars(str(path))).expanduser()
-    creds = os.environ.get(CREDENTIALS_ENV)
-    if not path.is_absolute() and creds:
-        path = Path(creds) / path
-    return path
-
-
-def _key_text(path: Path) -> str:
-    """A key file's content without the newline editors add. Raise OSError."""
-    return path.read_text(encoding="utf-8").strip()
-
-
-def _read_secret(path: Path, field: str) -> SecretStr:
-    try:
-        text = _key_text(path)
-    except OSError as exc:
-        raise PydanticCustomError(
-            "key_file",
-            "cannot read {path}: {reason}",
-            {"path": str(path), "reason": exc.strerror or type(exc).__name__, "field": field},
-        ) from None
-    if not text:
-        raise PydanticCustomError(
-            "key_file", "{path} is empty", {"path": str(path), "field": field}
-        )
-    return SecretStr(text)
-
 
 class BudgetConfig(_Section):
     """[budget]: the limits and targets findings are judged against."""
 
     timezone: str = Field(
-        "UTC", json_schema_extra=_doc("Day and month boundaries for our own limits (IANA name).")
+        "UTC", description="Day and month boundaries for our own limits (IANA name)."
     )
-    daily_limit: Annotated[float, Field(gt=0)] | None = Field(
-        None, json_schema_extra=_doc("Spend allowed per day, USD.", 20.0)
+    daily_limit: Annotated[Amount, Field(gt=0)] | None = Field(
+        None, description="Spend allowed per day, USD.", examples=[20.0]
     )
-    monthly_limit: Annotated[float, Field(gt=0)] | None = Field(
-        None, json_schema_extra=_doc("Spend allowed per calendar month, USD.", 400.0)
+    monthly_limit: Annotated[Amount, Field(gt=0)] | None = Field(
+        None, description="Spend allowed per calendar month, USD.", examples=[400.0]
     )
-    warn_ratio: float = Field(
-        0.8,
-        gt=0,
-        le=1,
-        json_schema_extra=_doc("Warning at this share of a limit; critical at 1.0."),
+    warn_ratio: Number = Field(
+        0.8, gt=0, le=1, description="Warning at this share of a limit; critical at 1.0."
     )
-    buffer_days_warning: NonNegative = Field(
-        7.0, json_schema_extra=_doc("Warn when credit lasts fewer days at the average burn.")
+    buffer_days_warning: Number = Field(
+        7.0, ge=0, description="Warn when credit lasts fewer days at the average burn."
     )
-    buffer_days_critical: NonNegative = Field(
-        3.0, json_schema_extra=_doc("Critical when credit lasts fewer days than this.")
+    buffer_days_critical: Number = Field(
+        3.0, ge=0, description="Critical when credit lasts fewer days than this."
     )
-    min_balance: NonNegative = Field(
-        0.0, json_schema_extra=_doc("Critical when the balance falls to this many USD.")
+    min_balance: Amount = Field(
+        0.0, ge=0, description="Critical when the balance falls to this many USD."
     )
-    spike_factor: float = Field(
-        4.0,
-        gt=1,
-        json_schema_extra=_doc("Spike: 1-hour burn above this many times the 7-day baseline."),
+    spike_factor: Number = Field(
+        4.0, gt=1, description="Spike: 1-hour burn above this many times the 7-day baseline."
     )
-    spike_min_rate: NonNegative = Field(
-        0.5,
-        json_schema_extra=_doc("Spike: only above this rate in USD/h, so idle keys stay quiet."),
+    spike_min_rate: Amount = Field(
+        0.5, ge=0, description="Spike: only above this rate in USD/h, so idle keys stay quiet."
     )
-    hysteresis: float = Field(
+    hysteresis: Number = Field(
         0.05,
         ge=0,
         lt=1,
-        json_schema_extra=_doc(
-            "A finding resolves only when its value is this share back inside its threshold."
-        ),
+        description="A finding resolves only when its value is this share back inside its "
+        "threshold.",
     )
     stale_after: Duration = Field(
         timedelta(minutes=10),
-        json_schema_extra=_doc("Stale when no poll succeeded for this long."),
+        description="Stale when no poll succeeded for this long. At least twice "
+        "provider.poll_interval.",
     )
 
     @field_validator("timezone")
@@ -285,28 +309,30 @@ class BudgetConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _warning_before_critical(self) -> BudgetConfig:
+    def _limits_in_order(self) -> BudgetConfig:
+        problems = []
         if self.buffer_days_warning < self.buffer_days_critical:
-            raise PydanticCustomError(
-                "order",
-                "buffer_days_warning ({w:g}) is below buffer_days_critical ({c:g}): the "
-                "warning would come after the critical alert",
-                {
-                    "w": self.buffer_days_warning,
-                    "c": self.buffer_days_critical,
-                    "field": "buffer_days_warning",
-                },
+            problems.append(
+                (
+                    "buffer_days_warning",
+                    f"buffer_days_warning ({self.buffer_days_warning:g}) is below "
+                    f"buffer_days_critical ({self.buffer_days_critical:g}): the warning "
+                    "would come after the critical alert",
+                )
             )
         if (
             self.daily_limit is not None
             and self.monthly_limit is not None
             and self.daily_limit > self.monthly_limit
         ):
-            raise PydanticCustomError(
-                "order",
-                "daily_limit ({d:g}) is above monthly_limit ({m:g})",
-                {"d": self.daily_limit, "m": self.monthly_limit, "field": "daily_limit"},
+            problems.append(
+                (
+                    "daily_limit",
+                    f"daily_limit ({self.daily_limit:g}) is above monthly_limit "
+                    f"({self.monthly_limit:g})",
+                )
             )
+        _reject(problems)
         return self
 
     @property
@@ -319,22 +345,22 @@ class KillswitchConfig(_Section):
 
     path: Path = Field(
         Path("/run/budget-watchdog/permit"),
-        json_schema_extra=_doc("The permit: present while launches are allowed."),
+        description="The permit: present while launches are allowed.",
     )
     revoke_on: list[Severity] = Field(
-        ["critical"], json_schema_extra=_doc("Finding severities that revoke the permit.")
+        ["critical"], description="Finding severities that revoke the permit."
     )
     ttl: Duration = Field(
         timedelta(minutes=5),
-        json_schema_extra=_doc("Permit lease: an expired permit means no-go."),
+        description="Permit lease: an expired permit means no-go. At least twice "
+        "provider.poll_interval.",
     )
-    latch: bool = Field(False, json_schema_extra=_doc("Stay revoked until `budget-watchdog arm`."))
+    latch: Flag = Field(False, description="Stay revoked until `budget-watchdog arm`.")
     on_stale: Literal["revoke", "keep"] = Field(
-        "revoke", json_schema_extra=_doc("What stale data does to the permit.")
+        "revoke", description="What stale data does to the permit."
     )
-    disable_keys: bool = Field(
-        False,
-        json_schema_extra=_doc("Also disable the watched key(s) at the provider (management key)."),
+    disable_keys: Flag = Field(
+        False, description="Also disable the watched key(s) at the provider (management key)."
     )
 
     @field_validator("ttl")
@@ -349,10 +375,11 @@ class NotifyTarget(_Section):
     """One [[notify.targets]] entry: an Apprise URL and the severities it receives."""
 
     url: SecretStr = Field(
-        json_schema_extra=_doc("Any Apprise URL (slack://, mailtos://, json://).")
+        description="Any Apprise URL (slack://, mailtos://, json://).",
+        examples=["slack://TokenA/TokenB/TokenC"],
     )
     severities: list[Literal["info", "warning", "critical"]] = Field(
-        ["warning", "critical"], json_schema_extra=_doc("Severities sent to this target.")
+        ["warning", "critical"], description="Severities sent to this target."
     )
 
 
@@ -361,23 +388,30 @@ class NotifyConfig(_Section):
 
     repeat_interval: Duration = Field(
         timedelta(hours=4),
-        json_schema_extra=_doc("Remind at this interval while a finding lasts (0 = never)."),
+        description="Remind at this interval while a finding lasts (0 = never).",
     )
-    send_resolved: bool = Field(True, json_schema_extra=_doc("Send a message when a finding ends."))
+    send_resolved: Flag = Field(True, description="Send a message when a finding ends.")
     targets: list[NotifyTarget] = Field(
-        [], json_schema_extra=_doc("Apprise targets, each a [[notify.targets]] table.")
+        [],
+        description="Apprise targets, each a [[notify.targets]] table.",
+        examples=[
+            [
+                {"url": "slack://TokenA/TokenB/TokenC", "severities": ["warning", "critical"]},
+                {
+                    "url": "mailtos://user:pass@example.com?to=ops@example.com",
+                    "severities": ["critical"],
+                },
+            ]
+        ],
     )
 
 
 class ServerConfig(_Section):
     """[server]: the local status endpoint (/status, /preflight, /metrics)."""
 
-    listen: str = Field(
-        "127.0.0.1:8787", json_schema_extra=_doc("host:port of the status endpoint.")
-    )
+    listen: str = Field("127.0.0.1:8787", description="host:port of the status endpoint.")
     token: SecretStr = Field(
-        SecretStr(""),
-        json_schema_extra=_doc("Bearer token; required when listen is not loopback."),
+        SecretStr(""), description="Bearer token; required when listen is not loopback."
     )
 
     @field_validator("listen")
@@ -388,13 +422,9 @@ class ServerConfig(_Section):
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> ServerConfig:
-        host, _ = split_listen(self.listen)
-        if not is_loopback(host) and not self.token.get_secret_value():
-            raise PydanticCustomError(
-                "token_required",
-                "required when server.listen ({listen}) is not a loopback address",
-                {"listen": self.listen, "field": "token"},
-            )
+        if not is_loopback(self.host) and not self.token.get_secret_value():
+            why = f"required when server.listen ({self.listen}) is not a loopback address"
+            _reject([("token", why)])
         return self
 
     @property
@@ -432,17 +462,8 @@ class StateConfig(_Section):
 
     path: Path = Field(
         Path("/var/lib/budget-watchdog/state.db"),
-        json_schema_extra=_doc("SQLite file (created with its directory)."),
+        description="SQLite file (created with its directory).",
     )
-
-
-# The TOML file's content for the load under way; a source below reads it (see load()).
-_file_data: ContextVar[dict[str, Any] | None] = ContextVar("_file_data", default=None)
-
-
-class _FileSource(InitSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls, init_kwargs=_file_data.get() or {})
 
 
 class _OpenRouterEnvSource(PydanticBaseSettingsSource):
@@ -461,14 +482,20 @@ class _OpenRouterEnvSource(PydanticBaseSettingsSource):
 
 
 class Settings(BaseSettings):
-    """The whole configuration. Build it with load(), which reports errors readably."""
+    """The whole configuration. Build it with load(), which reads the file and the key
+    files and reports errors readably.
+
+    Keyword arguments are the file's layer: the environment wins over them (see
+    settings_customise_sources). Key files are not read here.
+    """
 
     model_config = SettingsConfigDict(
-        env_prefix="WATCHDOG_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         case_sensitive=False,
         extra="forbid",
         validate_default=True,
+        hide_input_in_errors=True,
     )
 
     provider: ProviderConfig = ProviderConfig()
@@ -487,12 +514,34 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            _OpenRouterEnvSource(settings_cls),
-            _FileSource(settings_cls),
-        )
+        # Strongest first. load() passes the TOML file's tables as init kwargs, so init
+        # comes last: the environment overrides the file, as the contract says. No .env
+        # file and no secrets directory: key files are read by load(), with their paths.
+        return (env_settings, _OpenRouterEnvSource(settings_cls), init_settings)
+
+    @model_validator(mode="after")
+    def _leases_outlast_two_polls(self) -> Settings:
+        poll = self.provider.poll_interval
+        shown = f"provider.poll_interval ({format_duration(poll)})"
+        problems = []
+        if self.killswitch.ttl < 2 * poll:
+            problems.append(
+                (
+                    "killswitch.ttl",
+                    f"{format_duration(self.killswitch.ttl)} is less than twice {shown}: "
+                    "the permit would expire between two polls and flicker",
+                )
+            )
+        if self.budget.stale_after < 2 * poll:
+            problems.append(
+                (
+                    "budget.stale_after",
+                    f"{format_duration(self.budget.stale_after)} is less than twice {shown}: "
+                    "one late poll would already count as stale",
+                )
+            )
+        _reject(problems)
+        return self
 
     @property
     def has_key(self) -> bool:
@@ -504,16 +553,55 @@ class Settings(BaseSettings):
         values += [target.url for target in self.notify.targets]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
+    def policy(self) -> Policy:
+        """Return the part of the config the core decides by, as its frozen dataclasses."""
+        budget, killswitch, notify = self.budget, self.killswitch, self.notify
+        return Policy(
+            budget=BudgetPolicy(
+                timezone=budget.timezone,
+                tz=budget.tz,
+                daily_limit=budget.daily_limit,
+                monthly_limit=budget.monthly_limit,
+                warn_ratio=budget.warn_ratio,
+                buffer_days_warning=budget.buffer_days_warning,
+                buffer_days_critical=budget.buffer_days_critical,
+                min_balance=budget.min_balance,
+                spike_factor=budget.spike_factor,
+                spike_min_rate=budget.spike_min_rate,
+                hysteresis=budget.hysteresis,
+                stale_after=budget.stale_after,
+            ),
+            killswitch=KillswitchPolicy(
+                revoke_on=tuple(killswitch.revoke_on),
+                ttl=killswitch.ttl,
+                latch=killswitch.latch,
+                on_stale=killswitch.on_stale,
+                disable_keys=killswitch.disable_keys,
+            ),
+            notify=NotifyPolicy(
+                repeat_interval=notify.repeat_interval, send_resolved=notify.send_resolved
+            ),
+            poll_interval=self.provider.poll_interval,
+        )
+
+
+# -- loading -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ConfigProblem:
-    """One config error: the dotted path of the key and what is wrong with it."""
+    """One config error: the dotted path of the key, what is wrong with it, and where the
+    value came from when that is not the config file (an environment variable, a key file)."""
 
     path: str
     message: str
+    origin: str | None = None
 
     def __str__(self) -> str:
-        return f"At '{self.path}': {self.message}" if self.path else self.message
+        origin = f" (from {self.origin})" if self.origin else ""
+        if self.path:
+            return f"At '{self.path}'{origin}: {self.message}"
+        return f"{self.origin}: {self.message}" if self.origin else self.message
 
 
 class ConfigError(Exception):
@@ -534,11 +622,13 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Loaded:
-    """A loaded config, where it came from, and warnings for the operator."""
+    """A loaded config, where it came from, warnings for the operator, and notes for debug
+    output (e.g. a conventional key location that was skipped because it cannot be read)."""
 
     settings: Settings
     source: Path | None
     warnings: list[str]
+    notes: list[str] = field(default_factory=list)
 
 
 def config_path(cli_path: str | None) -> Path | None:
@@ -551,15 +641,17 @@ def load(
     path: Path | None,
     *,
     require_key: bool = True,
-    check_targets: bool = False,
     overrides: dict[str, Any] | None = None,
 ) -> Loaded:
-    """Given a TOML path (or None for defaults and env only), return the loaded config.
+    """Given a TOML path (or None for defaults and env only), return the loaded config with
+    its keys read from their files.
 
-    Raise ConfigError listing every problem with its path when the file cannot be read or
-    parsed, a value is invalid, no key is configured (with require_key), or a notification
-    URL is not understood by Apprise (with check_targets). `overrides` replace file values
-    (the demo uses it) and yield to the environment like the file does.
+    Raise ConfigError listing every problem with its path (and the environment variable or
+    key file it came from) when the file cannot be read or parsed, a value is invalid, a key
+    file named in the config cannot be read or holds more than one token, or no key is
+    configured (with require_key). `overrides` replace file values (the demo uses it) and
+    yield to the environment like the file does. Notification URLs are not checked here:
+    that needs Apprise (`watchdog.notify.url_problem`).
     """
     source = str(path) if path else None
     data: dict[str, Any] = {}
@@ -581,18 +673,21 @@ def load(
     if overrides:
         data = _deep_merge(data, overrides)
 
-    token = _file_data.set(data)
+    # Top-level keys become keyword arguments of Settings(), where "_env_file",
+    # "_secrets_dir" and the like are options of pydantic-settings, not config keys.
+    problems = [ConfigProblem(key, "unknown key") for key in data if key.startswith("_")]
+    sections = {key: value for key, value in data.items() if not key.startswith("_")}
     try:
-        settings = Settings()
+        settings = Settings(**sections)
     except ValidationError as exc:
-        raise ConfigError(list(_problems(exc)), source) from None
+        raise ConfigError(problems + list(_problems(exc)), source) from None
     except SettingsError as exc:
-        raise ConfigError([_env_problem(exc)], source) from None
-    finally:
-        _file_data.reset(token)
+        raise ConfigError([*problems, _env_problem(exc)], source) from None
 
-    problems: list[ConfigProblem] = list(_default_credentials(settings, path))
-    if require_key and not settings.has_key:
+    provider, key_problems, notes = _resolve_keys(settings.provider, path)
+    problems += key_problems
+    settings = settings.model_copy(update={"provider": provider})
+    if require_key and not settings.has_key and not key_problems:  # those say why already
         problems.append(
             ConfigProblem(
                 "provider.api_key",
@@ -600,56 +695,110 @@ def load(
                 f"{API_KEY_ENV}), or a management key",
             )
         )
-    if check_targets:
-        problems += check_notify_targets(settings)
     if problems:
         raise ConfigError(problems, source)
-    return Loaded(settings, path, warnings)
+    return Loaded(settings, path, warnings, notes)
 
 
-def _default_credentials(settings: Settings, config: Path | None) -> Iterator[ConfigProblem]:
-    """Keys nobody configured explicitly, found by convention: under systemd the
-    LoadCredential= files ($CREDENTIALS_DIRECTORY/openrouter_api_key, …), elsewhere
-    keys/api_key and keys/management_key beside the config file (what install.sh sets up,
-    so `check-config` as root sees the same keys the service gets as credentials)."""
-    provider = settings.provider
-    creds = os.environ.get(CREDENTIALS_ENV)
-    places = []
-    if creds:
-        places.append((Path(creds), API_KEY_CREDENTIAL, MANAGEMENT_KEY_CREDENTIAL))
-    if config is not None:
-        places.append((config.parent / "keys", "api_key", "management_key"))
-    for directory, api_name, mgmt_name in places:
-        for field, name in (("api_key", api_name), ("management_key", mgmt_name)):
-            candidate = directory / name
-            if getattr(provider, field) is not None or not candidate.is_file():
-                continue
+def _resolve_keys(
+    provider: ProviderConfig, config: Path | None
+) -> tuple[ProviderConfig, list[ConfigProblem], list[str]]:
+    """Given the validated [provider], return it with keys read from their files, the
+    problems found, and notes about skipped conventional locations.
+
+    A key given directly (config, environment) wins over a key file. A key file named in
+    the config must be readable and hold one token. Keys nobody configured are looked for
+    by convention: under systemd the LoadCredential= files ($CREDENTIALS_DIRECTORY/
+    openrouter_api_key, …), elsewhere keys/api_key and keys/management_key beside the
+    config file (what install.sh sets up, so `check-config` as root sees the same keys the
+    service gets as credentials). A conventional location that cannot be read is skipped
+    with a note: it is only a guess, and e.g. a root-only keys/ must not stop `status`."""
+    update: dict[str, Any] = {}
+    problems: list[ConfigProblem] = []
+    notes: list[str] = []
+    for field_name, credential, beside in (
+        ("api_key", API_KEY_CREDENTIAL, "api_key"),
+        ("management_key", MANAGEMENT_KEY_CREDENTIAL, "management_key"),
+    ):
+        file_field = f"{field_name}_file"
+        named = _credential_path(getattr(provider, file_field))
+        if named is not None:
+            update[file_field] = named
+        if getattr(provider, field_name) is not None:
+            continue
+        if named is not None:
             try:
-                text = _key_text(candidate)
+                token = _read_key_file(named)
             except OSError as exc:
-                yield ConfigProblem(
-                    f"provider.{field}_file", f"cannot read {candidate}: {exc.strerror}"
+                reason = exc.strerror or type(exc).__name__
+                problems.append(
+                    ConfigProblem(f"provider.{file_field}", f"cannot read: {reason}", str(named))
                 )
                 continue
-            if text:
-                setattr(provider, field, SecretStr(text))
-                setattr(provider, f"{field}_file", candidate)
+            except ValueError as exc:
+                problems.append(ConfigProblem(f"provider.{file_field}", str(exc), str(named)))
+                continue
+            if not token:
+                problems.append(ConfigProblem(f"provider.{file_field}", "is empty", str(named)))
+                continue
+            update[field_name] = SecretStr(token)
+            continue
+        for candidate in _conventional_places(credential, beside, config):
+            try:
+                if not candidate.is_file():  # Python 3.11 raises EACCES here
+                    continue
+                token = _read_key_file(candidate)
+            except OSError as exc:
+                notes.append(
+                    f"skipped {candidate}: cannot be read ({exc.strerror or type(exc).__name__})"
+                )
+                continue
+            except ValueError as exc:  # readable and meant as a key, but malformed
+                problems.append(ConfigProblem(f"provider.{file_field}", str(exc), str(candidate)))
+                break
+            if not token:
+                notes.append(f"skipped {candidate}: empty")
+                continue
+            update[field_name] = SecretStr(token)
+            update[file_field] = candidate
+            break
+    return provider.model_copy(update=update), problems, notes
 
 
-def check_notify_targets(settings: Settings) -> list[ConfigProblem]:
-    """Given settings, return a problem for every notification URL Apprise cannot use.
+def _credential_path(path: Path | None) -> Path | None:
+    """A configured key file's path: ~ and $VARS expanded, relative to
+    $CREDENTIALS_DIRECTORY when that is set."""
+    if path is None:
+        return None
+    path = Path(os.path.expandvars(str(path))).expanduser()
+    creds = os.environ.get(CREDENTIALS_ENV)
+    if not path.is_absolute() and creds:
+        path = Path(creds) / path
+    return path
 
-    Imports Apprise, which is slow: only commands that notify call this.
-    """
-    from watchdog.notify import describe_target, url_problem
 
-    problems = []
-    for index, target in enumerate(settings.notify.targets):
-        problem = url_problem(target.url.get_secret_value())
-        if problem:
-            shown = describe_target(target.url.get_secret_value())
-            problems.append(ConfigProblem(f"notify.targets[{index}].url", f"{shown}: {problem}"))
-    return problems
+def _conventional_places(credential: str, beside: str, config: Path | None) -> list[Path]:
+    places = []
+    creds = os.environ.get(CREDENTIALS_ENV)
+    if creds:
+        places.append(Path(creds) / credential)
+    if config is not None:
+        places.append(config.parent / "keys" / beside)
+    return places
+
+
+def _read_key_file(path: Path) -> str:
+    """Given a key file, return its one token ("" when empty). Raise OSError when it cannot
+    be read, ValueError when it holds anything but one token (never quoting it)."""
+    with path.open("rb") as handle:
+        raw = handle.read(KEY_FILE_MAX_BYTES + 1)
+    if len(raw) > KEY_FILE_MAX_BYTES:
+        raise ValueError(f"is larger than {KEY_FILE_MAX_BYTES} bytes: not a key file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("contains a non-printable or non-ASCII character") from None
+    return key_token(text)
 
 
 def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
@@ -695,7 +844,7 @@ def _env_problem(exc: SettingsError) -> ConfigProblem:
     Its message names the section, never the value, which may be a secret."""
     match = re.search(r'field "(\w+)"', str(exc))
     section = match.group(1) if match else ""
-    prefix = f"WATCHDOG_{section.upper()}__" if section else "WATCHDOG_"
+    prefix = f"{ENV_PREFIX}{section.upper()}__" if section else ENV_PREFIX
     return ConfigProblem(
         section,
         f"a {prefix}* environment variable is not valid: lists and tables must be JSON, "
@@ -707,11 +856,10 @@ def _problems(exc: ValidationError) -> Iterator[ConfigProblem]:
     for error in exc.errors(include_input=False, include_url=False):
         loc = [str(part) for part in error["loc"]]
         ctx = error.get("ctx") or {}
-        if "field" in ctx:
-            loc.append(str(ctx["field"]))
-        path = ""
-        for part in loc:
-            path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
+        if error["type"] == "cross_field":
+            for relative, message in ctx["problems"]:
+                yield _problem([*loc, *relative.split(".")], message)
+            continue
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"
@@ -719,11 +867,40 @@ def _problems(exc: ValidationError) -> Iterator[ConfigProblem]:
             message = "required key is missing"
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
-        yield ConfigProblem(path, message)
+        yield _problem(loc, message)
 
 
-# ----------------------------------------------------------------------------------------
-# Presentation: the effective config (check-config) and the sample config (--example).
+def _problem(loc: Sequence[str], message: str) -> ConfigProblem:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
+    return ConfigProblem(path, message, _env_origin(loc))
+
+
+def _env_origin(loc: Sequence[str]) -> str | None:
+    """The environment variable a value at `loc` came from, or None (the file or a default).
+
+    Mirrors how pydantic-settings reads them: WATCHDOG_<SECTION>__<KEY> (any case), a whole
+    table or list as JSON in a shorter name, and OPENROUTER_*_KEY below WATCHDOG_*. Where a
+    variable is set, its value is the one that was validated, since the environment wins.
+    """
+    names = {name.upper(): name for name in os.environ}
+    fields: list[str] = []
+    for part in loc:
+        if part.isdigit():  # an item of a list: the list came whole, as JSON
+            break
+        fields.append(part)
+    for end in range(len(fields), 0, -1):
+        name = ENV_PREFIX + "__".join(fields[:end]).upper()
+        if name in names:
+            return names[name]
+    for field_name, env in (("api_key", API_KEY_ENV), ("management_key", MANAGEMENT_KEY_ENV)):
+        if fields == ["provider", field_name] and os.environ.get(env):
+            return env
+    return None
+
+
+# -- presentation: the effective config (check-config) and the sample config ---------------
 
 _SECTIONS: dict[str, type[_Section]] = {
     "provider": ProviderConfig,
@@ -734,6 +911,12 @@ _SECTIONS: dict[str, type[_Section]] = {
     "state": StateConfig,
 }
 MASK = "********"
+
+
+def mask_url(url: str) -> str:
+    """Given a URL, return only its scheme followed by MASK ("slack://********")."""
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    return f"{scheme.group(1)}://{MASK}" if scheme else MASK
 
 
 def _plain(value: object) -> object:
@@ -761,15 +944,11 @@ def _toml_value(value: object) -> str:
     return f'"{text}"'
 
 
-def _doc_of(model: type[BaseModel], name: str) -> dict[str, Any]:
-    extra = model.model_fields[name].json_schema_extra
-    return extra if isinstance(extra, dict) else {}
-
-
-def render_effective(settings: Settings) -> str:
-    """Given settings, return them as TOML with every secret masked."""
-    from watchdog.notify import describe_target
-
+def render_effective(settings: Settings, describe: Callable[[str], str] | None = None) -> str:
+    """Given settings, return them as TOML with every secret masked. `describe` shows a
+    notification URL without its secrets (the CLI passes watchdog.notify.describe_target,
+    Apprise's privacy form); by default only the scheme is shown (mask_url)."""
+    describe = describe or mask_url
     lines: list[str] = []
     for section, model in _SECTIONS.items():
         lines.append(f"[{section}]")
@@ -787,7 +966,7 @@ def render_effective(settings: Settings) -> str:
         lines.append("")
     for target in settings.notify.targets:
         lines.append("[[notify.targets]]")
-        lines.append(f"url = {_toml_value(describe_target(target.url.get_secret_value()))}")
+        lines.append(f"url = {_toml_value(describe(target.url.get_secret_value()))}")
         lines.append(f"severities = {_toml_value(target.severities)}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
@@ -806,23 +985,28 @@ def render_example() -> str:
     for section, model in _SECTIONS.items():
         lines.append(f"# {model.__doc__}")
         lines.append(f"[{section}]")
-        for name, field in model.model_fields.items():
-            doc = _doc_of(model, name)
-            lines.append(f"# {doc['doc']}")
+        for name, info in model.model_fields.items():
+            lines.append(f"# {info.description}")
+            example: Any = info.examples[0] if info.examples else ""
             if name == "targets":
-                url_doc = _doc_of(NotifyTarget, "url")["doc"]
-                sev_doc = _doc_of(NotifyTarget, "severities")["doc"]
-                lines += [
-                    "# [[notify.targets]]",
-                    f'# url = "slack://TokenA/TokenB/TokenC"    # {url_doc}',
-                    f'# severities = ["warning", "critical"]  # {sev_doc}',
-                    "# [[notify.targets]]",
-                    '# url = "mailtos://user:pass@example.com?to=ops@example.com"',
-                    '# severities = ["critical"]',
-                ]
-            elif field.default is None:
-                lines.append(f"# {name} = {_toml_value(doc.get('example', ''))}")
+                lines += _example_tables(f"{section}.{name}", NotifyTarget, example)
+            elif info.default is None:
+                lines.append(f"# {name} = {_toml_value(example)}")
             else:
-                lines.append(f"{name} = {_toml_value(field.default)}")
+                lines.append(f"{name} = {_toml_value(info.default)}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _example_tables(dotted: str, model: type[_Section], tables: list[dict[str, Any]]) -> list[str]:
+    """Commented [[array]] tables; the first one's keys carry their descriptions."""
+    lines = []
+    for index, table in enumerate(tables):
+        lines.append(f"# [[{dotted}]]")
+        entries = [f"# {key} = {_toml_value(value)}" for key, value in table.items()]
+        width = max(len(entry) for entry in entries)
+        for key, entry in zip(table, entries, strict=True):
+            if index == 0:
+                entry = f"{entry.ljust(width)}  # {model.model_fields[key].description}"
+            lines.append(entry)
+    return lines

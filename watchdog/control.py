@@ -1,60 +1,304 @@
-"""Talking to a running daemon from the CLI: ask it to tick now, read its status.
+"""The one HTTP client to a running daemon: `status`, ticks asked for by `trip`, `arm` and
+`silence`, and `gate --url` (GET /preflight).
 
-Standard library only (urllib): these run from the command line and from `gate --url`,
-where start-up time matters more than a nicer HTTP client.
+Standard library only, and light, because `gate --url` runs before every batch launch: it
+speaks HTTP/1.1 over a socket itself instead of loading urllib.request (whose http.client,
+email and ssl imports cost several times what Python takes to start), imports ssl only for
+https://, and never imports watchdog.config (pydantic). One deadline bounds each request
+as a whole, so a daemon that accepts a connection and then stalls, or drips its answer,
+cannot hold a caller past it. It follows no redirect and uses no proxy: the token goes to
+the daemon named and nowhere else.
 """
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
-from typing import Any
+import socket
+import time
 
-from watchdog.config import Settings
+from watchdog.gate import ConfigError, Verdict
+
+# Not `from typing import ...` at run time: `gate --url` would pay for it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+TICK_TIMEOUT_S = 10.0  # a tick polls the provider: allow it more than a plain request
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
-def base_url(settings: Settings) -> str:
-    host, port = settings.server.host, settings.server.port
-    if host in ("0.0.0.0", "::", ""):  # the daemon listens everywhere: ask it on loopback
+def base_url(host: str, port: int) -> str:
+    """The daemon's URL from server.listen's host and port: a daemon listening everywhere
+    (0.0.0.0, ::) is asked on loopback; an IPv6 address goes in brackets."""
+    if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
-    if ":" in host:
+    if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"http://{host}:{port}"
 
 
-def _request(settings: Settings, method: str, path: str, timeout: float) -> Any:
-    headers = {"Accept": "application/json"}
-    token = settings.server.token.get_secret_value()
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    url = base_url(settings) + path  # always http://host:port/…, built here
-    request = urllib.request.Request(url, method=method, headers=headers)  # noqa: S310
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-        return json.loads(response.read().decode() or "null")
+class AuthError(ConfigError):
+    """The daemon refused the request for its token (HTTP 401/403): a configuration error."""
 
 
-def request_tick(settings: Settings, timeout: float = 10.0) -> str | None:
-    """Ask the daemon to run a tick now and wait for it. Return None when it did, else why
-    not (no daemon answering, or it refused us)."""
-    if settings.server.port == 0:
-        return "server.listen has no fixed port to ask"
+class DaemonClient:
+    """Requests to the daemon at `base_url` (http:// or https://, optionally with a path
+    prefix), with `token` as the bearer token when not empty, each request done within
+    `timeout` seconds. Raise ValueError for a URL or token that cannot be used."""
+
+    def __init__(self, base_url: str, token: str = "", timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._tls, self._host, self._port, self._prefix = _split_url(self.base_url)
+        self._authority = self.base_url.partition("://")[2].partition("/")[0]
+        if any(c < " " or c == "\x7f" for c in token):
+            raise ValueError("the daemon's token contains control characters")
+        self._token = token
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        self.timeout = timeout
+
+    def __repr__(self) -> str:  # never the token
+        return f"DaemonClient({self.base_url!r})"
+
+    def status(self) -> dict[str, Any] | None:
+        """The daemon's /status, or None when no daemon answers it with a JSON object."""
+        if self._port == 0:
+            return None
+        try:
+            code, body = self._exchange("GET", "/status", self.timeout)
+        except (OSError, ValueError):
+            return None
+        data = _json(body) if code == 200 else None
+        return data if isinstance(data, dict) else None
+
+    def request_tick(self, timeout: float | None = None) -> str | None:
+        """Ask the daemon to run a tick now and wait for it (at least 10 s, as a tick polls
+        the provider). Return None when it did, else a sentence saying why not."""
+        if self._port == 0:
+            return "server.listen has no fixed port to ask"
+        wait = max(self.timeout, TICK_TIMEOUT_S) if timeout is None else timeout
+        try:
+            code, _ = self._exchange("POST", "/tick", wait)
+        except TimeoutError:
+            return f"the daemon at {self.base_url} did not finish a tick within {wait:g} s"
+        except (OSError, ValueError):
+            return f"no daemon answered at {self.base_url}"
+        if code == 200:
+            return None
+        hint = " (is server.token the daemon's?)" if code in (401, 403) else ""
+        return f"the daemon at {self.base_url} answered HTTP {code}{hint}"
+
+    def preflight(
+        self, cost: float | None, min_runway_days: float | None, key: str | None = None
+    ) -> Verdict:
+        """GET /preflight: go only for HTTP 200 with a JSON object holding `"go": true`.
+        409 is no-go with the daemon's reasons; no answer, another status or another body
+        is no-go saying so. Raise AuthError for 401/403 (the token is missing or wrong)."""
+        query = []
+        if cost is not None:
+            query.append("cost=" + _quote(repr(float(cost))))
+        if min_runway_days is not None:
+            query.append("min_runway_days=" + _quote(repr(float(min_runway_days))))
+        if key is not None:
+            query.append("key=" + _quote(key))
+        path = "/preflight" + ("?" + "&".join(query) if query else "")
+        where = f"the daemon at {self.base_url}"
+        try:
+            code, body = self._exchange("GET", path, self.timeout)
+        except TimeoutError:
+            return Verdict(False, [f"{where} did not answer within {self.timeout:g} s"], None)
+        except OSError as exc:
+            return Verdict(False, [f"cannot reach {where}: {exc.strerror or exc}"], None)
+        except ValueError as exc:
+            return Verdict(False, [f"{where} did not answer in HTTP ({exc})"], None)
+        data = _json(body)
+        answer = data if isinstance(data, dict) else None
+        if code in (401, 403):
+            given = "the token was refused" if self._token else "no token was given"
+            raise AuthError(
+                f"{where} answered HTTP {code}: {given}; set WATCHDOG_SERVER__TOKEN to the "
+                "daemon's server.token"
+            )
+        reasons = _strings(answer.get("reasons")) if answer is not None else []
+        if code == 409:
+            return Verdict(False, reasons or [f"{where} says no-go, without a reason"], answer)
+        if code != 200:
+            error = answer.get("error") if answer is not None else None
+            detail = f": {error[:300]}" if isinstance(error, str) else ""
+            return Verdict(False, [f"{where} answered HTTP {code}{detail}"], answer)
+        if answer is None:
+            return Verdict(False, [f"{where} answered something that is not a JSON object"], None)
+        if answer.get("go") is not True:
+            said = f'"go": {json.dumps(answer.get("go"))[:40]}' if "go" in answer else 'no "go"'
+            return Verdict(False, reasons or [f'{where} answered {said}, not "go": true'], answer)
+        return Verdict(True, [], answer)
+
+    # -- HTTP/1.1, one request per connection ---------------------------------------------
+
+    def _exchange(self, method: str, path: str, timeout: float) -> tuple[int, bytes]:
+        """Send one request, return (status code, body). Raise TimeoutError when the
+        whole exchange takes longer than `timeout`, OSError when the daemon cannot be
+        reached, ValueError when what answers does not speak HTTP."""
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no answer within {timeout:g} s")
+            return remaining
+
+        lines = [
+            f"{method} {self._prefix}{path} HTTP/1.1",
+            f"Host: {self._authority}",
+            "Accept: application/json",
+            "User-Agent: budget-watchdog",
+            "Connection: close",
+        ]
+        if method == "POST":
+            lines.append("Content-Length: 0")
+        if self._token:
+            lines.append(f"Authorization: Bearer {self._token}")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+        sock = socket.create_connection((self._host, self._port), timeout=left())
+        try:
+            if self._tls:
+                import ssl  # only for https://
+
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self._host)
+            sock.settimeout(left())
+            sock.sendall(request)
+            answer = bytearray()
+            while not _complete(answer):
+                sock.settimeout(left())
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+                if len(answer) > MAX_ANSWER_BYTES:
+                    raise ValueError(f"an answer over {MAX_ANSWER_BYTES // 2**20} MiB")
+        finally:
+            sock.close()
+        return _parse_answer(bytes(answer))
+
+
+def _split_url(url: str) -> tuple[bool, str, int, str]:
+    """(https?, host, port, path prefix) of an http(s)://host[:port][/prefix] URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        raise ValueError(f"the daemon's URL must start with http:// or https://, not {url!r}")
+    tls = scheme.lower() == "https"
+    if not url.isascii() or any(c <= " " or c == "\x7f" or c in "?#@\\" for c in rest):
+        raise ValueError(f"{url!r} is not a plain http(s)://host:port URL")
+    authority, slash, path = rest.partition("/")
+    if authority.startswith("["):
+        host, bracket, after = authority[1:].partition("]")
+        if not bracket or (after and after[0] != ":"):
+            raise ValueError(f"{url!r} has a bad [IPv6] host")
+        has_port, port_text = bool(after), after[1:]
+    else:
+        host, colon, port_text = authority.partition(":")
+        has_port = bool(colon)
+    if not host or "[" in host or "]" in host:
+        raise ValueError(f"{url!r} has no usable host")
+    port = 443 if tls else 80
+    if has_port:
+        if not port_text.isdigit() or int(port_text) > 65535:
+            raise ValueError(f"{url!r} has a bad port")
+        port = int(port_text)
+    return tls, host, port, ("/" + path).rstrip("/") if slash else ""
+
+
+def _complete(answer: bytearray) -> bool:
+    """Whether `answer` holds a whole response (by Content-Length or chunked encoding);
+    otherwise the daemon's closing the connection ends it."""
+    end = answer.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    length, chunked = _framing(bytes(answer[:end]))
+    body = answer[end + 4 :]
+    if chunked:
+        if not body.endswith(b"\r\n"):
+            return False
+        try:
+            _dechunk(bytes(body))
+        except ValueError:
+            return False
+        return True
+    return length is not None and len(body) >= length
+
+
+def _framing(head: bytes) -> tuple[int | None, bool]:
+    """(Content-Length or None, chunked?) from a response head."""
+    length = None
+    chunked = False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip()
+        if name == b"transfer-encoding":
+            if value.lower() != b"chunked":
+                raise ValueError(f"transfer-encoding {value!r}")
+            chunked = True
+        elif name == b"content-length":
+            if not value.isdigit() or (length is not None and int(value) != length):
+                raise ValueError("a bad content-length")
+            length = int(value)
+    return length, chunked
+
+
+def _parse_answer(answer: bytes) -> tuple[int, bytes]:
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("no complete HTTP answer" if answer else "no answer at all")
+    version, _, rest = head.split(b"\r\n", 1)[0].partition(b" ")
+    code = rest[:3]
+    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise ValueError("not an HTTP answer")
+    length, chunked = _framing(head)
+    if chunked:
+        return int(code), _dechunk(body)
+    if length is not None:
+        if len(body) < length:
+            raise ValueError("a truncated answer")
+        body = body[:length]
+    return int(code), body
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = bytearray()
+    pos = 0
+    while True:
+        end = body.find(b"\r\n", pos)
+        if end < 0:
+            raise ValueError("a truncated chunked answer")
+        size_text = body[pos:end].partition(b";")[0].strip()
+        if not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
+            raise ValueError("a bad chunk size")
+        size = int(size_text, 16)
+        if size == 0:
+            return bytes(out)
+        start = end + 2
+        if len(body) < start + size + 2 or body[start + size : start + size + 2] != b"\r\n":
+            raise ValueError("a truncated chunked answer")
+        out += body[start : start + size]
+        pos = start + size + 2
+
+
+def _json(body: bytes) -> object:
+    """The JSON in `body`, or None when there is none."""
     try:
-        _request(settings, "POST", "/tick", timeout)
-    except urllib.error.HTTPError as exc:
-        hint = " (is server.token the daemon's?)" if exc.code == 401 else ""
-        return f"the daemon at {base_url(settings)} answered HTTP {exc.code}{hint}"
-    except (OSError, urllib.error.URLError, ValueError):
-        return f"no daemon answered at {base_url(settings)}"
-    return None
+        return json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested too deep
+        return None
 
 
-def fetch_status(settings: Settings, timeout: float = 3.0) -> dict[str, Any] | None:
-    """The daemon's /status, or None when it does not answer."""
-    if settings.server.port == 0:
-        return None
-    try:
-        data = _request(settings, "GET", "/status", timeout)
-    except (OSError, urllib.error.URLError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+def _strings(value: object) -> list[str]:
+    """The daemon's reasons: strings only, a sane number of them, each of a sane length."""
+    if not isinstance(value, list):
+        return []
+    return [item[:500] for item in value if isinstance(item, str) and item][:20]
+
+
+def _quote(text: str) -> str:
+    """Percent-encoding for a query value (urllib.parse would cost an import of re)."""
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in text.encode("utf-8"))

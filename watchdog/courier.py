@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watchdog.notify import Target, target_id
+from watchdog.notify import Target, make_target
 
 if TYPE_CHECKING:  # the check child must not pay for the store (and pydantic)
     from watchdog.store import Store
@@ -80,17 +80,9 @@ class Inspector:
         return Inspection(list(data["shown"]), list(data["problems"]))
 
 
-def make_targets(config: Sequence[Any], shown: Sequence[str]) -> list[Target]:
-    """Targets from the [[notify.targets]] entries and their masked forms."""
-    return [
-        Target(
-            target_id(t.url.get_secret_value()),
-            t.url.get_secret_value(),
-            label,
-            tuple(t.severities),
-        )
-        for t, label in zip(config, shown, strict=True)
-    ]
+def make_targets(config: Sequence[tuple[str, Sequence[str]]], shown: Sequence[str]) -> list[Target]:
+    """Targets from (url, severities) pairs and the masked forms the inspection gave."""
+    return [make_target(url, sev, label) for (url, sev), label in zip(config, shown, strict=True)]
 
 
 class CourierOutbox:
@@ -104,7 +96,7 @@ class CourierOutbox:
         log: Any,
         *,
         secrets: Sequence[str] = (),
-        json_logs: bool = True,
+        log_format: str = "json",
         python: str = sys.executable,
     ) -> None:
         self.store = store
@@ -112,7 +104,7 @@ class CourierOutbox:
         self.clock = clock
         self.log = log
         self.secrets = list(secrets)
-        self.json_logs = json_logs
+        self.log_format = log_format
         self.python = python
 
     def deliver(self) -> int:
@@ -131,7 +123,7 @@ class CourierOutbox:
             ],
             # A URL without secrets is shown as itself; only scrub the ones that hide some.
             "secrets": [s for s in self.secrets if s not in {t.shown for t in self.targets}],
-            "json_logs": self.json_logs,
+            "log_format": self.log_format,
         }
         try:
             done = subprocess.run(
@@ -165,7 +157,7 @@ def _deliver(orders: dict[str, Any]) -> int:
     from watchdog.outbox import Outbox
     from watchdog.store import Store, StoreError
 
-    log.configure(json=bool(orders.get("json_logs", True)))
+    log.configure(format=orders.get("log_format", "json"))
     log.set_secrets(orders.get("secrets", []))
     logger = log.get_logger()
     state = Path(orders["state"])
@@ -175,10 +167,7 @@ def _deliver(orders: dict[str, Any]) -> int:
         except OSError:
             return 0  # another courier is at it; the next round picks up what is left
         now = datetime.fromisoformat(orders["now"])
-        targets = [
-            Target(target_id(t["url"]), t["url"], t["shown"], tuple(t["severities"]))
-            for t in orders["targets"]
-        ]
+        targets = [make_target(t["url"], t["severities"], t["shown"]) for t in orders["targets"]]
         try:
             with Store(state) as store:
                 Outbox(store, AppriseTransport(), targets, lambda: now, logger).deliver()

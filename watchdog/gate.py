@@ -1,9 +1,11 @@
-"""`budget-watchdog gate`: may a batch job launch now? Exit 0 go, 1 no-go, 2 usage error.
+"""`budget-watchdog gate`: may a batch job launch now? Exit 0 go, 1 no-go, 2 usage or config
+error. It fails closed: anything odd about the permit or the daemon's answer is no-go, and it
+never waits on anything without a deadline.
 
-Batch jobs run this before every launch, so it imports nothing that Python has not already
-loaded at start-up (sys, os, time): not even `json` or `datetime`, which cost more than
-the whole check. The permit is a flat JSON object we write ourselves; `_parse_object`
-reads exactly that shape and calls anything else bad JSON (which means no-go).
+Batch jobs run this before every launch, so with a permit file it imports nothing Python has
+not already loaded at start-up (sys, os, time): not `json`, `datetime`, `typing`, nor even
+`__future__`. The strict JSON and time-stamp reader is `watchdog.permit_json`; `--url` loads
+`watchdog.control` (sockets and json) only when it is given, and `--config` loads `tomllib`.
 
 For Python jobs the same check is `check()`:
 
@@ -13,33 +15,56 @@ For Python jobs the same check is `check()`:
         raise SystemExit(f"budget-watchdog says no: {'; '.join(verdict.reasons)}")
 """
 
-from __future__ import annotations
-
 import os
 import sys
 import time
 
+from watchdog.permit_json import epoch, parse_object
+
+# Not `from typing import TYPE_CHECKING`: importing typing costs `gate` milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from watchdog.control import DaemonClient
+
 DEFAULT_PERMIT = "/run/budget-watchdog/permit"
-USAGE = """usage: budget-watchdog gate [--cost USD] [--permit PATH | --url URL]
+# The most `expires_at - issued_at` may be when no ttl is configured where gate can see it.
+DEFAULT_TTL_BOUND_S = 24 * 3600.0
+# [killswitch] ttl's default in watchdog.config (KillswitchConfig.ttl): what a daemon whose
+# config does not set a ttl writes.
+DAEMON_DEFAULT_TTL_S = 300.0
+CLOCK_SLACK_S = 5.0  # how far the writer's and the reader's clocks may disagree
+MAX_PERMIT_BYTES = 65536
+MAX_COST = 1e9
+NUMBER_FIELDS = ("balance", "runway_days", "headroom_usd")
+
+USAGE = """usage: budget-watchdog gate [--cost USD] [--key NAME] [--permit PATH | --url URL]
                             [--min-runway-days N] [--config PATH] [--quiet]
 
 Exit 0 when a batch job may launch now, 1 when it may not (the reasons go to stderr),
-2 on a usage or config error.
+2 on a usage or config error (a config gate cannot read, a token the daemon refuses).
 
-  --cost USD            what the job may spend: no-go if that exceeds the headroom
+  --cost USD            what the job may spend (0 to 1e9): no-go if that exceeds the headroom
+  --key NAME            the API key the job uses: its own permit must say go too (the file
+                        NAME in <permit>.keys/ beside the account permit; with --url the
+                        daemon is asked with key=NAME)
   --permit PATH         the permit file (default: [killswitch] path of --config or
                         $WATCHDOG_CONFIG, $WATCHDOG_KILLSWITCH__PATH, else
                         /run/budget-watchdog/permit)
   --url URL             ask the daemon's /preflight instead (e.g. http://127.0.0.1:8787);
-                        a token comes from $WATCHDOG_SERVER__TOKEN
+                        a token comes from $WATCHDOG_SERVER__TOKEN; 5 s at most
   --min-runway-days N   no-go if the credit lasts fewer days than N
-  --config PATH         the daemon's config, to find the permit path
+  --config PATH         the daemon's config, for the permit path and [killswitch] ttl
   --quiet               print nothing on go
+
+A permit is go only when it is a regular file holding the JSON object the daemon writes:
+"state": "armed", numbers (or null) where numbers belong, issued_at not in the future, and
+expires_at in the future but no further than the ttl ([killswitch] ttl of the config or
+$WATCHDOG_KILLSWITCH__TTL; 24 h when gate sees no config). Anything else is no-go.
 """
 
 
 class Verdict:
-    """The answer: `go`, the `reasons` against it, and what the permit said."""
+    """The answer: `go`, the `reasons` against it, and what the permit (or the daemon) said."""
 
     __slots__ = ("go", "permit", "reasons")
 
@@ -52,143 +77,129 @@ class Verdict:
         return f"Verdict(go={self.go}, reasons={self.reasons})"
 
 
+class ConfigError(ValueError):
+    """The config (or the environment standing in for it) cannot be used: exit 2."""
+
+
 def check(
     cost: float | None = None,
     permit: str | None = None,
     min_runway_days: float | None = None,
     now: float | None = None,
+    *,
+    ttl_s: float | None = None,
+    key: str | None = None,
 ) -> Verdict:
-    """Given a job's cost, the permit path and a runway floor, return the Verdict. A missing
-    permit, bad JSON, a state other than armed, or an expired lease is no-go."""
-    path = permit or permit_path(None)
+    """Given a job's cost, the permit path, a runway floor and the killswitch ttl (seconds),
+    return the Verdict. Without `permit`, the path and the ttl come from the config
+    ($WATCHDOG_CONFIG, $WATCHDOG_KILLSWITCH__*); without a ttl, expires_at may lie at most
+    24 h after issued_at. With `key`, that key's own permit (`<permit>.keys/<key>`) must say go
+    too. Raise ValueError for a bad cost, runway floor or key name, ConfigError for a config
+    that cannot be read."""
+    cost = _checked("cost", cost, MAX_COST)
+    min_runway_days = _checked("min_runway_days", min_runway_days, None)
+    if key is not None:
+        _check_key_name(key)
+    if permit is None:
+        permit, configured = killswitch_settings(None)
+        ttl_s = configured if ttl_s is None else ttl_s
+    bound = DEFAULT_TTL_BOUND_S if ttl_s is None else ttl_s
     now = time.time() if now is None else now
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(65536)
-    except FileNotFoundError:
-        return Verdict(
-            False,
-            [f"no permit at {path}: spending is stopped, or the watchdog is not running"],
-            None,
-        )
-    except OSError as exc:
-        return Verdict(False, [f"cannot read the permit {path}: {exc.strerror}"], None)
-    try:
-        data = _parse_object(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        return Verdict(False, [f"the permit {path} is not valid JSON ({exc})"], None)
-    reasons = []
-    if data.get("state") != "armed":
-        reasons.append(f"the permit's state is {data.get('state')!r}, not 'armed'")
-    expires = data.get("expires_at")
-    try:
-        expires_at = _epoch(expires) if isinstance(expires, str) else None
-    except ValueError:
-        expires_at = None
-    if expires_at is None:
-        reasons.append("the permit has no valid expires_at")
-    elif expires_at <= now:
-        reasons.append(
-            f"the permit expired {_ago(now - expires_at)} ago: the watchdog is not refreshing "
-            "it (stopped or stuck)"
-        )
-    # headroom_usd already stands under the balance (min_balance and the critical buffer).
-    headroom = data.get("headroom_usd")
-    if cost is not None and isinstance(headroom, int | float) and cost > headroom:
-        reasons.append(f"a ${cost:,.2f} job exceeds the ${headroom:,.2f} of headroom left")
-    runway = data.get("runway_days")
-    if min_runway_days is not None and isinstance(runway, int | float) and runway < min_runway_days:
-        reasons.append(f"credit lasts {runway:.1f} days, under the {min_runway_days:g} asked for")
+    data, reasons = _judge(permit, cost, min_runway_days, now, bound, None)
+    if key is not None:
+        _, key_reasons = _judge(f"{permit}.keys/{key}", cost, min_runway_days, now, bound, key)
+        reasons += key_reasons
     return Verdict(not reasons, reasons, data)
 
 
 def permit_path(config: str | None) -> str:
-    """--permit's default: the config's [killswitch] path, the env, or the standard path."""
-    env = os.environ.get("WATCHDOG_KILLSWITCH__PATH")
-    if env:
-        return env
-    source = config or os.environ.get("WATCHDOG_CONFIG")
-    if source:
-        import tomllib  # only when a config must be read
-
-        with open(source, "rb") as handle:
-            section = tomllib.load(handle).get("killswitch", {})
-        value = section.get("path") if isinstance(section, dict) else None
-        if isinstance(value, str):
-            return value
-    return DEFAULT_PERMIT
+    """--permit's default: $WATCHDOG_KILLSWITCH__PATH, the config's [killswitch] path, or
+    the standard path. Raise ConfigError when a config that must be read cannot be."""
+    return killswitch_settings(config, need_ttl=False)[0]
 
 
-def ask_daemon(url: str, cost: float | None, min_runway_days: float | None) -> Verdict:
-    """The daemon's /preflight (imports urllib and json: the network costs more anyway)."""
-    import json
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    query = {}
-    if cost is not None:
-        query["cost"] = str(cost)
-    if min_runway_days is not None:
-        query["min_runway_days"] = str(min_runway_days)
-    target = url.rstrip("/") + "/preflight" + ("?" + urllib.parse.urlencode(query) if query else "")
-    if not target.startswith(("http://", "https://")):
-        raise ValueError(f"--url must be http:// or https://, not {url!r}")
-    headers = {"Accept": "application/json"}
-    token = os.environ.get("WATCHDOG_SERVER__TOKEN")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(target, headers=headers)  # noqa: S310 - scheme checked
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-            body = json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
+def killswitch_settings(config: str | None, need_ttl: bool = True) -> tuple[str, float | None]:
+    """Given --config (or None), return the permit path and the ttl in seconds the daemon
+    writes permits with (None when gate sees no config). The environment
+    ($WATCHDOG_KILLSWITCH__PATH, $WATCHDOG_KILLSWITCH__TTL) overrides the file, as it does
+    for the daemon; the file ($WATCHDOG_CONFIG without --config) is read when given on the
+    command line or when the environment leaves something to find. Raise ConfigError."""
+    path = os.environ.get("WATCHDOG_KILLSWITCH__PATH") or None
+    ttl_text = os.environ.get("WATCHDOG_KILLSWITCH__TTL") or None
+    ttl = None
+    if ttl_text is not None:
         try:
-            body = json.loads(exc.read() or b"{}")
-        except ValueError:
-            body = {}
-        if exc.code == 409:
-            return Verdict(False, [str(r) for r in body.get("reasons", [])] or ["no-go"], None)
-        return Verdict(False, [f"the daemon answered HTTP {exc.code}"], None)
-    except (OSError, ValueError) as exc:
-        return Verdict(False, [f"cannot ask the daemon at {url}: {exc}"], None)
-    return Verdict(bool(body.get("go")), [str(r) for r in body.get("reasons", [])], None)
+            ttl = _duration(ttl_text)
+        except ValueError as exc:
+            raise ConfigError(f"WATCHDOG_KILLSWITCH__TTL={ttl_text!r}: {exc}") from None
+    source = config or os.environ.get("WATCHDOG_CONFIG")
+    if source and (config or path is None or (need_ttl and ttl is None)):
+        section = _killswitch_section(source)
+        if path is None:
+            value = section.get("path", DEFAULT_PERMIT)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{source}: [killswitch] path must be a non-empty string")
+            path = value
+        if ttl is None:
+            try:
+                ttl = _duration(section.get("ttl", DAEMON_DEFAULT_TTL_S))
+            except ValueError as exc:
+                raise ConfigError(f"{source}: [killswitch] ttl: {exc}") from None
+    return path or DEFAULT_PERMIT, ttl
 
 
 # -- the command ----------------------------------------------------------------------------
 
 
 def main(argv: list[str]) -> int:
+    """`budget-watchdog gate ARGS`: print the verdict, return the exit code."""
     try:
         opts = _parse_args(argv)
     except ValueError as exc:
-        sys.stderr.write(f"budget-watchdog gate: {exc}\n{USAGE}")
+        synopsis = USAGE.split("\n\n", 1)[0]
+        sys.stderr.write(f"budget-watchdog gate: {exc}\n{synopsis}\n(--help says more)\n")
         return 2
     if opts is None:
         sys.stdout.write(USAGE)
         return 0
-    cost = opts.get("cost")
-    runway = opts.get("min-runway-days")
     try:
-        if "url" in opts:
-            verdict = ask_daemon(str(opts["url"]), _num(cost), _num(runway))
-        else:
-            path = str(opts["permit"]) if "permit" in opts else permit_path(opts.get("config"))
-            verdict = check(_num(cost), path, _num(runway))
-    except (OSError, ValueError) as exc:
-        sys.stderr.write(f"budget-watchdog gate: {exc}\n")
+        verdict = _decide(opts)
+    except ValueError as exc:  # ConfigError, a bad --url, a token the daemon refuses
+        sys.stderr.write(f"budget-watchdog gate: {_one_line(str(exc))}\n")
+        return 2
+    except Exception as exc:  # fail closed, in one line: a job's log is no place for a trace
+        sys.stderr.write(
+            f"budget-watchdog gate: unexpected error ({type(exc).__name__}: "
+            f"{_one_line(str(exc))}); treat as no-go\n"
+        )
         return 2
     if verdict.go:
         if "quiet" not in opts:
             sys.stderr.write("go\n")
         return 0
-    sys.stderr.write("no-go: " + "; ".join(verdict.reasons) + "\n")
+    sys.stderr.write("no-go: " + "; ".join(_one_line(r) for r in verdict.reasons) + "\n")
     return 1
+
+
+def _decide(opts: dict[str, str]) -> Verdict:
+    cost = _num(opts.get("cost"))
+    runway = _num(opts.get("min-runway-days"))
+    key = opts.get("key")
+    if "url" in opts:
+        return _client(opts["url"]).preflight(cost, runway, key)
+    path, ttl = killswitch_settings(opts.get("config"))
+    return check(cost, opts.get("permit", path), runway, ttl_s=ttl, key=key)
+
+
+def _client(url: str) -> "DaemonClient":
+    from watchdog.control import DaemonClient  # sockets and json: only for --url
+
+    return DaemonClient(url, token=os.environ.get("WATCHDOG_SERVER__TOKEN", ""))
 
 
 def _parse_args(argv: list[str]) -> dict[str, str] | None:
     """A hand-written parser: argparse alone costs more than the whole check."""
-    valued = {"cost", "permit", "url", "min-runway-days", "config"}
+    valued = ("cost", "key", "permit", "url", "min-runway-days", "config")
     opts: dict[str, str] = {}
     i = 0
     while i < len(argv):
@@ -198,191 +209,288 @@ def _parse_args(argv: list[str]) -> dict[str, str] | None:
         if not arg.startswith("--"):
             raise ValueError(f"unexpected argument {arg!r}")
         name, eq, value = arg[2:].partition("=")
-        if name == "quiet" and not eq:
-            opts["quiet"] = ""
+        if name == "quiet":
+            if eq:
+                raise ValueError("--quiet takes no value")
+            value = ""
         elif name in valued:
             if not eq:
                 i += 1
                 if i >= len(argv):
                     raise ValueError(f"--{name} needs a value")
                 value = argv[i]
-            opts[name] = value
         else:
             raise ValueError(f"unknown option --{name}")
+        if name in opts:
+            raise ValueError(f"--{name} is given twice")
+        opts[name] = value
         i += 1
     if "url" in opts and "permit" in opts:
         raise ValueError("give --permit or --url, not both")
-    for name in ("cost", "min-runway-days"):
-        if name in opts:
-            number = _num(opts[name])
-            if number is None or number < 0 or number != number:
-                raise ValueError(f"--{name} must be a number, 0 or more")
+    for name in ("permit", "url", "config"):
+        if opts.get(name) == "":
+            raise ValueError(f"--{name} needs a value")
+    _checked("--cost", _num(opts.get("cost"), "--cost"), MAX_COST)
+    _checked("--min-runway-days", _num(opts.get("min-runway-days"), "--min-runway-days"), None)
+    if "key" in opts:
+        _check_key_name(opts["key"], "--key")
     return opts
 
 
-def _num(text: str | None) -> float | None:
+def _num(text: str | None, name: str = "") -> float | None:
     if text is None:
         return None
     try:
         return float(text)
     except ValueError:
+        raise ValueError(f"{name} must be a number, not {text!r}") from None
+
+
+def _checked(name: str, value: float | None, most: float | None) -> float | None:
+    """A finite number from 0 (to `most`), or None; else ValueError. NaN compares false
+    with everything, so an unchecked NaN cost would pass every headroom."""
+    if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, not {value!r}")
+    if not (value >= 0 and value - value == 0):  # NaN and infinities fail this
+        raise ValueError(f"{name} must be a finite number, 0 or more, not {value!r}")
+    if most is not None and value > most:
+        raise ValueError(f"{name} must be at most {most:g}, not {value!r}")
+    return float(value)
 
 
-def _ago(seconds: float) -> str:
+def _check_key_name(key: str, name: str = "key") -> None:
+    """A key's permit is a file in <permit>.keys/: its name must not walk out of it."""
+    if not key or key in (".", "..") or "/" in key or "\0" in key:
+        raise ValueError(f"{name} must be a key's name, not {key!r}")
+
+
+# -- reading and judging a permit --------------------------------------------------------------
+
+
+def _judge(
+    path: str,
+    cost: float | None,
+    min_runway_days: float | None,
+    now: float,
+    ttl_s: float,
+    key: str | None,
+) -> tuple[dict[str, object] | None, list[str]]:
+    """The permit at `path` (the account's, or `key`'s) and the reasons it says no-go."""
+    what = "the permit" if key is None else f"the permit of key {key!r}"
+    text, problem = _read(path)
+    if text is None:
+        if problem is None:
+            problem = (
+                f"no permit at {path}: spending is stopped, or the watchdog is not running"
+                if key is None
+                else f"no permit for key {key!r} at {path}: that key's spending is stopped, "
+                "or the watchdog keeps no permit for it"
+            )
+        else:
+            problem = f"{what} {path} {problem}"
+        return None, [problem]
+    try:
+        data = parse_object(text)
+    except ValueError as exc:
+        return None, [f"{what} {path} is not valid JSON of the permit's shape ({exc})"]
+    reasons = _validate(data, now, ttl_s)
+    if not reasons:
+        # headroom_usd already stands under the balance (min_balance and the critical buffer).
+        headroom = data["headroom_usd"]
+        if cost is not None and isinstance(headroom, float) and cost > headroom:
+            reasons.append(f"a ${cost:,.2f} job exceeds the ${headroom:,.2f} of headroom left")
+        runway = data["runway_days"]
+        if min_runway_days is not None and isinstance(runway, float) and runway < min_runway_days:
+            reasons.append(
+                f"credit lasts {runway:.1f} days, under the {min_runway_days:g} asked for"
+            )
+    if key is not None:
+        reasons = [f"key {key!r}: {r}" for r in reasons]
+    return data, reasons
+
+
+def _read(path: str) -> tuple[str | None, str | None]:
+    """The permit's text, or (None, why not); (None, None) when there is no file. Opened
+    without blocking and read only when it is a regular file: a FIFO would wait forever
+    for a writer, a device or a huge file would never end."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"cannot be opened: {exc.strerror}"
+    try:
+        kind = os.fstat(fd).st_mode & 0o170000
+        if kind != 0o100000:  # S_IFREG
+            return None, f"is {_KINDS.get(kind, 'not a regular file')}, not a regular file"
+        chunks = []
+        size = 0
+        while size <= MAX_PERMIT_BYTES:
+            chunk = os.read(fd, MAX_PERMIT_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_PERMIT_BYTES:
+            return None, f"is larger than {MAX_PERMIT_BYTES // 1024} KiB: not a permit"
+    except OSError as exc:
+        return None, f"cannot be read: {exc.strerror}"
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, "is not UTF-8 text: not a permit"
+
+
+_KINDS = {
+    0o010000: "a FIFO",
+    0o020000: "a character device",
+    0o040000: "a directory",
+    0o060000: "a block device",
+    0o140000: "a socket",
+}
+
+
+def _validate(data: dict[str, object], now: float, ttl_s: float) -> list[str]:
+    """The permit's shape and lease: the reasons it is not a valid, current permit. Numbers
+    become floats in `data`."""
+    reasons = []
+    state = data.get("state")
+    if state != "armed":
+        reasons.append(f"the permit's state is {state!r}, not 'armed'")
+    for name in NUMBER_FIELDS:
+        if name not in data:
+            reasons.append(f"the permit has no {name} (a number or null)")
+            continue
+        value = data[name]
+        number = _finite(value)
+        if number is not None:
+            data[name] = number
+        elif value is not None:
+            reasons.append(f"the permit's {name} is {value!r}, not a number")
+    issued = _stamp(data, "issued_at", reasons)
+    expires = _stamp(data, "expires_at", reasons)
+    if expires is not None and expires <= now:
+        reasons.append(
+            f"the permit expired {_span(now - expires)} ago: the watchdog is not refreshing "
+            "it (stopped or stuck)"
+        )
+    if issued is not None and issued > now + CLOCK_SLACK_S:
+        reasons.append(
+            f"the permit was issued {_span(issued - now)} in the future: the writer's clock "
+            "runs ahead of this one"
+        )
+    if issued is not None and expires is not None and expires - issued > ttl_s + CLOCK_SLACK_S:
+        reasons.append(
+            f"the permit's lease of {_span(expires - issued)} is longer than the ttl "
+            f"({_span(ttl_s)})"
+        )
+    elif expires is not None and expires - now > ttl_s + CLOCK_SLACK_S:
+        reasons.append(
+            f"the permit expires in {_span(expires - now)}, beyond the ttl ({_span(ttl_s)}): "
+            "a clock is wrong"
+        )
+    return reasons
+
+
+def _finite(value: object) -> float | None:
+    """A real JSON number as a float: not a bool (True is an int), not huge, not inf."""
+    if type(value) not in (int, float):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return None
+    return number if number - number == 0 else None
+
+
+def _stamp(data: dict[str, object], name: str, reasons: list[str]) -> float | None:
+    value = data.get(name)
+    if isinstance(value, str):
+        try:
+            return epoch(value)
+        except ValueError:
+            pass
+    reasons.append(
+        f"the permit has no {name}"
+        if value is None
+        else f"the permit's {name} is {value!r}, not an ISO-8601 time"
+    )
+    return None
+
+
+def _span(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
-# -- a strict reader for the permit's flat JSON object -----------------------------------------
-
-_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-
-
-def _parse_object(text: str) -> dict[str, object]:
-    """Parse a JSON object whose values are strings, numbers, booleans or null. Raise
-    ValueError for anything else, including nesting, trailing data or truncation."""
-    pos = _skip(text, 0)
-    if text[pos : pos + 1] != "{":
-        raise ValueError("not an object")
-    pos = _skip(text, pos + 1)
-    out: dict[str, object] = {}
-    if text[pos : pos + 1] == "}":
-        return _end(text, pos + 1, out)
-    while True:
-        key, pos = _string(text, pos)
-        pos = _skip(text, pos)
-        if text[pos : pos + 1] != ":":
-            raise ValueError("expected ':'")
-        value, pos = _value(text, _skip(text, pos + 1))
-        out[key] = value
-        pos = _skip(text, pos)
-        char = text[pos : pos + 1]
-        if char == "}":
-            return _end(text, pos + 1, out)
-        if char != ",":
-            raise ValueError("expected ',' or '}'")
-        pos = _skip(text, pos + 1)
+def _one_line(text: str) -> str:
+    """What goes to a job's log: one line, no terminal control characters."""
+    return "".join(c if c >= " " and not "\x7f" <= c <= "\x9f" else " " for c in text)
 
 
-def _end(text: str, pos: int, out: dict[str, object]) -> dict[str, object]:
-    if _skip(text, pos) != len(text):
-        raise ValueError("data after the object")
-    return out
+# -- the config: [killswitch] path and ttl ----------------------------------------------------
 
 
-def _skip(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
+def _killswitch_section(source: str) -> dict[str, object]:
+    import tomllib  # only when a config must be read
 
-
-def _string(text: str, pos: int) -> tuple[str, int]:
-    if text[pos : pos + 1] != '"':
-        raise ValueError("expected a string")
-    pos += 1
-    parts = []
-    while True:
-        end = pos
-        while end < len(text) and text[end] not in '"\\':
-            if text[end] < " ":
-                raise ValueError("control character in a string")
-            end += 1
-        if end >= len(text):
-            raise ValueError("unterminated string")
-        parts.append(text[pos:end])
-        if text[end] == '"':
-            return "".join(parts), end + 1
-        code = text[end + 1 : end + 2]
-        if code == "u":
-            hexa = text[end + 2 : end + 6]
-            if len(hexa) != 4 or not _is_hex(hexa):
-                raise ValueError("bad \\u escape")
-            code_point = int(hexa, 16)
-            pos = end + 6
-            low = text[pos + 2 : pos + 6] if text[pos : pos + 2] == "\\u" else ""
-            if (
-                0xD800 <= code_point < 0xDC00
-                and len(low) == 4
-                and _is_hex(low)
-                and 0xDC00 <= int(low, 16) < 0xE000
-            ):
-                # A UTF-16 surrogate pair, as json.dumps writes characters beyond the BMP.
-                code_point = 0x10000 + ((code_point - 0xD800) << 10) + (int(low, 16) - 0xDC00)
-                pos += 6
-            parts.append(chr(code_point))
-        elif code in _ESCAPES:
-            parts.append(_ESCAPES[code])
-            pos = end + 2
-        else:
-            raise ValueError("bad escape")
-
-
-def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-def _value(text: str, pos: int) -> tuple[object, int]:
-    char = text[pos : pos + 1]
-    if char == '"':
-        return _string(text, pos)
-    for word, value in (("null", None), ("true", True), ("false", False)):
-        if text.startswith(word, pos):
-            return value, pos + len(word)
-    end = pos
-    while end < len(text) and text[end] in "+-0123456789.eE":
-        end += 1
-    token = text[pos:end]
-    if not token or token[0] == "+" or (len(token) > 1 and token[0] == "0" and token[1].isdigit()):
-        raise ValueError("expected a value")
     try:
-        number = float(token)
-    except ValueError:
-        raise ValueError(f"bad number {token!r}") from None
-    is_int = token.lstrip("-").isdigit()
-    return (int(token) if is_int else number), end
+        with open(source, "rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config {source}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"the config {source} is not valid TOML: {exc}") from None
+    section = document.get("killswitch", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: [killswitch] must be a table")
+    return section
 
 
-def _epoch(stamp: str) -> float:
-    """ISO-8601 'YYYY-MM-DDTHH:MM:SS[.f][Z|±HH:MM]' to epoch seconds (no offset = UTC)."""
-    if (
-        len(stamp) < 19
-        or stamp[4] != "-"
-        or stamp[7] != "-"
-        or stamp[10] not in "T "
-        or stamp[13] != ":"
-        or stamp[16] != ":"
-    ):
-        raise ValueError("not ISO-8601")
-    year, month, day = int(stamp[0:4]), int(stamp[5:7]), int(stamp[8:10])
-    hour, minute, second = int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19])
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
-        raise ValueError("not a date")
-    rest = stamp[19:]
-    fraction = 0.0
-    if rest.startswith("."):
-        digits = 0
-        while digits + 1 < len(rest) and rest[digits + 1].isdigit():
-            digits += 1
-        if digits == 0:
-            raise ValueError("bad fraction")
-        fraction = float("0" + rest[: digits + 1])
-        rest = rest[digits + 1 :]
-    offset = 0
-    if rest in ("", "Z", "z"):
-        pass
-    elif len(rest) == 6 and rest[0] in "+-" and rest[3] == ":":
-        offset = (int(rest[1:3]) * 3600 + int(rest[4:6]) * 60) * (1 if rest[0] == "+" else -1)
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(value: object) -> float:
+    """Seconds from "90s", "5m", "4h", "7d", "1h30m" or a number of seconds (as the daemon's
+    config takes them); at least 1 s, as the daemon requires of the ttl. Else ValueError."""
+    wrong = f"{value!r} is not a duration like '90s', '5m', '4h', '7d' or seconds"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(wrong)
+    if isinstance(value, str):
+        rest = value.strip().lower()
+        if _is_decimal(rest):
+            seconds = float(rest)
+        elif not rest:
+            raise ValueError(wrong)
+        else:
+            seconds = 0.0
+            while rest:
+                end = 0
+                while end < len(rest) and rest[end] in "0123456789.":
+                    end += 1
+                number, rest = rest[:end], rest[end:].lstrip()
+                if not _is_decimal(number) or rest[:1] not in _UNITS:
+                    raise ValueError(wrong)
+                seconds += float(number) * _UNITS[rest[0]]
+                rest = rest[1:].lstrip()
     else:
-        raise ValueError("bad time zone")
-    # Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
-    y = year - (month <= 2)
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    days = era * 146097 + doe - 719468
-    return days * 86400 + hour * 3600 + minute * 60 + second + fraction - offset
+        seconds = float(value)
+    if not (seconds >= 1 and seconds - seconds == 0):
+        raise ValueError(f"{value!r} must be a finite duration of at least 1s")
+    return seconds
+
+
+def _is_decimal(text: str) -> bool:
+    """Digits, or digits.digits (ASCII)."""
+    whole, dot, fraction = text.partition(".")
+    parts = (whole, fraction) if dot else (whole,)
+    return all(part and all(c in "0123456789" for c in part) for part in parts)

@@ -11,8 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from watchdog.rules import RULES, SEVERITY_ORDER
-from watchdog.status import View
+from watchdog.core.model import SEVERITY_ORDER
+from watchdog.core.rules import RULES
+from watchdog.core.view import View
 
 ERROR_KINDS = ("auth", "rate_limited", "transient", "bad_response")
 
@@ -42,8 +43,9 @@ class _Collector:
         errors = CounterMetricFamily(
             "budget_watchdog_poll_errors", "Failed polls by kind.", labels=["kind"]
         )
-        for kind in sorted(set(ERROR_KINDS) | set(v.poll.errors_by_kind)):
-            errors.add_metric([kind], v.poll.errors_by_kind.get(kind, 0))
+        by_kind = dict(v.poll.errors_by_kind)
+        for kind in sorted(set(ERROR_KINDS) | set(by_kind)):
+            errors.add_metric([kind], by_kind.get(kind, 0))
         yield errors
         severity = GaugeMetricFamily(
             "budget_watchdog_finding_severity",
@@ -58,7 +60,7 @@ class _Collector:
         yield from self._targets()
         if m is None:
             return
-        b = v.settings.budget
+        b = v.budget
         yield from _optional(
             "balance_usd", "Credit left (the tighter of account and key).", m.balance
         )
@@ -98,12 +100,7 @@ class _Collector:
             "Burn rate over each window.",
             labels=["window"],
         )
-        for window, rate in (
-            ("10m", m.rate_now),
-            ("1h", m.rate_1h),
-            ("24h", m.rate_24h),
-            ("7d", m.avg_daily),
-        ):
+        for window, rate in v.rates():
             if (known := _finite(rate.per_hour)) is not None:
                 rates.add_metric([window], known)
         yield rates
@@ -121,6 +118,7 @@ class _Collector:
         )
 
     def _targets(self) -> Iterator[Metric]:
+        # Labelled by the target's id, never its URL (which may hold credentials).
         sent = CounterMetricFamily(
             "budget_watchdog_notifications_sent",
             "Notifications delivered, by target.",
@@ -136,10 +134,10 @@ class _Collector:
             "Notifications waiting in the outbox.",
             labels=["target"],
         )
-        for t in self.view.status.get("notify_targets", []):
-            sent.add_metric([t["target"]], t["sent"])
-            failed.add_metric([t["target"]], t["failed"])
-            pending.add_metric([t["target"]], t["pending"])
+        for t in self.view.targets:
+            sent.add_metric([t.id], t.health.sent)
+            failed.add_metric([t.id], t.health.failed)
+            pending.add_metric([t.id], t.health.pending)
         yield sent
         yield failed
         yield pending

@@ -12,10 +12,9 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from watchdog.config import NotifyTarget
+from watchdog.core.model import Recipient
 
 SEVERITY_TYPE = {"info": "info", "warning": "warning", "critical": "failure"}
 
@@ -33,17 +32,23 @@ class Target:
     shown: str
     severities: tuple[str, ...]
 
+    @property
+    def recipient(self) -> Recipient:
+        """What routing needs (the core never sees the URL)."""
+        return Recipient(self.id, self.severities)
+
 
 def target_id(url: str) -> str:
+    """A stable, non-secret id for a target: a hash of its URL."""
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def targets_from(config: Sequence[NotifyTarget]) -> list[Target]:
-    out = []
-    for t in config:
-        url = t.url.get_secret_value()
-        out.append(Target(target_id(url), url, describe_target(url), tuple(t.severities)))
-    return out
+def make_target(url: str, severities: Sequence[str], shown: str | None = None) -> Target:
+    """The one way a Target is built: `shown` is the masked URL (Apprise's privacy form,
+    computed here when not given, which imports Apprise)."""
+    return Target(
+        target_id(url), url, describe_target(url) if shown is None else shown, tuple(severities)
+    )
 
 
 class Transport(Protocol):

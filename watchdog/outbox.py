@@ -67,23 +67,21 @@ class Outbox:
             if message is None or message.next_attempt_at > now:
                 return sent
             try:
+                row = message.row
                 self.transport.send(
-                    target,
-                    message.title,
-                    message.body,
-                    message.severity,
-                    resolved=message.kind in ("resolved", "armed"),
+                    target, row.title, row.body, row.severity, row.kind in ("resolved", "armed")
                 )
             except DeliveryError as exc:
                 attempts = message.attempts + 1
-                give_up = now - message.created_at >= GIVE_UP_AFTER
+                give_up = now - message.row.created_at >= GIVE_UP_AFTER
                 retry_at = None if give_up else now + backoff(attempts)
-                self.store.mark_failed(message.id, target.id, now, str(exc), retry_at)
+                with self.store.unit() as unit:
+                    unit.mark_failed(message.id, target.id, now, str(exc), retry_at)
                 if give_up:
                     self.log.error(
                         "notify_gave_up",
                         target=target.shown,
-                        title=message.title,
+                        title=message.row.title,
                         attempts=attempts,
                         error=str(exc),
                     )
@@ -91,20 +89,25 @@ class Outbox:
                     self.log.warning(
                         "notify_failed",
                         target=target.shown,
-                        title=message.title,
+                        title=message.row.title,
                         attempts=attempts,
                         error=str(exc),
                         retry_in_s=(retry_at - now).total_seconds() if retry_at else None,
                     )
                 return sent
-            self.store.mark_sent(message.id, target.id, now)
+            with self.store.unit() as unit:
+                unit.mark_sent(message.id, target.id, now)
             self.log.info(
-                "notified", target=target.shown, title=message.title, attempts=message.attempts + 1
+                "notified",
+                target=target.shown,
+                title=message.row.title,
+                attempts=message.attempts + 1,
             )
             sent += 1
 
     def _orphaned(self, target_id: str, now: datetime) -> None:
         while (message := self.store.next_pending(target_id)) is not None:
             error = "target is no longer in the config"
-            self.store.mark_failed(message.id, target_id, now, error, None)
-            self.log.error("notify_gave_up", target=target_id, title=message.title, error=error)
+            with self.store.unit() as unit:
+                unit.mark_failed(message.id, target_id, now, error, None)
+            self.log.error("notify_gave_up", target=target_id, title=message.row.title, error=error)

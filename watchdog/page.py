@@ -6,11 +6,15 @@ it works on an air-gapped host and in a terminal browser (the chart degrades to 
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import datetime, tzinfo
 from html import escape
 
-from watchdog.rules import usd
-from watchdog.status import View
+from watchdog.core.burn import Rate
+from watchdog.core.model import BudgetPolicy, Finding
+from watchdog.core.view import TargetView, View
+from watchdog.core.words import days, duration, timestamp, usd
+from watchdog.core.words import rate as rate_text
 
 COLORS = {"ok": "#1a7f37", "warning": "#b35900", "critical": "#c62828", "unknown": "#57606a"}
 CSS = """
@@ -42,10 +46,8 @@ td,th{text-align:left;padding:4px 6px;border-bottom:1px solid #eaeef2}
 
 def render(view: View, now: datetime, reserved: float = 0.0) -> str:
     """The whole page for `view` at `now`."""
-    s = view.status
-    state = str(s.get("state", "unknown"))
-    armed = bool(view.armed)
-    limits = s.get("limits") or {}
+    m, b = view.metrics, view.budget
+    state, armed = view.state, view.armed
     head = (
         f'<span class="badge" style="background:{COLORS.get(state, COLORS["unknown"])}">'
         f"{escape(state.upper())}</span>"
@@ -56,46 +58,47 @@ def render(view: View, now: datetime, reserved: float = 0.0) -> str:
         "" if armed else f'<div class="sub">Launches blocked: {escape(view.permit_reason)}</div>'
     )
     cards = [
-        _limit_card("Spent today", s.get("spent_today"), limits.get("daily"), "daily limit"),
+        _limit_card("Spent today", m.spent_today if m else None, b.daily_limit, "daily limit", b),
         _limit_card(
             "Spent this month",
-            s.get("spent_month"),
-            limits.get("monthly"),
+            m.spent_month if m else None,
+            b.monthly_limit,
             "monthly limit",
-            forecast=s.get("forecast_month"),
+            b,
+            forecast=m.forecast_month if m else None,
         ),
-        _runway_card(s, view),
-        _burn_card(s),
-        _headroom_card(s.get("headroom_usd"), reserved),
+        _runway_card(view),
+        _burn_card(view.rates()),
+        _headroom_card(view.headroom, reserved),
     ]
-    if limits.get("key"):
-        used = limits["key"] - (limits.get("key_remaining") or 0.0)
-        cards.append(_limit_card("Key limit (provider)", used, limits["key"], "key limit"))
+    if m is not None and m.key_limit:
+        used = m.key_limit - (m.key_limit_remaining or 0.0)
+        cards.append(_limit_card("Key limit (provider)", used, m.key_limit, "key limit", b))
     age = view.data_age(now)
-    fresh = view.fresh(now)
+    last = view.poll.last_success
     poll = (
-        f"Last poll {escape(str(s.get('last_poll_at') or 'never'))}"
-        + ("" if age is None else f" ({age:.0f} s ago)")
-        + ("" if fresh else ' — <b style="color:#c62828">STALE</b>')
+        f"Last poll {escape(last.isoformat() if last is not None else 'never')}"
+        + ("" if age is None else f" ({duration(age)} ago)")
+        + ("" if view.fresh(now) else ' — <b style="color:#c62828">STALE</b>')
     )
-    error = f"<br>Last error: {escape(str(s['last_error']))}" if s.get("last_error") else ""
+    error = f"<br>Last error: {escape(view.poll.last_error)}" if view.poll.last_error else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <meta http-equiv="refresh" content="30">
 <title>budget-watchdog: {escape(state)}</title><style>{CSS}</style></head>
 <body><main>
-<h1>budget-watchdog · {escape(str(s.get("key", "")))}</h1>
+<h1>budget-watchdog · {escape(view.key_name)}</h1>
 <div class="sub">{head}</div>{reason}
 <div class="grid">{"".join(cards)}</div>
 <h2>Findings</h2>
-{_findings(s.get("findings") or [])}
+{_findings(view.findings)}
 <h2>Burn, last 7 days (USD per hour)</h2>
-{chart(view.chart, s.get("timezone", "UTC"))}
+{chart(view.chart, b.timezone, b.tz)}
 <h2>Notifications</h2>
-{_targets(s)}
+{_targets(view.targets)}
 <p class="muted">{poll}{error}<br>Generated {escape(now.isoformat(timespec="seconds"))} ·
-budget-watchdog {escape(str(s.get("version", "")))} · <a href="/status">/status</a> ·
+budget-watchdog {escape(view.version)} · <a href="/status">/status</a> ·
 <a href="/metrics">/metrics</a></p>
 </main></body></html>
 """
@@ -106,8 +109,18 @@ def _bar(share: float, color: str) -> str:
     return f'<div class="bar"><span style="width:{width:.1f}%;background:{color}"></span></div>'
 
 
+def _share(part: float) -> str:
+    """A share of a limit: "92%". (To move to `watchdog.core.words`, beside `against`.)"""
+    return f"{part:.0%}"
+
+
 def _limit_card(
-    title: str, spent: float | None, limit: float | None, name: str, forecast: float | None = None
+    title: str,
+    spent: float | None,
+    limit: float | None,
+    name: str,
+    budget: BudgetPolicy,
+    forecast: float | None = None,
 ) -> str:
     body = f'<div class="big">{usd(spent)}</div>'
     if limit and spent is not None:
@@ -116,11 +129,11 @@ def _limit_card(
             COLORS["critical"]
             if share >= 1
             else COLORS["warning"]
-            if share >= 0.8
+            if share >= budget.warn_ratio
             else COLORS["ok"]
         )
         body += _bar(share, color)
-        body += f'<div class="muted">{share:.0%} of the {usd(limit)} {name}</div>'
+        body += f'<div class="muted">{_share(share)} of the {usd(limit)} {name}</div>'
     else:
         body += f'<div class="muted">no {name} set</div>'
     if forecast is not None:
@@ -128,11 +141,11 @@ def _limit_card(
     return f'<section class="card"><h2>{escape(title)}</h2>{body}</section>'
 
 
-def _runway_card(s: dict[str, object], view: View) -> str:
-    runway = s.get("runway_days")
-    b = view.settings.budget
-    body = f'<div class="big">{usd(s.get("balance"))}</div>'  # type: ignore[arg-type]
-    if isinstance(runway, int | float):
+def _runway_card(view: View) -> str:
+    m, b = view.metrics, view.budget
+    runway = m.runway_days if m is not None else None
+    body = f'<div class="big">{usd(m.balance if m is not None else None)}</div>'
+    if m is not None and runway is not None:
         target = max(b.buffer_days_warning, 1.0)
         color = (
             COLORS["critical"]
@@ -142,69 +155,73 @@ def _runway_card(s: dict[str, object], view: View) -> str:
             else COLORS["ok"]
         )
         body += _bar(runway / (2 * target), color)
+        lasts = "no spend to run it down" if math.isinf(runway) else days(runway)
         body += (
-            f'<div class="muted">Runway {runway:.1f} days at '
-            f"{usd(s.get('average_daily'))}/day; keep {b.buffer_days_warning:g} "  # type: ignore[arg-type]
-            f"(critical under {b.buffer_days_critical:g})</div>"
+            f'<div class="muted">Runway {lasts} at '
+            f"{usd(m.avg_daily.per_day)}/day; keep {days(b.buffer_days_warning)} "
+            f"(critical under {days(b.buffer_days_critical)})</div>"
         )
     else:
         body += '<div class="muted">Runway unknown</div>'
     return f'<section class="card"><h2>Balance and runway</h2>{body}</section>'
 
 
-def _burn_card(s: dict[str, object]) -> str:
-    rates = s.get("burn_rates") or {}
+def _burn_card(rates: list[tuple[str, Rate]]) -> str:
     rows = "".join(
-        f"<tr><td>{escape(w)}</td><td>{usd(r.get('per_hour'))}/h</td>"
-        f'<td class="muted">{escape(str(r.get("basis", "")))}</td></tr>'
-        for w, r in rates.items()  # type: ignore[attr-defined]
+        f"<tr><td>{escape(window)}</td>"
+        f"<td>{'unknown' if r.per_hour is None else escape(rate_text(r.per_hour))}</td>"
+        f'<td class="muted">{escape(r.basis)}</td></tr>'
+        for window, r in rates
     )
     return f'<section class="card"><h2>Burn rate</h2><table>{rows}</table></section>'
 
 
-def _headroom_card(headroom: object, reserved: float) -> str:
-    value = headroom if isinstance(headroom, int | float) else None
+def _headroom_card(headroom: float | None, reserved: float) -> str:
     extra = f'<div class="muted">{usd(reserved)} reserved by running jobs</div>' if reserved else ""
     return (
-        f'<section class="card"><h2>Headroom</h2><div class="big">{usd(value)}</div>'
+        f'<section class="card"><h2>Headroom</h2><div class="big">{usd(headroom)}</div>'
         f'<div class="muted">may still be spent before a critical threshold</div>{extra}</section>'
     )
 
 
-def _findings(findings: list[dict[str, object]]) -> str:
+def _findings(findings: tuple[Finding, ...]) -> str:
     if not findings:
         return '<p class="muted">No findings: spend is within every limit.</p>'
     items = "".join(
-        f'<li style="border-left-color:{COLORS.get(str(f["severity"]), "#57606a")}">'
-        f"<b>{escape(str(f['severity']).upper())} · {escape(str(f['rule']))}</b><br>"
-        f"{escape(str(f['message']))}</li>"
+        f'<li style="border-left-color:{COLORS.get(f.severity, "#57606a")}">'
+        f"<b>{escape(f.severity.upper())} · {escape(f.rule)}</b><br>"
+        f"{escape(f.message)}</li>"
         for f in findings
     )
     return f'<ul class="findings">{items}</ul>'
 
 
-def _targets(s: dict[str, object]) -> str:
-    targets = s.get("notify_targets") or []
+def _targets(targets: tuple[TargetView, ...]) -> str:
     if not targets:
         return '<p class="muted">No notification targets configured.</p>'
     rows = "".join(
-        f"<tr><td>{escape(str(t['target']))}</td><td>{t['sent']} sent</td>"
-        f"<td>{t['pending']} pending</td><td>"
+        f"<tr><td>{escape(t.shown)}</td><td>{t.health.sent} sent</td>"
+        f"<td>{t.health.pending} pending</td><td>"
         + (
             "ok"
-            if t["healthy"]
-            else f'<b style="color:#c62828">failing</b>: {escape(str(t["last_error"]))}'
+            if t.health.healthy
+            else f'<b style="color:#c62828">failing</b>: {escape(str(t.health.last_error))}'
         )
         + "</td></tr>"
-        for t in targets  # type: ignore[attr-defined]
+        for t in targets
     )
     return f"<table>{rows}</table>"
 
 
 def chart(
-    points: list[tuple[datetime, float | None]], zone: str, width: int = 940, height: int = 200
+    points: tuple[tuple[datetime, float | None], ...],
+    zone: str,
+    tz: tzinfo,
+    width: int = 940,
+    height: int = 200,
 ) -> str:
-    """Hourly spend as an SVG bar chart, a day per band, the tallest bar labelled."""
+    """Hourly spend as an SVG bar chart, a day per band (in the budget's time zone), the
+    tallest bar labelled."""
     if not points:
         return '<p class="muted">No history yet.</p>'
     top = max((v for _, v in points if v is not None), default=0.0) or 1.0
@@ -223,19 +240,20 @@ def chart(
         bars.append(
             f'<rect x="{x:.1f}" y="{height - bottom - h:.1f}" width="{max(step - 1, 1):.1f}" '
             f'height="{h:.1f}" fill="#0969da">'
-            f"<title>{when:%a %H:00} UTC: ${value:,.2f}</title></rect>"
+            f"<title>{escape(timestamp(when, tz))}: {usd(value)}</title></rect>"
         )
-        if when.hour == 0:
+        local = when.astimezone(tz)
+        if local.hour == 0:
             bars.append(
                 f'<line x1="{x:.1f}" x2="{x:.1f}" y1="6" y2="{height - bottom}" stroke="#d0d7de"/>'
             )
             bars.append(
                 f'<text x="{x + 3:.1f}" y="{height - 8}" font-size="11" fill="#57606a">'
-                f"{when:%a %d}</text>"
+                f"{local:%a %d}</text>"
             )
     axis = (
-        f'<text x="4" y="16" font-size="11" fill="#57606a">${top:,.2f}</text>'
-        f'<text x="4" y="{height - bottom}" font-size="11" fill="#57606a">$0</text>'
+        f'<text x="4" y="16" font-size="11" fill="#57606a">{usd(top)}</text>'
+        f'<text x="4" y="{height - bottom}" font-size="11" fill="#57606a">{usd(0.0)}</text>'
     )
     return (
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="hourly spend, last 7 days'

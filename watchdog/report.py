@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any
 
 from watchdog.providers.base import ActivityRow
-from watchdog.rules import usd
+from watchdog.core.words import usd
 
 BAR_WIDTH = 30
 

@@ -1,39 +1,62 @@
 """The status server: /healthz, /status, /preflight, /metrics and a status page.
 
 Built on Starlette and served by uvicorn (with httptools): the standard, well-kept pair for
-a small asynchronous HTTP API in Python. Every answer comes from the in-memory View the
-last tick built; a request never touches the database or waits for a poll. Reservations
-(`POST /preflight?cost=…&hold=…`) live in memory: handlers run on one event loop, so a
-check and its hold happen atomically and ten jobs asking at once cannot share the same
-headroom.
+a small asynchronous HTTP API in Python. Every answer comes from the in-memory, typed `View`
+the last tick built; a request never touches the database or waits for a poll, and this
+module imports neither the config nor the store.
+
+Reservations (`POST /preflight?cost=…&hold=…`) live in memory: handlers run on one event
+loop, so a check and its hold happen atomically and ten jobs asking at once cannot share
+the same headroom. Their number is bounded (`MAX_HOLDS`); /status shows their count and
+sum, `GET /preflight/holds` lists them a page at a time.
+
+The hot path is `/preflight`: it is a plain ASGI handler (no Request/Response objects, no
+routing table), and whatever depends only on the view (the reasons that do not depend on
+the request, the rooms, the headroom) is prepared once per view, not once per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import hmac
 import json
 import math
+import re
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from watchdog import preflight
-from watchdog.config import parse_duration
-from watchdog.status import View
+from watchdog.core import preflight
+from watchdog.core.view import UNKNOWN, View
+from watchdog.core.words import days, iso, money, rounded
 
 DEFAULT_HOLD = timedelta(minutes=30)
+MIN_HOLD = timedelta(seconds=1)
 MAX_HOLD = timedelta(hours=24)
+MAX_HOLDS = 1000  # reservations held at once; POST /preflight answers 429 beyond
+PAGE_LIMIT = 100  # GET /preflight/holds: at most this many per page
+MAX_COST = 1e9  # USD: anything above is a typo, and sums of it must stay finite
+MAX_LABEL = 100
+
+_HOLD = re.compile(r"(\d{1,12}(?:\.\d{1,6})?)\s*([smhd]?)")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+JSON_TYPE = b"application/json"
+
+
+# -- reservations -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -45,31 +68,98 @@ class Hold:
 
 
 class Reservations:
-    """Amounts held by jobs that passed pre-flight and have not finished yet."""
+    """Amounts held by jobs that passed pre-flight and have not finished yet, at most
+    `capacity` at once. Expiry is a heap, the sum is kept: a check costs O(1) when nothing
+    changed."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = MAX_HOLDS) -> None:
+        self.capacity = capacity
         self._holds: dict[str, Hold] = {}
+        self._expiry: list[tuple[datetime, str]] = []
+        self._total = 0.0
 
-    def active(self, now: datetime) -> list[Hold]:
-        for hold_id in [h.id for h in self._holds.values() if h.until <= now]:
-            del self._holds[hold_id]
-        return sorted(self._holds.values(), key=lambda h: h.until)
+    def _expire(self, now: datetime) -> None:
+        heap, changed = self._expiry, False
+        while heap and heap[0][0] <= now:
+            _, hold_id = heapq.heappop(heap)
+            hold = self._holds.get(hold_id)
+            if hold is not None and hold.until <= now:
+                del self._holds[hold_id]
+                changed = True
+        if changed:
+            self._recount()
+
+    def _recount(self) -> None:
+        # Summed afresh on every change (at most `capacity` terms), so adding and removing
+        # never leaves a float residue: no holds is exactly 0.0.
+        self._total = math.fsum(h.amount for h in self._holds.values())
 
     def total(self, now: datetime) -> float:
-        return sum(h.amount for h in self.active(now))
+        self._expire(now)
+        return self._total
+
+    def count(self, now: datetime) -> int:
+        self._expire(now)
+        return len(self._holds)
+
+    def full(self, now: datetime) -> bool:
+        return self.count(now) >= self.capacity
+
+    def next_expiry(self, now: datetime) -> datetime | None:
+        self._expire(now)
+        return min((h.until for h in self._holds.values()), default=None)
+
+    def active(self, now: datetime) -> list[Hold]:
+        """Every active hold, the soonest to expire first."""
+        self._expire(now)
+        return sorted(self._holds.values(), key=lambda h: (h.until, h.id))
 
     def add(self, amount: float, until: datetime, label: str = "") -> Hold:
+        """Hold `amount` until `until`. The caller checks `full` first (ValueError if full)."""
+        if len(self._holds) >= self.capacity:
+            raise ValueError(f"already {len(self._holds)} reservations held")
         hold = Hold(uuid.uuid4().hex[:16], amount, until, label)
         self._holds[hold.id] = hold
+        heapq.heappush(self._expiry, (until, hold.id))
+        self._recount()
         return hold
 
     def release(self, hold_id: str) -> bool:
-        return self._holds.pop(hold_id, None) is not None
+        if self._holds.pop(hold_id, None) is None:
+            return False
+        self._recount()
+        if len(self._expiry) > 2 * len(self._holds) + 64:
+            # Released holds leave their heap entries behind; keep the heap bounded.
+            self._expiry = [(h.until, h.id) for h in self._holds.values()]
+            heapq.heapify(self._expiry)
+        return True
 
 
-class _JSON(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+# -- answers ------------------------------------------------------------------------------
+
+
+def _dumps(content: Any) -> bytes:
+    return json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _json(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_dumps(content), status_code, headers, media_type="application/json")
+
+
+async def _send(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    """A whole JSON answer in two ASGI messages, without a Response object."""
+    headers = [
+        (b"content-type", JSON_TYPE),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _num(value: float | None) -> str:
+    """A finite float, or None, as JSON."""
+    return "null" if value is None else repr(float(value))
 
 
 class TokenAuth:
@@ -82,16 +172,177 @@ class TokenAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            given = dict(scope["headers"]).get(b"authorization", b"")
+            given = b""
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    given = value
+                    break
             if not hmac.compare_digest(given, self.expected):
-                response = _JSON(
-                    {"error": "missing or wrong bearer token"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
+                await _send(
+                    send,
+                    401,
+                    b'{"error":"missing or wrong bearer token"}',
+                    [(b"www-authenticate", b"Bearer")],
                 )
-                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What a pre-flight answer needs from one view, computed once per view."""
+
+    view: View
+    fixed: tuple[str, ...]  # reasons that do not depend on the request or the clock
+    fresh_until: datetime | None  # the data is fresh up to this instant
+    rooms: list[preflight.Room]
+    runway: float | None
+    headroom: str  # JSON of headroom_usd
+
+    @classmethod
+    def of(cls, v: View) -> _Prepared:
+        fixed = []
+        if not v.armed:
+            fixed.append(f"the permit is revoked: {v.permit_reason}")
+        elif v.state == UNKNOWN:
+            # The permit decision already says so; never answer go on an unknown state.
+            fixed.append("no successful poll since start: the state is unknown")
+        last = v.poll.last_success
+        m = v.metrics
+        return cls(
+            view=v,
+            fixed=tuple(fixed),
+            fresh_until=None if last is None else last + v.budget.stale_after,
+            rooms=list(v.rooms) if m is not None else [],
+            runway=m.runway_days if m is not None else None,
+            headroom=_num(money(v.headroom)),
+        )
+
+    def reasons(
+        self, now: datetime, cost: float, reserved: float, runway_floor: float | None
+    ) -> list[str]:
+        reasons = list(self.fixed)
+        if self.fresh_until is None or now > self.fresh_until:
+            age = self.view.data_age(now)
+            reasons.append(
+                "no successful poll yet"
+                if age is None
+                else f"the data is stale: last successful poll {age:.0f} s ago"
+            )
+        if self.rooms:
+            reasons += preflight.shortfalls(self.rooms, cost, reserved)
+        runway = self.runway
+        if runway_floor is not None and runway is not None and runway < runway_floor:
+            reasons.append(f"credit lasts {days(runway)}, under the {runway_floor:g} asked for")
+        return reasons
+
+
+class _StatusCache:
+    """The /status body without the reservation figures, serialized once per view and
+    second (and again at the instant the data turns stale)."""
+
+    def __init__(self) -> None:
+        self.key: tuple[View, int, bool] | None = None
+        self.head = b""
+
+    def head_for(self, v: View, now: datetime) -> bytes:
+        key = (v, int(now.timestamp()), v.fresh(now))
+        cached = self.key
+        if cached is None or cached[0] is not v or cached[1:] != key[1:]:
+            self.head = _dumps(v.to_json(now))[:-1]  # without the closing brace
+            self.key = key
+        return self.head
+
+
+# -- the app ------------------------------------------------------------------------------
+
+
+class _Preflight:
+    """GET/POST /preflight as a plain ASGI app: the path every job takes before it starts."""
+
+    def __init__(
+        self, view: Callable[[], View], clock: Callable[[], datetime], holds: Reservations
+    ) -> None:
+        self.view = view
+        self.clock = clock
+        self.holds = holds
+        self.prepared: _Prepared | None = None
+
+    def prepare(self, v: View) -> _Prepared:
+        prepared = self.prepared
+        if prepared is None or prepared.view is not v:
+            prepared = self.prepared = _Prepared.of(v)
+        return prepared
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method not in ("GET", "HEAD", "POST"):
+            await _send(
+                send, 405, b'{"error":"method not allowed"}', [(b"allow", b"GET, HEAD, POST")]
+            )
+            return
+        status, body, extra = self.answer(method == "POST", scope["query_string"])
+        await _send(send, status, body, extra)
+
+    def answer(self, post: bool, query: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """Status, JSON body and extra headers of one pre-flight."""
+        p, now = self.prepare(self.view()), self.clock()
+        params = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
+        try:
+            cost = _cost(params.get("cost"))
+            runway_floor = _number(params.get("min_runway_days"), "min_runway_days")
+            hold_for = _hold(params.get("hold")) if post else DEFAULT_HOLD
+        except ValueError as exc:
+            return 400, _dumps({"error": str(exc)}), []
+        holds = self.holds
+        reserved = holds.total(now)
+        reasons = p.reasons(now, cost, reserved, runway_floor)
+        if reasons:
+            return 409, _no_go(cost, p.headroom, reserved, reasons), []
+        if not post:
+            return 200, _go(cost, p.headroom, reserved, ""), []
+        if holds.full(now):
+            until = holds.next_expiry(now)
+            wait = 1 if until is None else max(1, math.ceil((until - now).total_seconds()))
+            reason = (
+                f"too many reservations: {holds.capacity} are held; release the holds of "
+                "finished jobs (DELETE /preflight/{id}) or wait for one to expire"
+            )
+            body = _no_go(cost, p.headroom, reserved, [reason])
+            return 429, body, [(b"retry-after", str(wait).encode())]
+        hold = holds.add(cost, now + hold_for, params.get("label", "")[:MAX_LABEL])
+        reservation = _dumps(
+            {"id": hold.id, "amount": hold.amount, "expires_at": hold.until.isoformat()}
+        ).decode()
+        return 200, _go(cost, p.headroom, holds.total(now), f',"reservation":{reservation}'), []
+
+
+def _go(cost: float, headroom: str, reserved: float, more: str) -> bytes:
+    return (
+        f'{{"go":true,"cost":{_num(cost)},"headroom_usd":{headroom},'
+        f'"reserved_usd":{_num(money(reserved))}{more}}}'
+    ).encode()
+
+
+def _no_go(cost: float, headroom: str, reserved: float, reasons: list[str]) -> bytes:
+    return (
+        f'{{"go":false,"cost":{_num(cost)},"headroom_usd":{headroom},'
+        f'"reserved_usd":{_num(money(reserved))},"reasons":{json.dumps(reasons)}}}'
+    ).encode()
+
+
+class _Dispatch:
+    """/preflight straight to its handler; everything else through Starlette's router."""
+
+    def __init__(self, preflight_app: _Preflight, rest: ASGIApp) -> None:
+        self.preflight = preflight_app
+        self.rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/preflight":
+            await self.preflight(scope, receive, send)
+            return
+        await self.rest(scope, receive, send)
 
 
 def create_app(
@@ -103,18 +354,15 @@ def create_app(
     request_tick: Callable[[], Awaitable[None]] | None = None,
 ) -> ASGIApp:
     """The ASGI app. `view` returns the latest View; `request_tick` runs a tick now."""
-    holds = reservations or Reservations()
+    holds = reservations if reservations is not None else Reservations()
+    status_cache = _StatusCache()
 
     async def healthz(request: Request) -> Response:
         v, now = view(), clock()
         age = v.data_age(now)
         if v.fresh(now):
-            return _JSON(
-                {
-                    "ok": True,
-                    "data_age_s": round(age or 0.0, 1),
-                    "last_poll_at": v.status.get("last_poll_at"),
-                }
+            return _json(
+                {"ok": True, "data_age_s": rounded(age), "last_poll_at": iso(v.poll.last_success)}
             )
         if age is None:
             reason = "no successful poll yet"
@@ -125,55 +373,56 @@ def create_app(
             )
         if v.poll.last_error:
             reason += f"; last error: {v.poll.last_error}"
-        return _JSON({"ok": False, "reason": reason, "data_age_s": age}, status_code=503)
+        return _json({"ok": False, "reason": reason, "data_age_s": rounded(age)}, 503)
 
     async def status(request: Request) -> Response:
-        return _JSON(_status_body(view(), clock(), holds))
-
-    async def check(request: Request) -> Response:
         v, now = view(), clock()
+        reserved, count = holds.total(now), holds.count(now)
+        body = b'%s,"reserved_usd":%s,"reservations_count":%d}' % (
+            status_cache.head_for(v, now),
+            _num(money(reserved)).encode(),
+            count,
+        )
+        return Response(body, media_type="application/json")
+
+    async def list_holds(request: Request) -> Response:
+        now = clock()
         try:
-            cost = _number(request.query_params.get("cost"), "cost", default=0.0)
-            runway_floor = _number(
-                request.query_params.get("min_runway_days"), "min_runway_days", default=None
-            )
-            hold_for = _hold(request.query_params.get("hold"))
+            offset = _count(request.query_params.get("offset"), "offset", 0, None)
+            limit = _count(request.query_params.get("limit"), "limit", PAGE_LIMIT, PAGE_LIMIT)
         except ValueError as exc:
-            return _JSON({"error": str(exc)}, status_code=400)
-        assert cost is not None
-        reserved = holds.total(now)
-        reasons = _reasons(v, now, cost, reserved, runway_floor)
-        headroom = _headroom(v)
-        body: dict[str, Any] = {
-            "go": not reasons,
-            "cost": cost,
-            "headroom_usd": headroom,
-            "reserved_usd": reserved,
-        }
-        if reasons:
-            body["reasons"] = reasons
-            return _JSON(body, status_code=409)
-        if request.method == "POST":
-            label = request.query_params.get("label", "")[:100]
-            hold = holds.add(cost, now + hold_for, label)
-            body["reservation"] = {
-                "id": hold.id,
-                "amount": hold.amount,
-                "expires_at": hold.until.isoformat(),
+            return _json({"error": str(exc)}, 400)
+        active = holds.active(now)
+        page = active[offset : offset + limit]
+        return _json(
+            {
+                "total": len(active),
+                "reserved_usd": money(math.fsum(h.amount for h in active)),
+                "offset": offset,
+                "limit": limit,
+                "holds": [
+                    {
+                        "id": h.id,
+                        "amount": h.amount,
+                        "expires_at": h.until.isoformat(),
+                        "label": h.label,
+                    }
+                    for h in page
+                ],
             }
-            body["reserved_usd"] = reserved + cost
-        return _JSON(body)
+        )
 
     async def release(request: Request) -> Response:
         hold_id = request.path_params["hold_id"]
         if holds.release(hold_id):
-            return _JSON({"released": hold_id})
-        return _JSON({"error": f"no reservation {hold_id} (expired or released)"}, status_code=404)
+            return _json({"released": hold_id})
+        return _json({"error": f"no reservation {hold_id} (expired or released)"}, 404)
 
     async def metrics(request: Request) -> Response:
         from watchdog.metrics import render
 
-        body, content_type = render(view(), clock(), holds.total(clock()))
+        now = clock()
+        body, content_type = render(view(), now, holds.total(now))
         return Response(body, media_type=content_type)
 
     async def page(request: Request) -> Response:
@@ -184,91 +433,87 @@ def create_app(
 
     async def tick(request: Request) -> Response:
         if request_tick is None:
-            return _JSON({"error": "ticks cannot be requested here"}, status_code=503)
+            return _json({"error": "ticks cannot be requested here"}, 503)
         await request_tick()
         v = view()
-        return _JSON(
+        return _json(
             {
-                "state": v.status["state"],
-                "permit": v.status["permit"],
-                "permit_reason": v.status.get("permit_reason", ""),
+                "state": v.state,
+                "permit": "armed" if v.armed else "revoked",
+                "permit_reason": "" if v.armed else v.permit_reason,
             }
         )
 
-    app: ASGIApp = Starlette(
-        routes=[  # the hot paths first: routes are tried in order
-            Route("/preflight", check, methods=["GET", "POST"]),
+    rest = Starlette(
+        routes=[
             Route("/status", status, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/", page, methods=["GET"]),
+            Route("/preflight/holds", list_holds, methods=["GET"]),
             Route("/preflight/{hold_id}", release, methods=["DELETE"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/tick", tick, methods=["POST"]),
         ]
     )
+    app: ASGIApp = _Dispatch(_Preflight(view, clock, holds), rest)
     if token:
         app = TokenAuth(app, token)
     return app
 
 
-def _status_body(v: View, now: datetime, holds: Reservations) -> dict[str, Any]:
-    body = dict(v.status)
-    age = v.data_age(now)
-    body["data_age_s"] = None if age is None else round(age, 1)
-    body["stale"] = not v.fresh(now)
-    active = holds.active(now)
-    body["reserved_usd"] = round(sum(h.amount for h in active), 6)
-    body["reservations"] = [
-        {"id": h.id, "amount": h.amount, "expires_at": h.until.isoformat(), "label": h.label}
-        for h in active
-    ]
-    return body
+# -- parameters ---------------------------------------------------------------------------
 
 
-def _reasons(
-    v: View, now: datetime, cost: float, reserved: float, runway_floor: float | None
-) -> list[str]:
-    reasons = []
-    if not v.armed:
-        reasons.append(f"the permit is revoked: {v.permit_reason}")
-    if not v.fresh(now):
-        age = v.data_age(now)
-        reasons.append(
-            "no successful poll yet"
-            if age is None
-            else f"the data is stale: last successful poll {age:.0f} s ago"
-        )
-    if v.metrics is not None:
-        reasons += preflight.shortfalls(v.rooms, cost, reserved)
-        runway = v.metrics.runway_days
-        if runway_floor is not None and runway is not None and runway < runway_floor:
-            reasons.append(f"credit lasts {runway:.1f} days, under the {runway_floor:g} asked for")
-    return reasons
-
-
-def _headroom(v: View) -> float | None:
-    return None if v.headroom is None else round(v.headroom, 6)
-
-
-def _number(text: str | None, name: str, default: float | None) -> float | None:
+def _number(text: str | None, name: str) -> float | None:
+    """A query parameter that is a number of 0 or more, or None when not given."""
     if text is None or text == "":
-        return default
+        return None
     try:
-        value = float(text)
+        value = float(text) if len(text) <= 40 else math.nan
     except ValueError:
-        raise ValueError(f"{name} must be a number of USD, not {text!r}") from None
+        value = math.nan
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number, not {text[:40]!r}")
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be 0 or more")
+        raise ValueError(f"{name} must be 0 or more and finite, not {text[:40]!r}")
     return value
 
 
+def _cost(text: str | None) -> float:
+    cost = _number(text, "cost")
+    if cost is not None and cost > MAX_COST:
+        raise ValueError(f"cost must be at most {MAX_COST:.0f} USD, not {text!r}")
+    return cost or 0.0
+
+
 def _hold(text: str | None) -> timedelta:
-    if not text:
+    """`hold=`: "90s", "5m", "4h", "1d" or seconds, from 1 s to 24 h."""
+    if text is None or text == "":
         return DEFAULT_HOLD
-    hold = parse_duration(text)
-    if hold <= timedelta(0) or hold > MAX_HOLD:
-        raise ValueError("hold must be more than 0 and at most 24h")
-    return hold
+    shown = text[:40]
+    match = _HOLD.fullmatch(text.strip().lower()) if len(text) <= 40 else None
+    if match is None:
+        raise ValueError(
+            f'hold must be a duration like "90s", "5m", "4h", "1d" or seconds, not {shown!r}'
+        )
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if not MIN_HOLD.total_seconds() <= seconds <= MAX_HOLD.total_seconds():
+        raise ValueError(f"hold must be from 1s to 24h, not {shown!r}")
+    return timedelta(seconds=seconds)
+
+
+def _count(text: str | None, name: str, default: int, most: int | None) -> int:
+    if text is None or text == "":
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        raise ValueError(f"{name} must be a whole number of 0 or more, not {text[:20]!r}")
+    value = int(text)
+    if most is not None and value > most:
+        raise ValueError(f"{name} must be at most {most}")
+    return value
+
+
+# -- serving ------------------------------------------------------------------------------
 
 
 class StatusServer:
@@ -309,6 +554,9 @@ class StatusServer:
             self.bind()
         config = uvicorn.Config(
             self.app,
+            # No logging config of uvicorn's own: its records propagate to the root logger,
+            # whose handler (watchdog.log) scrubs secrets and renders them like ours.
+            log_config=None,
             log_level="warning",
             access_log=False,
             lifespan="off",

@@ -4,6 +4,12 @@ WAL mode, one writer (the daemon holds `<path>.lock`; a second daemon refuses to
 readers anywhere (the CLI's `status`, `report`, `trip`). Schema changes are numbered
 migrations recorded in `PRAGMA user_version`. Old samples are thinned to one per hour so
 a year of 60-second polls stays a few MB.
+
+Reads are methods of `Store` returning the core's types. Writes happen in a unit of work:
+`with store.unit() as unit: unit.add_sample(…); unit.save_alerts(…)` is one transaction
+(BEGIN IMMEDIATE … COMMIT), so a crash leaves all of a tick's state or none of it. No
+connection leaves this module, rows are read by column name, and the time is always
+passed in: the store never reads the clock.
 """
 
 from __future__ import annotations
@@ -20,9 +26,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from watchdog.alerts import AlertState, Silence
-from watchdog.messages import OutboxRow
-from watchdog.snapshot import Sample
+from watchdog.core.model import (
+    AlertState,
+    Ident,
+    OutboxRow,
+    Override,
+    PermitChange,
+    Sample,
+    Silence,
+    TargetHealth,
+    Trip,
+)
+from watchdog.core.permit import PermitState
 
 # Raw samples are kept this long: the longest window measured (month to date, 31 days)
 # plus the 7-day baseline before it would need 38; older ones keep one per hour.
@@ -120,12 +135,46 @@ class StoreLocked(StoreError):
     """Another daemon owns this state file."""
 
 
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message in the outbox, with its delivery state."""
+
+    id: int
+    row: OutboxRow
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    state: str = "pending"
+
+
+@dataclass(frozen=True)
+class WatchedKey:
+    """The watched key as last seen: its name for messages, its hash so a restart can still
+    find a key we disabled (its own /key answers 401 then) among the account's keys."""
+
+    name: str = "watched key"
+    hash: str | None = None
+
+
 def _ms(ts: datetime) -> int:
     return int(ts.timestamp() * 1000)
 
 
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _dt_or_none(ms: int | None) -> datetime | None:
+    return None if ms is None else _dt(ms)
+
+
+def _iso_or_none(text: object) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 class Store:
@@ -146,6 +195,7 @@ class Store:
             self._db = sqlite3.connect(
                 str(path), timeout=10.0, isolation_level=None, check_same_thread=False
             )
+            self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed outbox row or alert state survives a crash at any moment.
             self._db.execute("PRAGMA synchronous=FULL")
@@ -196,12 +246,12 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic unit of writes (BEGIN IMMEDIATE … COMMIT)."""
+    def unit(self) -> Iterator[Unit]:
+        """One atomic unit of writes (BEGIN IMMEDIATE … COMMIT; ROLLBACK on any error)."""
         with self._mutex:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield Unit(self._db)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -215,116 +265,270 @@ class Store:
                 f"understands ({len(MIGRATIONS)}); upgrade budget-watchdog"
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.transaction() as db:
+            with self.unit() as unit:
                 for statement in _statements(script):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+                    unit.db.execute(statement)
+                unit.db.execute(f"PRAGMA user_version = {number}")
+
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        with self._mutex:
+            row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
+        return row
+
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._mutex:
+            return list(self._db.execute(sql, args).fetchall())
 
     @property
     def schema_version(self) -> int:
-        with self._mutex:
-            row = self._db.execute("PRAGMA user_version").fetchone()
-        return int(row[0])
-
-    def integrity_check(self) -> str:
-        with self._mutex:
-            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+        row = self._one("PRAGMA user_version")
+        return int(row[0]) if row else 0
 
     # -- samples ---------------------------------------------------------------------
-
-    def append(self, sample: Sample) -> None:
-        """Keep one poll's sample. A sample at an existing timestamp replaces it."""
-        with self.transaction() as db:
-            self.insert_sample(db, sample)
-
-    @staticmethod
-    def insert_sample(db: sqlite3.Connection, sample: Sample) -> None:
-        """append() inside the caller's transaction."""
-        db.execute(_INSERT_SAMPLE, _sample_row(sample))
-
-    def append_many(self, samples: Sequence[Sample]) -> None:
-        """Keep many samples in one transaction (imports, benchmarks)."""
-        with self.transaction() as db:
-            db.executemany(_INSERT_SAMPLE, [_sample_row(s) for s in samples])
 
     def history(self, since: datetime, until: datetime | None = None) -> list[Sample]:
         """Samples from `since` on (and the last one before it, so windows can be
         interpolated at their start), oldest first."""
         end = _ms(until) if until else 2**62
-        with self._mutex:
-            rows = self._db.execute(
-                """
-                SELECT * FROM (SELECT * FROM samples WHERE ts < ? ORDER BY ts DESC LIMIT 1)
-                UNION ALL
-                SELECT * FROM samples WHERE ts >= ? AND ts <= ?
-                ORDER BY ts
-                """,
-                (_ms(since), _ms(since), end),
-            ).fetchall()
+        rows = self._all(
+            """
+            SELECT * FROM (SELECT * FROM samples WHERE ts < ? ORDER BY ts DESC LIMIT 1)
+            UNION ALL
+            SELECT * FROM samples WHERE ts >= ? AND ts <= ?
+            ORDER BY ts
+            """,
+            (_ms(since), _ms(since), end),
+        )
         return [_sample(row) for row in rows]
 
     def last_sample(self) -> Sample | None:
-        with self._mutex:
-            row = self._db.execute("SELECT * FROM samples ORDER BY ts DESC LIMIT 1").fetchone()
+        row = self._one("SELECT * FROM samples ORDER BY ts DESC LIMIT 1")
         return _sample(row) if row else None
 
-    def sample_count(self) -> int:
-        with self._mutex:
-            return int(self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+    # -- small state -----------------------------------------------------------------
+
+    def _meta(self, key: str) -> dict[str, Any]:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        value = json.loads(row["value"]) if row else None
+        return value if isinstance(value, dict) else {}
+
+    def permit_state(self) -> PermitState:
+        saved = self._meta("permit")
+        armed = saved.get("armed")
+        return PermitState(
+            armed=armed if isinstance(armed, bool) else None,
+            reason=str(saved.get("reason") or ""),
+            latched_since=_iso_or_none(saved.get("latched_since")),
+        )
+
+    def watched_key(self) -> WatchedKey:
+        saved = self._meta("permit")
+        return WatchedKey(
+            name=str(saved.get("key_name") or "watched key"),
+            hash=saved.get("watched_hash") or None,
+        )
+
+    def override(self) -> Override:
+        saved = self._meta("override")
+        trip = saved.get("trip")
+        return Override(
+            trip=Trip(
+                reason=str(trip.get("reason", "")),
+                by=str(trip.get("by", "operator")),
+                at=_iso_or_none(trip.get("at")) or datetime.min.replace(tzinfo=UTC),
+            )
+            if isinstance(trip, dict)
+            else None,
+            armed_at=_iso_or_none(saved.get("armed_at")),
+        )
+
+    def poll_error(self) -> tuple[str | None, str | None, datetime | None]:
+        """The last poll error as persisted: message, kind, when."""
+        saved = self._meta("poll_health")
+        return saved.get("last_error"), saved.get("last_error_kind"), _iso_or_none(saved.get("at"))
+
+    # -- alerts ----------------------------------------------------------------------
+
+    def load_alerts(self) -> dict[Ident, AlertState]:
+        states = [
+            AlertState(
+                rule=r["rule"],
+                key=r["key"],
+                severity=r["severity"],
+                since=_dt(r["since"]),
+                last_sent=_dt_or_none(r["last_sent"]),
+                message=r["message"],
+                value=r["value"],
+                threshold=r["threshold"],
+                suppressed=bool(r["suppressed"]),
+            )
+            for r in self._all("SELECT * FROM alerts")
+        ]
+        return {s.ident: s for s in states}
+
+    def silences(self, now: datetime) -> dict[str, Silence]:
+        """The silences still in force at `now` (expired ones are forgotten)."""
+        rows = self._all("SELECT * FROM silences WHERE until > ?", (_ms(now),))
+        return {
+            r["rule"]: Silence(r["rule"], _dt(r["until"]), r["reason"], _dt(r["created_at"]))
+            for r in rows
+        }
+
+    # -- permit ----------------------------------------------------------------------
+
+    def audit_log(self, limit: int = 50) -> list[PermitChange]:
+        """The latest permit transitions, newest first."""
+        rows = self._all("SELECT * FROM permit_audit ORDER BY id DESC LIMIT ?", (limit,))
+        return [PermitChange(_dt(r["at"]), r["state"], r["actor"], r["reason"]) for r in rows]
+
+    def disabled_keys(self) -> dict[str, str]:
+        """Keys the watchdog disabled at the provider: hash → name."""
+        return {r["hash"]: r["name"] for r in self._all("SELECT hash, name FROM disabled_keys")}
+
+    # -- outbox ----------------------------------------------------------------------
+    # The courier's side: each call is its own small transaction.
+
+    def next_pending(self, target: str) -> OutboxMessage | None:
+        """The oldest undelivered message for `target` (messages go out in order)."""
+        row = self._one(
+            "SELECT * FROM outbox WHERE state = 'pending' AND target = ? ORDER BY id LIMIT 1",
+            (target,),
+        )
+        return _message(row) if row is not None else None
+
+    def outbox(self, limit: int = 1000) -> list[OutboxMessage]:
+        """The latest outbox messages, oldest first."""
+        rows = self._all(
+            "SELECT * FROM (SELECT * FROM outbox ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,)
+        )
+        return [_message(r) for r in rows]
+
+    def due_count(self, now: datetime) -> int:
+        """How many undelivered messages are due at `now`."""
+        row = self._one(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?",
+            (_ms(now),),
+        )
+        return int(row[0]) if row else 0
+
+    def pending_targets(self) -> list[str]:
+        rows = self._all("SELECT DISTINCT target FROM outbox WHERE state = 'pending'")
+        return [r["target"] for r in rows]
+
+    def target_health(self) -> dict[str, TargetHealth]:
+        rows = self._all("SELECT * FROM target_health")
+        pending = {
+            r["target"]: r["n"]
+            for r in self._all(
+                "SELECT target, COUNT(*) AS n FROM outbox WHERE state = 'pending' GROUP BY target"
+            )
+        }
+        out = {
+            r["target"]: TargetHealth(
+                sent=r["sent"],
+                failed=r["failed"],
+                last_ok=_dt_or_none(r["last_ok"]),
+                last_error=r["last_error"],
+                last_error_at=_dt_or_none(r["last_error_at"]),
+                pending=pending.get(r["target"], 0),
+            )
+            for r in rows
+        }
+        for target, count in pending.items():
+            out.setdefault(target, TargetHealth(pending=count))
+        return out
+
+
+class Unit:
+    """The writes of one transaction (see Store.unit). Every time is passed in."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    # -- samples ---------------------------------------------------------------------
+
+    def add_samples(self, samples: Sequence[Sample]) -> None:
+        """Keep polls' samples. A sample at an existing timestamp replaces it."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO samples (ts, usage, usage_daily, usage_weekly, "
+            "usage_monthly, balance, total_credits, key_limit, key_limit_remaining) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    _ms(s.ts),
+                    s.usage,
+                    s.usage_daily,
+                    s.usage_weekly,
+                    s.usage_monthly,
+                    s.balance,
+                    s.total_credits,
+                    s.key_limit,
+                    s.key_limit_remaining,
+                )
+                for s in samples
+            ],
+        )
 
     def thin(self, now: datetime) -> int:
         """Keep one sample per hour for samples older than RAW_RETENTION; return how many
         were removed. Counters are cumulative, so spend per day stays exact to the hour."""
         cutoff = _ms(now - RAW_RETENTION)
-        with self.transaction() as db:
-            cursor = db.execute(
-                """
-                DELETE FROM samples WHERE ts < ? AND ts NOT IN (
-                    SELECT MIN(ts) FROM samples WHERE ts < ? GROUP BY ts / ?
-                )
-                """,
-                (cutoff, cutoff, THIN_BUCKET_MS),
+        cursor = self.db.execute(
+            """
+            DELETE FROM samples WHERE ts < ? AND ts NOT IN (
+                SELECT MIN(ts) FROM samples WHERE ts < ? GROUP BY ts / ?
             )
-            return cursor.rowcount
+            """,
+            (cutoff, cutoff, THIN_BUCKET_MS),
+        )
+        return cursor.rowcount
 
     # -- small state -----------------------------------------------------------------
 
-    def get_meta(self, key: str) -> Any:
-        with self._mutex:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+    def _set_meta(self, key: str, value: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
+        )
 
-    def set_meta(self, key: str, value: Any) -> None:
-        with self.transaction() as db:
-            self.set_meta_in(db, key, value)
+    def save_permit(self, state: PermitState, watched: WatchedKey) -> None:
+        self._set_meta(
+            "permit",
+            {
+                "armed": state.armed,
+                "reason": state.reason,
+                "latched_since": state.latched_since.isoformat() if state.latched_since else None,
+                "key_name": watched.name,
+                "watched_hash": watched.hash,
+            },
+        )
+
+    def set_override(self, override: Override) -> None:
+        """Write a manual override (trip or arm). The tick reads it; only the CLI and the
+        control endpoint write it."""
+        trip = override.trip
+        self._set_meta(
+            "override",
+            {
+                "trip": {"reason": trip.reason, "by": trip.by, "at": trip.at.isoformat()}
+                if trip
+                else None,
+                "armed_at": override.armed_at.isoformat() if override.armed_at else None,
+            },
+        )
+
+    def save_poll_error(self, message: str, kind: str, at: datetime) -> None:
+        self._set_meta(
+            "poll_health", {"last_error": message, "last_error_kind": kind, "at": at.isoformat()}
+        )
 
     # -- alerts ----------------------------------------------------------------------
 
-    def load_alerts(self) -> dict[tuple[str, str], AlertState]:
-        with self._mutex:
-            rows = self._db.execute("SELECT * FROM alerts").fetchall()
-        states = [
-            AlertState(
-                rule=r[0],
-                key=r[1],
-                severity=r[2],
-                since=_dt(r[3]),
-                last_sent=_dt(r[4]) if r[4] is not None else None,
-                message=r[5],
-                value=r[6],
-                threshold=r[7],
-                suppressed=bool(r[8]),
-            )
-            for r in rows
-        ]
-        return {s.ident: s for s in states}
-
-    @staticmethod
-    def save_alerts(db: sqlite3.Connection, states: dict[tuple[str, str], AlertState]) -> None:
-        """Replace the alert states (inside the caller's transaction)."""
-        db.execute("DELETE FROM alerts")
-        db.executemany(
-            "INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?)",
+    def save_alerts(self, states: dict[Ident, AlertState]) -> None:
+        """Replace the alert states."""
+        self.db.execute("DELETE FROM alerts")
+        self.db.executemany(
+            "INSERT INTO alerts (rule, key, severity, since, last_sent, message, value, "
+            "threshold, suppressed) VALUES (?,?,?,?,?,?,?,?,?)",
             [
                 (
                     s.rule,
@@ -341,32 +545,39 @@ class Store:
             ],
         )
 
-    def set_silence(self, silence: Silence) -> None:
-        created = silence.created_at or datetime.now(UTC)
-        with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO silences VALUES (?,?,?,?)",
-                (silence.rule, _ms(silence.until), silence.reason, _ms(created)),
-            )
+    def set_silence(self, silence: Silence, now: datetime) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO silences (rule, until, reason, created_at) VALUES (?,?,?,?)",
+            (silence.rule, _ms(silence.until), silence.reason, _ms(silence.created_at or now)),
+        )
 
     def remove_silence(self, rule: str) -> bool:
-        with self.transaction() as db:
-            return db.execute("DELETE FROM silences WHERE rule = ?", (rule,)).rowcount > 0
+        return self.db.execute("DELETE FROM silences WHERE rule = ?", (rule,)).rowcount > 0
 
-    def silences(self, now: datetime) -> dict[str, Silence]:
-        """The silences still in force at `now` (expired ones are forgotten)."""
-        with self._mutex:
-            rows = self._db.execute(
-                "SELECT rule, until, reason, created_at FROM silences WHERE until > ?", (_ms(now),)
-            ).fetchall()
-        return {r[0]: Silence(r[0], _dt(r[1]), r[2], _dt(r[3])) for r in rows}
+    # -- permit ----------------------------------------------------------------------
+
+    def audit(self, change: PermitChange) -> None:
+        """Record a permit transition."""
+        self.db.execute(
+            "INSERT INTO permit_audit (at, state, actor, reason) VALUES (?,?,?,?)",
+            (_ms(change.at), change.state, change.by, change.reason),
+        )
+
+    def record_disabled(self, key_hash: str, name: str, at: datetime, reason: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO disabled_keys (hash, name, disabled_at, reason) "
+            "VALUES (?,?,?,?)",
+            (key_hash, name, _ms(at), reason),
+        )
+
+    def forget_disabled(self, key_hash: str) -> None:
+        self.db.execute("DELETE FROM disabled_keys WHERE hash = ?", (key_hash,))
 
     # -- outbox ----------------------------------------------------------------------
 
-    @staticmethod
-    def enqueue(db: sqlite3.Connection, rows: Sequence[OutboxRow]) -> None:
-        """Add messages to the outbox (inside the caller's transaction)."""
-        db.executemany(
+    def enqueue(self, rows: Sequence[OutboxRow]) -> None:
+        """Add messages to the outbox, due at once."""
+        self.db.executemany(
             "INSERT INTO outbox (created_at, target, severity, kind, rule, title, body, "
             "next_attempt_at) VALUES (?,?,?,?,?,?,?,?)",
             [
@@ -384,239 +595,71 @@ class Store:
             ],
         )
 
-    def next_pending(self, target: str) -> OutboxMessage | None:
-        """The oldest undelivered message for `target` (messages go out in order)."""
-        with self._mutex:
-            row = self._db.execute(
-                _SELECT_OUTBOX + "WHERE state = 'pending' AND target = ? ORDER BY id LIMIT 1",
-                (target,),
-            ).fetchone()
-        return _message(row) if row is not None else None
-
     def retry_pending_now(self, now: datetime) -> int:
         """Make every pending message due now (at start: the restart may be the fix)."""
-        with self.transaction() as db:
-            return db.execute(
-                "UPDATE outbox SET next_attempt_at = ? "
-                "WHERE state = 'pending' AND next_attempt_at > ?",
-                (_ms(now), _ms(now)),
-            ).rowcount
-
-    def due_count(self, now: datetime) -> int:
-        """How many undelivered messages are due at `now`."""
-        with self._mutex:
-            row = self._db.execute(
-                "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?",
-                (_ms(now),),
-            ).fetchone()
-        return int(row[0])
-
-    def pending_targets(self) -> list[str]:
-        with self._mutex:
-            rows = self._db.execute(
-                "SELECT DISTINCT target FROM outbox WHERE state = 'pending'"
-            ).fetchall()
-        return [r[0] for r in rows]
+        return self.db.execute(
+            "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
+            (_ms(now), _ms(now)),
+        ).rowcount
 
     def mark_sent(self, message_id: int, target: str, now: datetime) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1 "
-                "WHERE id = ?",
-                (_ms(now), message_id),
-            )
-            db.execute(
-                "INSERT INTO target_health (target, sent, last_ok) VALUES (?, 1, ?) "
-                "ON CONFLICT (target) DO UPDATE SET sent = sent + 1, last_ok = excluded.last_ok",
-                (target, _ms(now)),
-            )
+        self.db.execute(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+            (_ms(now), message_id),
+        )
+        self.db.execute(
+            "INSERT INTO target_health (target, sent, last_ok) VALUES (?, 1, ?) "
+            "ON CONFLICT (target) DO UPDATE SET sent = sent + 1, last_ok = excluded.last_ok",
+            (target, _ms(now)),
+        )
 
     def mark_failed(
         self, message_id: int, target: str, now: datetime, error: str, retry_at: datetime | None
     ) -> None:
         """Record a failed attempt; `retry_at` None gives the message up for good."""
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
-                "state = ? WHERE id = ?",
-                (error, _ms(retry_at or now), "pending" if retry_at else "failed", message_id),
-            )
-            db.execute(
-                "INSERT INTO target_health (target, failed, last_error, last_error_at) "
-                "VALUES (?, 1, ?, ?) ON CONFLICT (target) DO UPDATE SET failed = failed + 1, "
-                "last_error = excluded.last_error, last_error_at = excluded.last_error_at",
-                (target, error, _ms(now)),
-            )
-
-    def outbox_messages(self) -> list[OutboxMessage]:
-        """Every outbox message, oldest first (for tests and status)."""
-        with self._mutex:
-            rows = self._db.execute(_SELECT_OUTBOX + "ORDER BY id").fetchall()
-        return [_message(r) for r in rows]
-
-    def target_health(self) -> dict[str, TargetHealth]:
-        with self._mutex:
-            rows = self._db.execute("SELECT * FROM target_health").fetchall()
-            pending = dict(
-                self._db.execute(
-                    "SELECT target, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY target"
-                ).fetchall()
-            )
-        out = {
-            r[0]: TargetHealth(
-                sent=r[1],
-                failed=r[2],
-                last_ok=_dt(r[3]) if r[3] else None,
-                last_error=r[4],
-                last_error_at=_dt(r[5]) if r[5] else None,
-                pending=pending.get(r[0], 0),
-            )
-            for r in rows
-        }
-        for target, count in pending.items():
-            out.setdefault(target, TargetHealth(pending=count))
-        return out
-
-    # -- permit ----------------------------------------------------------------------
-
-    @staticmethod
-    def audit(db: sqlite3.Connection, at: datetime, state: str, actor: str, reason: str) -> None:
-        """Record a permit transition (inside the caller's transaction)."""
-        db.execute(
-            "INSERT INTO permit_audit (at, state, actor, reason) VALUES (?,?,?,?)",
-            (_ms(at), state, actor, reason),
+        self.db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+            "state = ? WHERE id = ?",
+            (error, _ms(retry_at or now), "pending" if retry_at else "failed", message_id),
+        )
+        self.db.execute(
+            "INSERT INTO target_health (target, failed, last_error, last_error_at) "
+            "VALUES (?, 1, ?, ?) ON CONFLICT (target) DO UPDATE SET failed = failed + 1, "
+            "last_error = excluded.last_error, last_error_at = excluded.last_error_at",
+            (target, error, _ms(now)),
         )
 
-    def audit_log(self, limit: int = 50) -> list[tuple[datetime, str, str, str]]:
-        """The latest permit transitions, newest first."""
-        with self._mutex:
-            rows = self._db.execute(
-                "SELECT at, state, actor, reason FROM permit_audit ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [(_dt(r[0]), r[1], r[2], r[3]) for r in rows]
 
-    def set_override(
-        self, override: dict[str, Any], at: datetime, state: str, actor: str, reason: str
-    ) -> None:
-        """Write a manual override (trip or arm) and its audit entry, atomically. The tick
-        reads it; only the CLI and the control endpoint write it."""
-        with self.transaction() as db:
-            self.set_meta_in(db, "override", override)
-            self.audit(db, at, state, actor, reason)
-
-    def disabled_keys(self) -> dict[str, str]:
-        """Keys the watchdog disabled at the provider: hash → name."""
-        with self._mutex:
-            rows = self._db.execute("SELECT hash, name FROM disabled_keys").fetchall()
-        return {r[0]: r[1] for r in rows}
-
-    def record_disabled(self, key_hash: str, name: str, at: datetime, reason: str) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO disabled_keys VALUES (?,?,?,?)",
-                (key_hash, name, _ms(at), reason),
-            )
-
-    def forget_disabled(self, key_hash: str) -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM disabled_keys WHERE hash = ?", (key_hash,))
-
-    def set_meta_in(self, db: sqlite3.Connection, key: str, value: Any) -> None:
-        """set_meta inside the caller's transaction."""
-        db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
-        )
-
-    def checkpoint(self) -> None:
-        """Fold the WAL into the main file (the size on disk is then the file's)."""
-        with self._mutex:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def vacuum(self) -> None:
-        with self._mutex:
-            self._db.execute("VACUUM")
-
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    """A message in the outbox, with its delivery state."""
-
-    id: int
-    created_at: datetime
-    target: str
-    severity: str
-    kind: str
-    rule: str
-    title: str
-    body: str
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    state: str = "pending"
-
-
-@dataclass(frozen=True)
-class TargetHealth:
-    sent: int = 0
-    failed: int = 0
-    last_ok: datetime | None = None
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-    pending: int = 0
-
-
-_SELECT_OUTBOX = (
-    "SELECT id, created_at, target, severity, kind, rule, title, body, attempts, "
-    "next_attempt_at, last_error, state FROM outbox "
-)
-
-
-def _message(row: Sequence[Any]) -> OutboxMessage:
+def _message(r: sqlite3.Row) -> OutboxMessage:
     return OutboxMessage(
-        id=row[0],
-        created_at=_dt(row[1]),
-        target=row[2],
-        severity=row[3],
-        kind=row[4],
-        rule=row[5],
-        title=row[6],
-        body=row[7],
-        attempts=row[8],
-        next_attempt_at=_dt(row[9]),
-        last_error=row[10],
-        state=row[11],
+        id=r["id"],
+        row=OutboxRow(
+            created_at=_dt(r["created_at"]),
+            target=r["target"],
+            severity=r["severity"],
+            kind=r["kind"],
+            rule=r["rule"],
+            title=r["title"],
+            body=r["body"],
+        ),
+        attempts=r["attempts"],
+        next_attempt_at=_dt(r["next_attempt_at"]),
+        last_error=r["last_error"],
+        state=r["state"],
     )
 
 
-_INSERT_SAMPLE = "INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?)"
-
-
-def _sample_row(s: Sample) -> tuple[Any, ...]:
-    return (
-        _ms(s.ts),
-        s.usage,
-        s.usage_daily,
-        s.usage_weekly,
-        s.usage_monthly,
-        s.balance,
-        s.total_credits,
-        s.key_limit,
-        s.key_limit_remaining,
-    )
-
-
-def _sample(row: Sequence[Any]) -> Sample:
+def _sample(r: sqlite3.Row) -> Sample:
     return Sample(
-        ts=_dt(row[0]),
-        usage=row[1],
-        usage_daily=row[2],
-        usage_weekly=row[3],
-        usage_monthly=row[4],
-        balance=row[5],
-        total_credits=row[6],
-        key_limit=row[7],
-        key_limit_remaining=row[8],
+        ts=_dt(r["ts"]),
+        usage=r["usage"],
+        usage_daily=r["usage_daily"],
+        usage_weekly=r["usage_weekly"],
+        usage_monthly=r["usage_monthly"],
+        balance=r["balance"],
+        total_credits=r["total_credits"],
+        key_limit=r["key_limit"],
+        key_limit_remaining=r["key_limit_remaining"],
     )
 
 

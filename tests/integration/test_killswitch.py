@@ -17,7 +17,7 @@ from watchdog import gate
 from watchdog.config import Settings, load
 from watchdog.log import get_logger
 from watchdog.providers.openrouter import OpenRouterProvider
-from watchdog.snapshot import KeyUsage, Snapshot
+from watchdog.core.model import KeyUsage, Snapshot
 from watchdog.store import Store
 from watchdog.tick import Tick
 

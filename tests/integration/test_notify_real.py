@@ -15,7 +15,7 @@ from watchdog.config import load
 from watchdog.log import get_logger
 from watchdog.notify import AppriseTransport, DeliveryError, targets_from
 from watchdog.outbox import Outbox
-from watchdog.snapshot import KeyUsage, Snapshot
+from watchdog.core.model import KeyUsage, Snapshot
 from watchdog.store import Store
 from watchdog.tick import Tick
 

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from tests.fakes import Clock
 from watchdog.log import get_logger
-from watchdog.messages import OutboxRow
+from watchdog.core.model import OutboxRow
 from watchdog.notify import DeliveryError, Target
 from watchdog.outbox import GIVE_UP_AFTER, Outbox, backoff
 from watchdog.store import Store

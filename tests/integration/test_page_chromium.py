@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_server import NOW, view
+from watchdog.core.model import Finding
 from watchdog.log import get_logger
-from watchdog.rules import Finding
 from watchdog.server import StatusServer, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

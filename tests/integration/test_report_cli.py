@@ -11,7 +11,7 @@ import pytest
 
 from tests.fake_openrouter import MANAGEMENT_KEY, FakeOpenRouter
 from watchdog.cli import main
-from watchdog.snapshot import Sample
+from watchdog.core.model import Sample
 from watchdog.store import Store
 
 

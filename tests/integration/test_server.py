@@ -1,8 +1,13 @@
-"""The status app without sockets (Starlette's test client), plus one real-socket test."""
+"""The status app without sockets (httpx's ASGI transport), plus real-socket tests.
+
+Views are built the way the tick builds them: `burn.measure` over a spend history, then
+`view.build` with plain policy values. Nothing here needs the config, the store or a tick.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,60 +15,75 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes import Clock
-from tests.unit.test_rules import metrics, rate
-from watchdog import status
-from watchdog.config import Settings, load
-from watchdog.log import get_logger
-from watchdog.permit import Decision
-from watchdog.rules import Finding
+from watchdog.core import burn
+from watchdog.core.model import BudgetPolicy, Finding, PollHealth, Sample
+from watchdog.core.permit import Decision
+from watchdog.core.view import TargetView, View, build
 from watchdog.server import Reservations, StatusServer, create_app
 
 NOW = datetime(2026, 11, 27, 14, 9, tzinfo=UTC)
 TOKEN = "s3cr3t-status-token-value"
 API_KEY = "sk-or-v1-never-in-a-response"
+BUDGET = BudgetPolicy(daily_limit=20.0, monthly_limit=400.0)
+TARGET = TargetView(
+    id="target-1", shown="json://hook:****@127.0.0.1:9/h", severities=("warning", "critical")
+)
 
 
-def settings(**server: Any) -> Settings:
-    return load(
-        None,
-        overrides={
-            "provider": {"api_key": API_KEY},
-            "budget": {"daily_limit": 20.0, "monthly_limit": 400.0},
-            "server": server,
-            "notify": {"targets": [{"url": "json://hook:pw-secret-xyz@127.0.0.1:9/h"}]},
-        },
-    ).settings
+class Clock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.now += timedelta(**kwargs)
+        return self.now
+
+
+class QuietLog:
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def measured(spent_today: float = 12.0, balance: float = 80.0) -> burn.Metrics:
+    """$70 over the last 7 days ($10/day: 8 days of runway on $80), `spent_today` of it
+    today by the provider's usage_daily."""
+    history = burn.History()
+    history.add(Sample(ts=NOW - timedelta(days=7), usage=100.0, balance=balance + 70.0))
+    history.add(Sample(ts=NOW, usage=170.0, usage_daily=spent_today, balance=balance))
+    return burn.measure(history, NOW, UTC)
 
 
 def view(
-    s: Settings | None = None,
     *,
     armed: bool = True,
-    last_poll: datetime = NOW,
-    findings: list[Finding] | None = None,
-    **m: Any,
-) -> status.View:
-    from watchdog.notify import targets_from
-
-    s = s or settings()
-    values = {
-        "spent_today": 12.0,
-        "balance": 80.0,
-        "runway_days": 8.0,
-        "avg_daily": rate(0.5, timedelta(days=7)),
-        **m,
-    }
-    return status.build(
+    last_poll: datetime | None = NOW,
+    findings: Sequence[Finding] = (),
+    spent_today: float = 12.0,
+    balance: float = 80.0,
+    budget: BudgetPolicy = BUDGET,
+    last_error: str | None = None,
+) -> View:
+    return build(
         now=NOW,
-        settings=s,
-        metrics=metrics(**values),
-        findings=findings or [],
-        decision=Decision(armed, "ok" if armed else "daily_limit critical"),
-        poll=status.PollInfo(last_poll, None, None, None, 10, {"transient": 2}),
+        budget=budget,
+        metrics=measured(spent_today, balance),
+        findings=list(findings),
+        decision=Decision(armed, "no finding demands a stop" if armed else "daily_limit critical"),
+        poll=PollHealth(
+            started_at=NOW - timedelta(hours=1),
+            last_success=last_poll,
+            last_error=last_error,
+            polls=10,
+            errors_by_kind=(("transient", 2),),
+        ),
         key_name="batch",
         scope="key",
-        targets=targets_from(s.notify.targets),
+        targets=[TARGET],
         chart=[(NOW - timedelta(hours=h), float(h % 5)) for h in range(168, 0, -1)],
     )
 
@@ -93,10 +113,16 @@ class Client:
 
 
 class App:
-    def __init__(self, v: status.View, token: str = "", clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        v: View,
+        token: str = "",
+        clock: Clock | None = None,
+        reservations: Reservations | None = None,
+    ) -> None:
         self.view = v
         self.clock = clock or Clock(NOW + timedelta(seconds=5))
-        self.holds = Reservations()
+        self.holds = reservations or Reservations()
         self.app = create_app(
             view=lambda: self.view, clock=self.clock, token=token, reservations=self.holds
         )
@@ -107,6 +133,7 @@ def test_healthz_is_200_when_fresh_and_503_with_a_reason_when_stale() -> None:
     app = App(view())
     ok = app.client.get("/healthz")
     assert ok.status_code == 200 and ok.json()["ok"] is True
+    assert ok.json()["last_poll_at"] == NOW.isoformat()
     app.clock.advance(minutes=11)
     stale = app.client.get("/healthz")
     assert stale.status_code == 503
@@ -161,7 +188,7 @@ def test_preflight_rejects_bad_input() -> None:
 
 
 def test_reservations_count_against_headroom_until_released() -> None:
-    app = App(view())  # headroom: balance 80 - 3 days x $12/day buffer = $44; daily $8 left
+    app = App(view())  # headroom: $8 left of the daily limit (the buffer leaves $50)
     first = app.client.post("/preflight", params={"cost": "5", "hold": "10m", "label": "nightly"})
     assert first.status_code == 200
     hold = first.json()["reservation"]
@@ -199,7 +226,7 @@ def test_ten_concurrent_jobs_cannot_overcommit() -> None:
 
 def test_a_token_is_required_when_configured() -> None:
     app = App(view(), token=TOKEN)
-    for path in ("/status", "/healthz", "/metrics", "/", "/preflight"):
+    for path in ("/status", "/healthz", "/metrics", "/", "/preflight", "/preflight/holds"):
         assert app.client.get(path).status_code == 401
         assert app.client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
     ok = app.client.get("/status", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -228,8 +255,9 @@ def test_metrics_use_prometheus_names_with_units() -> None:
 
 
 def test_no_secret_in_any_response() -> None:
-    s = settings(listen="127.0.0.1:8787", token=TOKEN)
-    app = App(view(s), token=TOKEN)
+    # The view holds no secret by construction (it is built from policy values, masked
+    # target URLs and finding text); the token must not be echoed either.
+    app = App(view(last_error="HTTP 401 from the provider"), token=TOKEN)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     for method, path in (
         ("GET", "/"),
@@ -238,6 +266,7 @@ def test_no_secret_in_any_response() -> None:
         ("GET", "/healthz"),
         ("GET", "/preflight?cost=100"),
         ("POST", "/preflight?cost=1"),
+        ("GET", "/preflight/holds"),
         ("GET", "/nope"),
     ):
         text = app.client.request(method, path, headers=headers).text
@@ -267,9 +296,7 @@ def test_the_page_shows_state_limits_findings_and_a_chart() -> None:
 
 def test_a_real_socket_serves_the_app() -> None:
     async def scenario() -> tuple[int, dict[str, Any]]:
-        server = StatusServer(
-            create_app(view=view, clock=lambda: NOW), "127.0.0.1", 0, get_logger()
-        )
+        server = StatusServer(create_app(view=view, clock=lambda: NOW), "127.0.0.1", 0, QuietLog())
         await server.start()
         try:
             async with httpx.AsyncClient() as client:
@@ -283,10 +310,13 @@ def test_a_real_socket_serves_the_app() -> None:
 
 
 def test_a_busy_port_is_a_clear_error() -> None:
-    first = StatusServer(create_app(view=view, clock=lambda: NOW), "127.0.0.1", 0, get_logger())
+    first = StatusServer(create_app(view=view, clock=lambda: NOW), "127.0.0.1", 0, QuietLog())
     first.bind()
     second = StatusServer(
-        create_app(view=view, clock=lambda: NOW), "127.0.0.1", first.port, get_logger()
+        create_app(view=view, clock=lambda: NOW), "127.0.0.1", first.port, QuietLog()
     )
-    with pytest.raises(OSError):
-        second.bind()
+    try:
+        with pytest.raises(OSError):
+            second.bind()
+    finally:
+        asyncio.run(first.stop())

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from watchdog import alerts, rules
-from watchdog.alerts import Silence
+from watchdog.core import alerts, rules
+from watchdog.core.model import Silence
 from watchdog.config import BudgetConfig
-from watchdog.rules import Finding
+from watchdog.core.model import Finding
 from watchdog.store import Store
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchdog import burn
-from watchdog.snapshot import Sample
+from watchdog.core import burn
+from watchdog.core.model import Sample
 
 NY = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")

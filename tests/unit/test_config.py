@@ -168,9 +168,10 @@ def test_an_unreadable_key_file_names_its_path(tmp_path: Path) -> None:
     path = write(tmp_path, f'[provider]\napi_key_file = "{tmp_path}/missing"\n')
     with pytest.raises(config.ConfigError) as exc:
         config.load(path)
-    message = problems(exc)["provider.api_key_file"]
-    assert f"{tmp_path}/missing" in message
-    assert "No such file" in message
+    (problem,) = exc.value.problems
+    assert problem.path == "provider.api_key_file"
+    assert f"{tmp_path}/missing" in str(problem)
+    assert "No such file" in str(problem)
 
 
 def test_an_unknown_environment_key_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

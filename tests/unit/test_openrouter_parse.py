@@ -8,7 +8,7 @@ import pytest
 
 from watchdog.providers.base import BadResponse
 from watchdog.providers.openrouter import parse_activity, parse_key
-from watchdog.snapshot import Credits, KeyUsage, Snapshot
+from watchdog.core.model import Credits, KeyUsage, Snapshot
 
 # The example of GET /api/v1/key in OpenRouter's OpenAPI document.
 KEY_EXAMPLE = {

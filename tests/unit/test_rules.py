@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchdog import rules
-from watchdog.burn import Metrics, Rate
-from watchdog.config import BudgetConfig
+from watchdog.core import rules
+from watchdog.core.burn import Metrics, Rate
+from watchdog.core.model import BudgetPolicy, Finding, PollHealth, Severity
+from watchdog.core.view import finding_json
 
 NOW = datetime(2026, 11, 27, 14, 9, tzinfo=UTC)
 HORIZON = timedelta(seconds=75)
@@ -51,22 +52,26 @@ def metrics(**overrides: Any) -> Metrics:
     return Metrics(**base)
 
 
-def budget(**kwargs: Any) -> BudgetConfig:
-    return BudgetConfig(**kwargs)
+def budget(**kwargs: Any) -> BudgetPolicy:
+    if "timezone" in kwargs:
+        from zoneinfo import ZoneInfo
+
+        kwargs["tz"] = ZoneInfo(kwargs["timezone"])
+    return BudgetPolicy(**kwargs)
 
 
-def poll(**kwargs: Any) -> rules.PollState:
-    return rules.PollState(
+def poll(**kwargs: Any) -> PollHealth:
+    return PollHealth(
         **{"last_success": NOW, "started_at": NOW - timedelta(hours=1), **kwargs}
     )
 
 
 def run(
     m: Metrics,
-    b: BudgetConfig | None = None,
-    p: rules.PollState | None = None,
-    held: dict[tuple[str, str], rules.Severity] | None = None,
-) -> dict[str, rules.Finding]:
+    b: BudgetPolicy | None = None,
+    p: PollHealth | None = None,
+    held: dict[tuple[str, str], Severity] | None = None,
+) -> dict[str, Finding]:
     found = rules.evaluate(m, b or budget(), p or poll(), horizon=HORIZON, held=held)
     return {f.rule: f for f in found}
 
@@ -234,7 +239,7 @@ def test_stale_after_the_configured_age_then_critical() -> None:
 
 def test_never_polled_is_stale_from_the_start() -> None:
     found = run(
-        metrics(), p=rules.PollState(last_success=None, started_at=NOW - timedelta(minutes=12))
+        metrics(), p=PollHealth(last_success=None, started_at=NOW - timedelta(minutes=12))
     )
     assert found["stale"].message.startswith("No successful poll since start")
 
@@ -258,7 +263,7 @@ def test_findings_are_ordered_most_severe_first() -> None:
 
 def test_hysteresis_holds_a_finding_until_it_is_clearly_back() -> None:
     b = budget(daily_limit=20)
-    held: dict[tuple[str, str], rules.Severity] = {("daily_limit", "*"): "warning"}
+    held: dict[tuple[str, str], Severity] = {("daily_limit", "*"): "warning"}
     still = run(metrics(spent_today=15.5, rate_1h=rate(0.0)), b, held=held)
     assert still["daily_limit"].severity == "warning"  # 15.5 >= 16 x 0.95
     assert "daily_limit" not in run(metrics(spent_today=15.1, rate_1h=rate(0.0)), b, held=held)
@@ -267,18 +272,18 @@ def test_hysteresis_holds_a_finding_until_it_is_clearly_back() -> None:
 
 def test_hysteresis_de_escalates_only_below_the_margin() -> None:
     b = budget(daily_limit=20)
-    held: dict[tuple[str, str], rules.Severity] = {("daily_limit", "*"): "critical"}
+    held: dict[tuple[str, str], Severity] = {("daily_limit", "*"): "critical"}
     m = metrics(spent_today=19.5, rate_1h=rate(0.0), rate_now=rate(0.0))
     assert run(m, b, held=held)["daily_limit"].severity == "critical"
     m = metrics(spent_today=18.9, rate_1h=rate(0.0), rate_now=rate(0.0))
     assert run(m, b, held=held)["daily_limit"].severity == "warning"
 
 
-def test_to_dict_is_json_ready() -> None:
+def test_a_finding_as_json_is_rounded_and_complete() -> None:
     f = run(metrics(spent_today=18.123456, rate_1h=rate(0.0)), budget(daily_limit=20))[
         "daily_limit"
     ]
-    d = f.to_dict()
+    d = finding_json(f)
     assert d["rule"] == "daily_limit" and d["severity"] == "warning" and d["value"] == 18.1235
     assert set(d) >= {"rule", "severity", "value", "threshold", "message"}
 
@@ -311,7 +316,7 @@ def test_a_value_held_constant_never_flips(
         key_limit_remaining=balance,
     )
     b = budget(daily_limit=20, monthly_limit=400, min_balance=5)
-    held: dict[tuple[str, str], rules.Severity] = {}
+    held: dict[tuple[str, str], Severity] = {}
     seen = []
     for _ in range(4):
         found = rules.evaluate(m, b, poll(), horizon=HORIZON, held=held)

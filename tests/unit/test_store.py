@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.snapshot import Sample
+from watchdog.core.model import Sample
 from watchdog.store import MIGRATIONS, RAW_RETENTION, Store, StoreError, StoreLocked
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-from watchdog.snapshot import Snapshot
+from watchdog.core.model import Snapshot
 
 
 class ProviderError(Exception):
@@ -73,8 +73,12 @@ class Provider(Protocol):
 
 
 class AccountAdmin(Protocol):
-    """What a management key adds: per-model activity and disabling keys."""
+    """What a management key adds: per-model activity, disabling keys, and finding the
+    watched key among the account's keys by its hash (after we disabled it, its own /key
+    answers 401)."""
 
     def activity(self) -> list[ActivityRow]: ...
 
     def set_key_disabled(self, key_hash: str, disabled: bool) -> None: ...
+
+    def remember_watched_key(self, key_hash: str) -> None: ...

@@ -27,7 +27,7 @@ from watchdog.providers.base import (
     RateLimited,
     TransientError,
 )
-from watchdog.snapshot import Credits, KeyUsage, Snapshot
+from watchdog.core.model import Credits, KeyUsage, Snapshot
 
 USER_AGENT = f"budget-watchdog/{__version__} (+spend watchdog; python-httpx)"
 PAGE_SIZE = 100

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from watchdog.providers.base import ActivityRow, AuthError
-from watchdog.snapshot import Credits, KeyUsage, Snapshot
+from watchdog.core.model import Credits, KeyUsage, Snapshot
 
 HOUR = 3600.0
 MODELS = (
@@ -178,6 +178,9 @@ class SimulatedAccount:
             self._paused.append((now, None))
         elif not disabled and is_disabled:
             self._paused[-1] = (self._paused[-1][0], now)
+
+    def remember_watched_key(self, key_hash: str) -> None:
+        """The simulated account has one key; nothing to remember."""
 
     def close(self) -> None:
         return None

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, tzinfo
-from typing import Any, Literal
+from datetime import datetime, timedelta
 
-from watchdog.burn import Metrics
-from watchdog.config import BudgetConfig
+from watchdog.core.burn import Metrics
+from watchdog.core.model import (
+    SEVERITY_ORDER,
+    WATCHED,
+    BudgetPolicy,
+    Finding,
+    PollHealth,
+    Severity,
+)
+from watchdog.core.words import clock, duration, usd
+from watchdog.core.words import rate as _rate
 
-Severity = Literal["warning", "critical"]
 RULES = (
     "daily_limit",
     "monthly_limit",
@@ -34,55 +40,16 @@ RULES = (
     "auth",
     "key_disable",
 )
-WATCHED = "*"  # the key of findings about the watched scope (the key, or the account)
-SEVERITY_ORDER = {"warning": 1, "critical": 2}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One rule's judgement. `value` and `threshold` share a unit (USD, days, USD/h, s)."""
-
-    rule: str
-    severity: Severity
-    value: float | None
-    threshold: float | None
-    message: str
-    key: str = WATCHED
-    window: str = ""
-    unit: str = "usd"
-    predicted: bool = False
-    basis: str = ""
-
-    @property
-    def ident(self) -> tuple[str, str]:
-        return (self.rule, self.key)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for name in ("value", "threshold"):
-            if isinstance(data[name], float) and not math.isfinite(data[name]):
-                data[name] = None
-            elif isinstance(data[name], float):
-                data[name] = round(data[name], 4)
-        return data
-
-
-@dataclass(frozen=True)
-class PollState:
-    """What the rules need to know about polling (staleness, a rejected key)."""
-
-    last_success: datetime | None
-    started_at: datetime
-    auth_error: str | None = None
 
 
 def evaluate(
     metrics: Metrics,
-    budget: BudgetConfig,
-    poll: PollState,
+    budget: BudgetPolicy,
+    poll: PollHealth,
     *,
     horizon: timedelta,
     held: Mapping[tuple[str, str], Severity] | None = None,
+    disable_error: str | None = None,
 ) -> list[Finding]:
     """Given this tick's metrics, the budget, polling state, the prediction horizon (time
     to the next poll, with margin) and the findings active before (`held`), return the
@@ -113,6 +80,7 @@ def evaluate(
         ctx.spike(),
         _stale(metrics.now, poll, budget, held),
         _auth(poll),
+        _key_disable(disable_error),
     ]
     result = [f for f in found if f is not None]
     return sorted(result, key=lambda f: (-SEVERITY_ORDER[f.severity], RULES.index(f.rule)))
@@ -122,7 +90,7 @@ class _Context:
     def __init__(
         self,
         metrics: Metrics,
-        budget: BudgetConfig,
+        budget: BudgetPolicy,
         horizon: timedelta,
         held: Mapping[tuple[str, str], Severity],
     ) -> None:
@@ -179,7 +147,7 @@ class _Context:
             predicted = False
         elif predicted:
             severity, threshold = "critical", limit
-            when = _clock(reach, self.tz, self.m.now)
+            when = clock(reach, self.tz, self.m.now)
             tail = f"; at {_rate(rate)} the limit is reached at {when}, before the next poll"
         elif spent >= warn_at * self._relax(rule, "warning"):
             severity, threshold = "warning", warn_at
@@ -203,7 +171,7 @@ class _Context:
         if reach is None or reach > window_end:
             which = "today" if window_end == self.m.day_end else "this month"
             return f"; at {_rate(rate)} the limit is not reached {which}"
-        return f"; at {_rate(rate)} the limit is reached at {_clock(reach, self.tz, self.m.now)}"
+        return f"; at {_rate(rate)} the limit is reached at {clock(reach, self.tz, self.m.now)}"
 
     def _basis(self, rule: str) -> str:
         m = self.m
@@ -285,7 +253,7 @@ class _Context:
                 unit="usd",
             )
         if rate is not None and rate > 0 and balance - rate * self.horizon_h <= floor:
-            when = _clock(_after(self.m.now, (balance - floor) / rate), self.tz, self.m.now)
+            when = clock(_after(self.m.now, (balance - floor) / rate), self.tz, self.m.now)
             return Finding(
                 "min_balance",
                 "critical",
@@ -321,7 +289,7 @@ class _Context:
                 "key_limit", "critical", used, limit, text + "; the provider will refuse it now."
             )
         if rate is not None and rate > 0 and remaining - rate * self.horizon_h <= 0:
-            when = _clock(_after(self.m.now, remaining / rate), self.tz, self.m.now)
+            when = clock(_after(self.m.now, remaining / rate), self.tz, self.m.now)
             return Finding(
                 "key_limit",
                 "critical",
@@ -361,7 +329,7 @@ class _Context:
 
 
 def _stale(
-    now: datetime, poll: PollState, budget: BudgetConfig, held: Mapping[tuple[str, str], Severity]
+    now: datetime, poll: PollHealth, budget: BudgetPolicy, held: Mapping[tuple[str, str], Severity]
 ) -> Finding | None:
     since = poll.last_success or poll.started_at
     age = (now - since).total_seconds()
@@ -384,7 +352,7 @@ def _stale(
     )
 
 
-def _auth(poll: PollState) -> Finding | None:
+def _auth(poll: PollHealth) -> Finding | None:
     if poll.auth_error is None:
         return None
     return Finding(
@@ -397,20 +365,6 @@ def _auth(poll: PollState) -> Finding | None:
     )
 
 
-# -- words --------------------------------------------------------------------------------
-
-
-def usd(value: float | None) -> str:
-    """Dollars as people write them: "$1,234.50", "-$0.50", or "unknown"."""
-    if value is None:
-        return "unknown"
-    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
-
-
-def _rate(per_hour: float | None) -> str:
-    return "an unknown rate" if per_hour is None else f"{usd(per_hour)}/h"
-
-
 def _after(now: datetime, hours: float) -> datetime | None:
     """`now` plus `hours`, or None when that is too far away to matter (or to represent)."""
     if not math.isfinite(hours) or hours > 24 * 400:
@@ -418,23 +372,19 @@ def _after(now: datetime, hours: float) -> datetime | None:
     return now + timedelta(hours=max(0.0, hours))
 
 
-def _clock(when: datetime | None, tz: tzinfo, now: datetime) -> str:
-    if when is None:
-        return "an unknown time"
-    local = (when + timedelta(seconds=30)).astimezone(tz)  # to the nearest minute
-    zone = local.tzname() or ""
-    if local.date() == now.astimezone(tz).date():
-        return f"{local:%H:%M} {zone}".strip()
-    return f"{local:%b %d %H:%M} {zone}".strip()
-
-
-def duration(seconds: float) -> str:
-    """A duration as people say it: "45 s", "12 min", "3.5 h"."""
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"
+def _key_disable(error: str | None) -> Finding | None:
+    """A provider-side disable that failed (an action of the last tick) is critical."""
+    if error is None:
+        return None
+    return Finding(
+        "key_disable",
+        "critical",
+        None,
+        None,
+        f"Could not disable the key at the provider: {error}. "
+        "Retrying every poll; stop the jobs by hand if this persists.",
+        unit="",
+    )
 
 
 def severity_of(findings: list[Finding]) -> str:

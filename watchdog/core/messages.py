@@ -6,16 +6,13 @@ against the limits, burn, runway, balance, permit, data age) and what to do next
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from watchdog.alerts import Event
-from watchdog.burn import Metrics
-from watchdog.config import BudgetConfig
-from watchdog.notify import Target
-from watchdog.rules import duration, usd
+from watchdog.core.burn import Metrics
+from watchdog.core.model import BudgetPolicy, Event, OutboxRow, Recipient
+from watchdog.core.words import against, days, duration, rate, timestamp, usd
 
 ADVICE = {
     "daily_limit": "Find the job that is spending (`budget-watchdog report` shows which models), "
@@ -54,28 +51,15 @@ class Context:
     """What surrounds an event: this tick's numbers, the permit, the key's name."""
 
     metrics: Metrics | None
-    budget: BudgetConfig
+    budget: BudgetPolicy
     permit: str  # "armed" | "revoked"
     permit_reason: str = ""
     key_name: str = "watched key"
     data_age_s: float | None = None
 
 
-@dataclass(frozen=True)
-class OutboxRow:
-    """A message for one target, as written to the outbox."""
-
-    created_at: datetime
-    target: str
-    severity: str
-    kind: str
-    rule: str
-    title: str
-    body: str
-
-
 def route(
-    events: Sequence[Event], ctx: Context, targets: Sequence[Target], now: datetime
+    events: Sequence[Event], ctx: Context, targets: Sequence[Recipient], now: datetime
 ) -> list[OutboxRow]:
     """One outbox row per (event, target whose severities include the event's)."""
     rows = []
@@ -118,13 +102,10 @@ def facts(ctx: Context) -> list[str]:
     m, b = ctx.metrics, ctx.budget
     out = []
     if m is not None:
-        out.append(f"Spent today: {_against(m.spent_today, b.daily_limit)}")
-        out.append(f"Spent this month: {_against(m.spent_month, b.monthly_limit)}")
-        burn = usd(m.rate_1h.per_hour) + "/h" if m.rate_1h.per_hour is not None else "unknown"
-        runway = "unknown"
-        if m.runway_days is not None:
-            runway = "no spend" if math.isinf(m.runway_days) else f"{m.runway_days:.1f} days"
-        out.append(f"Burn rate: {burn} over the last hour; runway {runway}")
+        out.append(f"Spent today: {against(m.spent_today, b.daily_limit)}")
+        out.append(f"Spent this month: {against(m.spent_month, b.monthly_limit)}")
+        burn = rate(m.rate_1h.per_hour) if m.rate_1h.per_hour is not None else "unknown"
+        out.append(f"Burn rate: {burn} over the last hour; runway {days(m.runway_days)}")
         out.append(f"Balance: {usd(m.balance)}")
     if ctx.permit == "revoked":
         reason = f" ({ctx.permit_reason})" if ctx.permit_reason else ""
@@ -136,14 +117,5 @@ def facts(ctx: Context) -> list[str]:
     return out
 
 
-def _against(spent: float | None, limit: float | None) -> str:
-    if spent is None:
-        return "unknown"
-    if limit is None:
-        return f"{usd(spent)} (no limit set)"
-    return f"{usd(spent)} of {usd(limit)} ({spent / limit:.0%})"
-
-
 def _time(when: datetime, ctx: Context) -> str:
-    local = when.astimezone(ctx.budget.tz)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname() or ''}".strip()
+    return timestamp(when, ctx.budget.tz)

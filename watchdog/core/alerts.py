@@ -9,60 +9,19 @@ that disappears here has really cleared its threshold by the margin.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Literal
 
-from watchdog.rules import SEVERITY_ORDER, Finding, Severity
-
-EventKind = Literal[
-    "firing", "repeat", "escalated", "de-escalated", "resolved", "unsilenced", "revoked", "armed"
-]
-Ident = tuple[str, str]
-
-
-@dataclass(frozen=True)
-class AlertState:
-    """One active alert, as persisted between ticks and restarts."""
-
-    rule: str
-    key: str
-    severity: Severity
-    since: datetime
-    last_sent: datetime | None
-    message: str
-    value: float | None = None
-    threshold: float | None = None
-    suppressed: bool = False  # a message was held back by a silence
-
-    @property
-    def ident(self) -> Ident:
-        return (self.rule, self.key)
-
-
-@dataclass(frozen=True)
-class Silence:
-    """Notifications for `rule` stop until `until` (the kill switch is not affected)."""
-
-    rule: str
-    until: datetime
-    reason: str = ""
-    created_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Event:
-    """A change worth telling someone about. `severity` routes it to targets."""
-
-    kind: EventKind
-    rule: str
-    key: str
-    severity: Severity
-    since: datetime
-    at: datetime
-    message: str
-    finding: Finding | None = None
-    previous: Severity | None = None
+from watchdog.core.model import (
+    SEVERITY_ORDER,
+    AlertState,
+    Event,
+    EventKind,
+    Finding,
+    Ident,
+    Silence,
+)
+from watchdog.core.words import span
 
 
 def advance(
@@ -173,7 +132,4 @@ def _step(
 
 
 def _resolved_text(old: AlertState, now: datetime) -> str:
-    lasted = now - old.since
-    minutes = int(lasted.total_seconds() // 60)
-    span = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-    return f"Resolved after {span}. It was: {old.message}"
+    return f"Resolved after {span(now - old.since)}. It was: {old.message}"

@@ -1,12 +1,11 @@
-"""The kill switch: a permit file that exists while batch launches are allowed.
+"""The permit file: it exists while batch launches are allowed (`watchdog.core.permit`
+decides; this writes).
 
 The permit is a lease. While nothing demands a stop it is rewritten every tick with
 `expires_at = now + ttl`; a reader treats a missing file, bad JSON or an expired lease as
 no-go, so a dead watchdog stops launches by itself (fail-closed). Writes are atomic: a temp
 file in the same directory, fsync, rename; revoking is an unlink. The file is 0644 in a
 0755 directory so jobs of other users can read it.
-
-`decide` is the pure part: findings, manual override and latch in, armed or revoked out.
 """
 
 from __future__ import annotations
@@ -15,67 +14,11 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from watchdog.config import KillswitchConfig
-from watchdog.rules import Finding
-
 PERMIT_MODE = 0o644
 DIR_MODE = 0o755
-
-
-@dataclass(frozen=True)
-class Trip:
-    """A manual stop: `budget-watchdog trip --reason TEXT`."""
-
-    reason: str
-    by: str
-    at: datetime
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the permit should be after this tick, and why."""
-
-    armed: bool
-    reason: str
-    causes: tuple[str, ...] = ()
-    latched: bool = False
-    actor: str = "rules"
-
-
-def decide(
-    findings: Sequence[Finding],
-    config: KillswitchConfig,
-    *,
-    trip: Trip | None = None,
-    latched: bool = False,
-) -> Decision:
-    """Given this tick's findings, the kill-switch config, a manual trip (if any) and
-    whether an earlier revocation is latched, return the permit decision."""
-    if trip is not None:
-        return Decision(
-            False, f"tripped by {trip.by}: {trip.reason}", ("manual",), latched, actor=trip.by
-        )
-    causes = [f for f in findings if f.rule != "stale" and f.severity in config.revoke_on]
-    if config.on_stale == "revoke":
-        causes += [f for f in findings if f.rule == "stale"]
-    if causes:
-        reason = "; ".join(
-            f"{f.rule} {f.severity}{' (predicted)' if f.predicted else ''}" for f in causes
-        )
-        return Decision(False, reason, tuple(f.rule for f in causes), latched=config.latch)
-    if latched:
-        return Decision(
-            False,
-            "latched: revoked earlier; `budget-watchdog arm` re-arms it",
-            ("latch",),
-            latched=True,
-        )
-    return Decision(True, "no finding demands a stop")
 
 
 def permit_body(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from watchdog.burn import Metrics
-from watchdog.config import BudgetConfig
+from watchdog.core.burn import Metrics
+from watchdog.core.model import BudgetPolicy
+from watchdog.core.words import usd
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,11 @@ class Room:
     text: str
 
 
-def rooms(metrics: Metrics, budget: BudgetConfig) -> list[Room]:
+def rooms(metrics: Metrics, budget: BudgetPolicy) -> list[Room]:
     """Every threshold's remaining room that is known."""
     m = metrics
     out = [
-        Room(name, limit - spent, f"${limit:,.2f} {label} limit")
+        Room(name, limit - spent, f"{usd(limit)} {label} limit")
         for name, label, limit, spent in (
             ("daily_limit", "daily", budget.daily_limit, m.spent_today),
             ("monthly_limit", "monthly", budget.monthly_limit, m.spent_month),
@@ -42,20 +43,20 @@ def rooms(metrics: Metrics, budget: BudgetConfig) -> list[Room]:
                 Room(
                     "buffer_days",
                     m.balance - buffer,
-                    f"${buffer:,.2f} critical buffer ({days:g} days at ${per_day:,.2f}/day)",
+                    f"{usd(buffer)} critical buffer ({days:g} days at {usd(per_day)}/day)",
                 )
             )
         out.append(
             Room(
                 "min_balance",
                 m.balance - budget.min_balance,
-                f"${budget.min_balance:,.2f} minimum balance",
+                f"{usd(budget.min_balance)} minimum balance",
             )
         )
     return out
 
 
-def headroom(metrics: Metrics, budget: BudgetConfig) -> float | None:
+def headroom(metrics: Metrics, budget: BudgetPolicy) -> float | None:
     """The smallest room left (0 when over), or None when no threshold is known."""
     return smallest(rooms(metrics, budget))
 
@@ -71,8 +72,8 @@ def shortfalls(known: list[Room], cost: float, reserved: float = 0.0) -> list[st
     need = cost + reserved
     for room in known:
         if need > room.left:
-            held = f" (with ${reserved:,.2f} reserved)" if reserved else ""
+            held = f" (with {usd(reserved)} reserved)" if reserved else ""
             reasons.append(
-                f"${cost:,.2f}{held} would exceed the {room.text}: ${max(0.0, room.left):,.2f} left"
+                f"{usd(cost)}{held} would exceed the {room.text}: {usd(max(0.0, room.left))} left"
             )
     return reasons

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from watchdog.snapshot import Sample
+from watchdog.core.model import Sample
+from watchdog.core.words import HOUR
+from watchdog.core.words import span as _span
 
-HOUR = 3600.0
-DAY = 86400.0
 # Samples newer than this stay at full resolution; older ones keep the first and last of
 # each 15-minute bucket (every time zone's midnight falls on a quarter hour), and nothing
 # older than the longest window we measure (a month plus the 7-day baseline) is kept.
@@ -414,6 +414,17 @@ def _daily_prior(latest: Sample | None, prior: Prior) -> Rate | None:
     return max(candidates, key=lambda r: r.window) if candidates else None
 
 
+def prior_from_activity(days: Sequence[tuple[date, float]], today: date) -> Prior | None:
+    """Given the provider's spend per UTC day (activity, usually 30 days) and today's date,
+    return the average daily spend of the complete days before today, or None if none.
+    Days without a row count as zero spend: activity lists only days that had some."""
+    past = [(day, usage) for day, usage in days if day < today]
+    if not past:
+        return None
+    span = (today - min(day for day, _ in past)).days
+    return Prior(activity_daily=sum(usage for _, usage in past) / span, activity_days=span)
+
+
 def _unknown(window: timedelta) -> Rate:
     return Rate(None, window, timedelta(0), "not enough history yet")
 
@@ -422,15 +433,6 @@ def _own_basis(covered: timedelta, window: timedelta) -> str:
     if covered >= window - timedelta(seconds=1):
         return f"own samples, full {_span(window)}"
     return f"own samples over {_span(covered)} of {_span(window)}"
-
-
-def _span(delta: timedelta) -> str:
-    seconds = delta.total_seconds()
-    if seconds >= 2 * DAY:
-        return f"{seconds / DAY:.1f} days"
-    if seconds >= 2 * HOUR:
-        return f"{seconds / HOUR:.1f} h"
-    return f"{max(1, round(seconds / 60))} min"
 
 
 def daily_spend(

@@ -1,0 +1,388 @@
+"""The domain model: what a poll saw, what the rules found, what the alerts and the permit
+remember, and the policy they are judged by. Frozen dataclasses of plain values; no I/O.
+
+The provider builds `Snapshot`s, the store keeps `Sample`s, `burn` measures over Samples,
+`rules` turn Metrics into `Finding`s under a `Policy` (built once from the config at the
+edge, see `watchdog.config`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Literal
+
+Severity = Literal["warning", "critical"]
+SEVERITY_ORDER = {"warning": 1, "critical": 2}
+WATCHED = "*"  # the key of findings about the watched scope (the key, or the account)
+
+Scope = Literal["key", "account"]
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    """One API key as the provider describes it. Amounts in USD; None when not reported."""
+
+    usage: float
+    label: str | None = None
+    name: str | None = None
+    hash: str | None = None
+    limit: float | None = None
+    limit_remaining: float | None = None
+    limit_reset: str | None = None
+    usage_daily: float | None = None
+    usage_weekly: float | None = None
+    usage_monthly: float | None = None
+    disabled: bool = False
+    is_free_tier: bool | None = None
+    is_management_key: bool | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.label or (self.hash[:8] if self.hash else "key")
+
+
+@dataclass(frozen=True)
+class Credits:
+    """The account's credits (management key): balance = total_credits - total_usage."""
+
+    total_credits: float
+    total_usage: float
+
+    @property
+    def balance(self) -> float:
+        return self.total_credits - self.total_usage
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one poll learned. `key` is the watched key (None with only a management
+    key); `credits` and `keys` need a management key."""
+
+    taken_at: datetime
+    key: KeyUsage | None = None
+    credits: Credits | None = None
+    keys: tuple[KeyUsage, ...] = field(default_factory=tuple)
+
+    @property
+    def scope(self) -> Scope:
+        """Spend is the watched key's when there is one, else the whole account's."""
+        return "key" if self.key is not None else "account"
+
+    @property
+    def usage(self) -> float:
+        """The lifetime spend counter that burn rates are computed from."""
+        if self.key is not None:
+            return self.key.usage
+        if self.credits is not None:
+            return self.credits.total_usage
+        return sum(k.usage for k in self.keys)
+
+    def _window(self, name: str) -> float | None:
+        if self.key is not None:
+            value: float | None = getattr(self.key, name)
+            return value
+        values = [getattr(k, name) for k in self.keys]
+        if not values or any(v is None for v in values):
+            return None
+        return float(sum(values))
+
+    @property
+    def balance(self) -> float | None:
+        """The tighter of the account balance and the watched key's remaining limit."""
+        candidates = []
+        if self.credits is not None:
+            candidates.append(self.credits.balance)
+        if self.key is not None and self.key.limit_remaining is not None:
+            candidates.append(self.key.limit_remaining)
+        return min(candidates) if candidates else None
+
+    def to_sample(self) -> Sample:
+        return Sample(
+            ts=self.taken_at,
+            usage=self.usage,
+            usage_daily=self._window("usage_daily"),
+            usage_weekly=self._window("usage_weekly"),
+            usage_monthly=self._window("usage_monthly"),
+            balance=self.balance,
+            total_credits=self.credits.total_credits if self.credits else None,
+            key_limit=self.key.limit if self.key else None,
+            key_limit_remaining=self.key.limit_remaining if self.key else None,
+        )
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The row kept for every poll: the usage counter, the provider's own windows, balance."""
+
+    ts: datetime
+    usage: float
+    usage_daily: float | None = None
+    usage_weekly: float | None = None
+    usage_monthly: float | None = None
+    balance: float | None = None
+    total_credits: float | None = None
+    key_limit: float | None = None
+    key_limit_remaining: float | None = None
+
+
+# -- findings and alerts ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule's judgement. `value` and `threshold` share a unit (USD, days, USD/h, s)."""
+
+    rule: str
+    severity: Severity
+    value: float | None
+    threshold: float | None
+    message: str
+    key: str = WATCHED
+    window: str = ""
+    unit: str = "usd"
+    predicted: bool = False
+    basis: str = ""
+
+    @property
+    def ident(self) -> tuple[str, str]:
+        return (self.rule, self.key)
+
+
+EventKind = Literal[
+    "firing", "repeat", "escalated", "de-escalated", "resolved", "unsilenced", "revoked", "armed"
+]
+Ident = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """One active alert, as persisted between ticks and restarts."""
+
+    rule: str
+    key: str
+    severity: Severity
+    since: datetime
+    last_sent: datetime | None
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+    suppressed: bool = False  # a message was held back by a silence
+
+    @property
+    def ident(self) -> Ident:
+        return (self.rule, self.key)
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Notifications for `rule` stop until `until` (the kill switch is not affected)."""
+
+    rule: str
+    until: datetime
+    reason: str = ""
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change worth telling someone about. `severity` routes it to targets."""
+
+    kind: EventKind
+    rule: str
+    key: str
+    severity: Severity
+    since: datetime
+    at: datetime
+    message: str
+    finding: Finding | None = None
+    previous: Severity | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A notification target as routing sees it: a stable id and the severities it takes."""
+
+    id: str
+    severities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A message for one target, as written to the outbox."""
+
+    created_at: datetime
+    target: str
+    severity: str
+    kind: str
+    rule: str
+    title: str
+    body: str
+
+
+# -- polling ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PollHealth:
+    """What is known about polling: for staleness, /healthz, the view and metrics. The one
+    place data age is computed."""
+
+    started_at: datetime
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_kind: str | None = None
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    polls: int = 0
+    errors_by_kind: tuple[tuple[str, int], ...] = ()
+    not_before: datetime | None = None  # Retry-After: no poll before this
+    auth_error: str | None = None  # set while the provider rejects the key
+
+    def data_age(self, now: datetime) -> float | None:
+        """Seconds since the last successful poll (0 if it seems to be in the future)."""
+        if self.last_success is None:
+            return None
+        return max(0.0, (now - self.last_success).total_seconds())
+
+    def fresh(self, now: datetime, stale_after: timedelta) -> bool:
+        age = self.data_age(now)
+        return age is not None and age <= stale_after.total_seconds()
+
+    def succeeded(self, now: datetime, auth_error: str | None = None) -> PollHealth:
+        """After a successful poll at `now` (`auth_error`: the key answered but is
+        disabled)."""
+        return replace(
+            self,
+            last_success=now,
+            polls=self.polls + 1,
+            consecutive_failures=0,
+            not_before=None,
+            auth_error=auth_error,
+        )
+
+    def failed(
+        self,
+        now: datetime,
+        kind: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        auth: bool = False,
+    ) -> PollHealth:
+        """After a failed poll (or tick) at `now`: counted by kind; a provider's request to
+        wait is honoured; a rejected key is remembered until a poll succeeds."""
+        counts = dict(self.errors_by_kind)
+        counts[kind] = counts.get(kind, 0) + 1
+        return replace(
+            self,
+            polls=self.polls + 1,
+            consecutive_failures=self.consecutive_failures + 1,
+            errors_by_kind=tuple(sorted(counts.items())),
+            last_error=message,
+            last_error_kind=kind,
+            last_error_at=now,
+            not_before=now + timedelta(seconds=retry_after) if retry_after is not None else None,
+            auth_error=message if auth else self.auth_error,
+        )
+
+
+# -- the permit ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trip:
+    """A manual stop: `budget-watchdog trip --reason TEXT`."""
+
+    reason: str
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Override:
+    """What operators said by hand: a trip in force, and when `arm` was last asked for."""
+
+    trip: Trip | None = None
+    armed_at: datetime | None = None
+
+
+# -- policy -------------------------------------------------------------------------------
+# The config's decision-relevant part as plain values. Defaults match the config's (a test
+# keeps them equal), so core tests can build a policy with just the fields they care about.
+
+
+@dataclass(frozen=True)
+class BudgetPolicy:
+    """[budget]: the limits and targets findings are judged against."""
+
+    timezone: str = "UTC"
+    tz: tzinfo = UTC
+    daily_limit: float | None = None
+    monthly_limit: float | None = None
+    warn_ratio: float = 0.8
+    buffer_days_warning: float = 7.0
+    buffer_days_critical: float = 3.0
+    min_balance: float = 0.0
+    spike_factor: float = 4.0
+    spike_min_rate: float = 0.5
+    hysteresis: float = 0.05
+    stale_after: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class KillswitchPolicy:
+    """[killswitch]: what revokes the permit and how long a written permit is good for."""
+
+    revoke_on: tuple[Severity, ...] = ("critical",)
+    ttl: timedelta = timedelta(minutes=5)
+    latch: bool = False
+    on_stale: Literal["revoke", "keep"] = "revoke"
+    disable_keys: bool = False
+
+
+@dataclass(frozen=True)
+class NotifyPolicy:
+    """[notify]: how often alerts repeat and whether an end is announced."""
+
+    repeat_interval: timedelta = timedelta(hours=4)
+    send_resolved: bool = True
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything the core decides by."""
+
+    budget: BudgetPolicy = field(default_factory=BudgetPolicy)
+    killswitch: KillswitchPolicy = field(default_factory=KillswitchPolicy)
+    notify: NotifyPolicy = field(default_factory=NotifyPolicy)
+    poll_interval: timedelta = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class TargetHealth:
+    """Delivery to one notification target so far."""
+
+    sent: int = 0
+    failed: int = 0
+    last_ok: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    pending: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.last_error_at is None or (
+            self.last_ok is not None and self.last_ok > self.last_error_at
+        )
+
+
+@dataclass(frozen=True)
+class PermitChange:
+    """One line of the permit's audit trail."""
+
+    at: datetime
+    state: str
+    by: str
+    reason: str

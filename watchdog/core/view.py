@@ -1,0 +1,276 @@
+"""The status view: everything /status, /metrics, the page and `status` show, built once
+per tick from the tick's results. Pure and typed: the HTTP layer renders a `View`'s
+fields, never a dict by string keys, and never touches the store, so a request does no
+database work and never waits for the tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from watchdog import __version__
+from watchdog.core import preflight
+from watchdog.core.burn import Metrics, Rate
+from watchdog.core.model import (
+    BudgetPolicy,
+    Finding,
+    PermitChange,
+    PollHealth,
+    Silence,
+    TargetHealth,
+)
+from watchdog.core.permit import Decision
+from watchdog.core.rules import severity_of
+from watchdog.core.words import against, iso, money, rounded, usd
+from watchdog.core.words import rate as rate_text
+
+# The state before the first successful poll since start: nothing is known.
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """A notification target as shown: masked URL, severities, delivery health."""
+
+    id: str
+    shown: str
+    severities: tuple[str, ...]
+    health: TargetHealth = field(default_factory=TargetHealth)
+
+
+@dataclass(frozen=True)
+class View:
+    """One tick's picture. `state` is "ok", "warning", "critical", or "unknown" before the
+    first successful poll since start."""
+
+    generated_at: datetime
+    state: str
+    armed: bool
+    permit_reason: str
+    poll: PollHealth
+    budget: BudgetPolicy
+    metrics: Metrics | None = None
+    findings: tuple[Finding, ...] = ()
+    rooms: tuple[preflight.Room, ...] = ()
+    headroom: float | None = None
+    silences: tuple[Silence, ...] = ()
+    targets: tuple[TargetView, ...] = ()
+    permit_history: tuple[PermitChange, ...] = ()
+    chart: tuple[tuple[datetime, float | None], ...] = ()
+    key_name: str = "watched key"
+    scope: str = "key"
+    version: str = __version__
+
+    @property
+    def stale_after(self) -> timedelta:
+        return self.budget.stale_after
+
+    def data_age(self, now: datetime) -> float | None:
+        return self.poll.data_age(now)
+
+    def fresh(self, now: datetime) -> bool:
+        return self.poll.fresh(now, self.budget.stale_after)
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        """The /status body (reservations are added by the server, which holds them)."""
+        m, b = self.metrics, self.budget
+        age = self.data_age(now)
+        body: dict[str, Any] = {
+            "state": self.state,
+            "permit": "armed" if self.armed else "revoked",
+            "permit_reason": "" if self.armed else self.permit_reason,
+            "balance": money(m.balance) if m else None,
+            "spent_today": money(m.spent_today) if m else None,
+            "spent_week": money(m.spent_week) if m else None,
+            "spent_month": money(m.spent_month) if m else None,
+            "burn_rate_per_hour": money(m.rate_1h.per_hour) if m else None,
+            "runway_days": rounded(m.runway_days, 2) if m else None,
+            "forecast_month": money(m.forecast_month) if m else None,
+            "headroom_usd": money(self.headroom),
+            "findings": [finding_json(f) for f in self.findings],
+            "last_poll_at": iso(self.poll.last_success),
+            "last_error": self.poll.last_error,
+            "last_error_kind": self.poll.last_error_kind,
+            "last_error_at": iso(self.poll.last_error_at),
+            "data_age_s": rounded(age),
+            "stale": not self.fresh(now),
+            "burn_rates": {name: rate_json(rate) for name, rate in self.rates()},
+            "average_daily": money(m.avg_daily.per_day) if m else None,
+            "average_daily_basis": m.avg_daily.basis if m else "",
+            "spent_today_source": m.spent_today_source if m else "",
+            "limits": {
+                "daily": b.daily_limit,
+                "monthly": b.monthly_limit,
+                "key": m.key_limit if m else None,
+                "key_remaining": money(m.key_limit_remaining) if m else None,
+                "warn_ratio": b.warn_ratio,
+            },
+            "silences": [
+                {"rule": s.rule, "until": s.until.isoformat(), "reason": s.reason}
+                for s in self.silences
+                if s.until > now
+            ],
+            "notify_targets": [target_json(t) for t in self.targets],
+            "permit_history": [
+                {"at": c.at.isoformat(), "state": c.state, "by": c.by, "reason": c.reason}
+                for c in self.permit_history
+            ],
+            "key": self.key_name,
+            "scope": self.scope,
+            "timezone": b.timezone,
+            "version": self.version,
+            "generated_at": self.generated_at.isoformat(),
+        }
+        return body
+
+    def rates(self) -> list[tuple[str, Rate]]:
+        """The burn rates by window name ("10m", "1h", "24h", "7d"); [] before any data."""
+        m = self.metrics
+        if m is None:
+            return []
+        return [("10m", m.rate_now), ("1h", m.rate_1h), ("24h", m.rate_24h), ("7d", m.avg_daily)]
+
+
+def starting(now: datetime, budget: BudgetPolicy, poll: PollHealth) -> View:
+    """The view before the first tick has finished: nothing known, permit not armed."""
+    return View(now, UNKNOWN, False, "starting: no poll yet", poll, budget)
+
+
+def build(
+    *,
+    now: datetime,
+    budget: BudgetPolicy,
+    metrics: Metrics,
+    findings: Sequence[Finding],
+    decision: Decision,
+    poll: PollHealth,
+    key_name: str,
+    scope: str,
+    silences: Mapping[str, Silence] | None = None,
+    targets: Sequence[TargetView] = (),
+    permit_history: Sequence[PermitChange] = (),
+    chart: Sequence[tuple[datetime, float | None]] = (),
+) -> View:
+    """Given one tick's results, return the View the server and CLI show. Before the first
+    successful poll since start the state is "unknown", whatever the rules said."""
+    rooms = preflight.rooms(metrics, budget)
+    known = poll.last_success is not None and poll.last_success >= poll.started_at
+    state = severity_of(list(findings)) if known or findings else UNKNOWN
+    return View(
+        generated_at=now,
+        state=state,
+        armed=decision.armed,
+        permit_reason=decision.reason,
+        poll=poll,
+        budget=budget,
+        metrics=metrics,
+        findings=tuple(findings),
+        rooms=tuple(rooms),
+        headroom=preflight.smallest(rooms),
+        silences=tuple((silences or {}).values()),
+        targets=tuple(targets),
+        permit_history=tuple(permit_history),
+        chart=tuple(chart),
+        key_name=key_name,
+        scope=scope,
+    )
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    """A finding as the API shows it: value and threshold rounded, None when not finite."""
+    data = asdict(finding)
+    data["value"] = rounded(finding.value, 4)
+    data["threshold"] = rounded(finding.threshold, 4)
+    return data
+
+
+def rate_json(rate: Rate) -> dict[str, Any]:
+    return {
+        "per_hour": money(rate.per_hour),
+        "covered_s": round(rate.covered.total_seconds()),
+        "basis": rate.basis,
+    }
+
+
+def target_json(target: TargetView) -> dict[str, Any]:
+    h = target.health
+    return {
+        "target": target.shown,
+        "severities": list(target.severities),
+        "sent": h.sent,
+        "failed": h.failed,
+        "pending": h.pending,
+        "last_ok": iso(h.last_ok),
+        "last_error": h.last_error,
+        "last_error_at": iso(h.last_error_at),
+        "healthy": h.healthy,
+    }
+
+
+def summary_line(view: View) -> str:
+    """One line for systemd's STATUS=: state, spend today, runway, permit."""
+    m = view.metrics
+    parts = [f"state {view.state}", f"permit {'armed' if view.armed else 'revoked'}"]
+    if m is not None and m.spent_today is not None:
+        parts.append(f"today {usd(m.spent_today)}")
+    runway = rounded(m.runway_days) if m is not None else None
+    if runway is not None:
+        parts.append(f"runway {runway:.1f}d")
+    return ", ".join(parts)
+
+
+def render_text(status: Mapping[str, Any], *, source: str) -> str:
+    """A readable summary of a /status body, for `budget-watchdog status`."""
+    lines = [f"budget-watchdog {status.get('version', '')} — {source}"]
+    lines.append(
+        f"State: {str(status.get('state', 'unknown')).upper()}    "
+        f"Permit: {str(status.get('permit', 'unknown')).upper()}"
+        + (f" ({status['permit_reason']})" if status.get("permit_reason") else "")
+    )
+    limits = status.get("limits") or {}
+    lines.append(f"Spent today:  {against(status.get('spent_today'), limits.get('daily'))}")
+    lines.append(f"Spent month:  {against(status.get('spent_month'), limits.get('monthly'))}")
+    if status.get("forecast_month") is not None:
+        lines.append(f"Month end:    {usd(status['forecast_month'])} forecast")
+    burn = status.get("burn_rate_per_hour")
+    lines.append(f"Burn rate:    {'unknown' if burn is None else rate_text(burn)} (last hour)")
+    balance, runway = status.get("balance"), status.get("runway_days")
+    lines.append(
+        f"Balance:      {usd(balance)}" + ("" if runway is None else f", runway {runway:.1f} days")
+    )
+    if status.get("headroom_usd") is not None:
+        reserved = status.get("reserved_usd") or 0
+        lines.append(
+            f"Headroom:     {usd(status['headroom_usd'])}"
+            + (f" ({usd(reserved)} reserved)" if reserved else "")
+        )
+    age = status.get("data_age_s")
+    lines.append(
+        f"Last poll:    {status.get('last_poll_at') or 'never'}"
+        + ("" if age is None else f" ({age:.0f} s ago)")
+    )
+    if status.get("last_error"):
+        lines.append(f"Last error:   {status['last_error']}")
+    findings = status.get("findings") or []
+    lines.append("")
+    lines.append("Findings:" if findings else "Findings:     none")
+    for f in findings:
+        lines.append(f"  [{f['severity'].upper():8}] {f['rule']}: {f['message']}")
+    for s in status.get("silences") or []:
+        lines.append(
+            f"Silenced:     {s['rule']} until {s['until']}"
+            + (f" ({s['reason']})" if s.get("reason") else "")
+        )
+    history = status.get("permit_history") or []
+    if history:
+        lines.append("Permit history (newest first):")
+        for h in history[:5]:
+            lines.append(f"  {h['at']}  {h['state']:<13} {h['by']}: {h['reason']}")
+    for t in status.get("notify_targets") or []:
+        mark = "ok" if t.get("healthy") else f"FAILING: {t.get('last_error')}"
+        pending = f", {t['pending']} pending" if t.get("pending") else ""
+        lines.append(f"Target:       {t['target']} ({t['sent']} sent{pending}) {mark}")
+    return "\n".join(lines) + "\n"

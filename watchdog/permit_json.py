@@ -1,0 +1,213 @@
+"""A strict reader for the permit file: its flat JSON object and its ISO-8601 time stamps.
+
+`budget-watchdog gate` runs before every batch launch, so this module imports nothing
+Python has not already loaded at start-up: not `json` (which brings `re` and `enum`), not
+`datetime`, not even `__future__` or `typing`. The permit is a flat object the daemon
+writes with `json.dumps`; `parse_object` reads exactly that shape and rejects everything
+else (nesting, duplicate keys, trailing data, truncation), which a reader treats as no-go.
+"""
+
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_DIGITS = "0123456789"
+_HEX = "0123456789abcdefABCDEF"
+
+
+def parse_object(text: str) -> dict[str, object]:
+    """Given JSON text, return the object it holds when that is an object whose values are
+    strings, numbers, booleans or null, and whose keys are distinct. Raise ValueError for
+    anything else: a nested value, a duplicate key, trailing data, truncation, or text that
+    is not JSON (`json.loads` would reject it too)."""
+    pos = _skip(text, 0)
+    if text[pos : pos + 1] != "{":
+        raise ValueError("not an object")
+    pos = _skip(text, pos + 1)
+    out: dict[str, object] = {}
+    if text[pos : pos + 1] == "}":
+        return _end(text, pos + 1, out)
+    while True:
+        key, pos = _string(text, pos)
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        pos = _skip(text, pos)
+        if text[pos : pos + 1] != ":":
+            raise ValueError("expected ':'")
+        value, pos = _value(text, _skip(text, pos + 1))
+        out[key] = value
+        pos = _skip(text, pos)
+        char = text[pos : pos + 1]
+        if char == "}":
+            return _end(text, pos + 1, out)
+        if char != ",":
+            raise ValueError("expected ',' or '}'")
+        pos = _skip(text, pos + 1)
+
+
+def epoch(stamp: str) -> float:
+    """Given 'YYYY-MM-DDTHH:MM:SS[.f][Z|±HH:MM]' (no offset means UTC), return epoch
+    seconds. Raise ValueError for anything else, including dates that do not exist."""
+    if (
+        len(stamp) < 19
+        or stamp[4] != "-"
+        or stamp[7] != "-"
+        or stamp[10] not in ("T", " ")
+        or stamp[13] != ":"
+        or stamp[16] != ":"
+    ):
+        raise ValueError("not ISO-8601")
+    year, month, day = _int(stamp[0:4]), _int(stamp[5:7]), _int(stamp[8:10])
+    hour, minute, second = _int(stamp[11:13]), _int(stamp[14:16]), _int(stamp[17:19])
+    if not (
+        year >= 1
+        and 1 <= month <= 12
+        and 1 <= day <= _days_in(year, month)
+        and hour < 24
+        and minute < 60
+        and second < 60
+    ):
+        raise ValueError("not a date")
+    rest = stamp[19:]
+    fraction = 0.0
+    if rest[:1] == ".":
+        digits = 1
+        while digits < len(rest) and rest[digits] in _DIGITS:
+            digits += 1
+        if digits == 1:
+            raise ValueError("bad fraction")
+        fraction = float("0" + rest[:digits])
+        rest = rest[digits:]
+    offset = 0
+    if rest in ("", "Z", "z"):
+        pass
+    elif len(rest) == 6 and rest[0] in ("+", "-") and rest[3] == ":":
+        hours, minutes = _int(rest[1:3]), _int(rest[4:6])
+        if hours >= 24 or minutes >= 60:
+            raise ValueError("bad time zone")
+        offset = (hours * 3600 + minutes * 60) * (1 if rest[0] == "+" else -1)
+    else:
+        raise ValueError("bad time zone")
+    # Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
+    y = year - (month <= 2)
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    return days * 86400 + hour * 3600 + minute * 60 + second + fraction - offset
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _end(text: str, pos: int, out: dict[str, object]) -> dict[str, object]:
+    if _skip(text, pos) != len(text):
+        raise ValueError("data after the object")
+    return out
+
+
+def _skip(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _string(text: str, pos: int) -> tuple[str, int]:
+    if text[pos : pos + 1] != '"':
+        raise ValueError("expected a string")
+    pos += 1
+    parts = []
+    while True:
+        end = pos
+        while end < len(text) and text[end] not in '"\\':
+            if text[end] < " ":
+                raise ValueError("control character in a string")
+            end += 1
+        if end >= len(text):
+            raise ValueError("unterminated string")
+        parts.append(text[pos:end])
+        if text[end] == '"':
+            return "".join(parts), end + 1
+        code = text[end + 1 : end + 2]
+        if code == "u":
+            hexa = text[end + 2 : end + 6]
+            if len(hexa) != 4 or not _is_hex(hexa):
+                raise ValueError("bad \\u escape")
+            code_point = int(hexa, 16)
+            pos = end + 6
+            low = text[pos + 2 : pos + 6] if text[pos : pos + 2] == "\\u" else ""
+            if (
+                0xD800 <= code_point < 0xDC00
+                and len(low) == 4
+                and _is_hex(low)
+                and 0xDC00 <= int(low, 16) < 0xE000
+            ):
+                # A UTF-16 surrogate pair, as json.dumps writes characters beyond the BMP.
+                code_point = 0x10000 + ((code_point - 0xD800) << 10) + (int(low, 16) - 0xDC00)
+                pos += 6
+            parts.append(chr(code_point))
+        elif code in _ESCAPES:
+            parts.append(_ESCAPES[code])
+            pos = end + 2
+        else:
+            raise ValueError("bad escape")
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in _HEX for c in text)
+
+
+def _value(text: str, pos: int) -> tuple[object, int]:
+    char = text[pos : pos + 1]
+    if char == '"':
+        return _string(text, pos)
+    for word, value in (("null", None), ("true", True), ("false", False)):
+        if text.startswith(word, pos):
+            return value, pos + len(word)
+    return _number(text, pos)
+
+
+def _number(text: str, pos: int) -> tuple[object, int]:
+    """JSON's number grammar, exactly: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?"""
+    end = pos
+    if text[end : end + 1] == "-":
+        end += 1
+    if text[end : end + 1] == "0":
+        end += 1
+    elif text[end : end + 1] in ("1", "2", "3", "4", "5", "6", "7", "8", "9"):
+        end = _run_of_digits(text, end)
+    else:
+        raise ValueError("expected a value")
+    is_int = True
+    if text[end : end + 1] == ".":
+        after = _run_of_digits(text, end + 1)
+        if after == end + 1:
+            raise ValueError("bad number")
+        end, is_int = after, False
+    if text[end : end + 1] in ("e", "E"):
+        start = end + 1
+        if text[start : start + 1] in ("+", "-"):
+            start += 1
+        after = _run_of_digits(text, start)
+        if after == start:
+            raise ValueError("bad number")
+        end, is_int = after, False
+    token = text[pos:end]
+    return (int(token) if is_int else float(token)), end
+
+
+def _run_of_digits(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in _DIGITS:
+        pos += 1
+    return pos
+
+
+def _int(text: str) -> int:
+    """ASCII digits only: int() would also take ' 7', '+7', '0_7' and other digits."""
+    if not text or not all(c in _DIGITS for c in text):
+        raise ValueError(f"expected digits, not {text!r}")
+    return int(text)
+
+
+def _days_in(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
