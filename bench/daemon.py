@@ -11,10 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import BIN, QuietLog, Result, say
+from tests.fakes import build_tick
 from watchdog.config import load
 from watchdog.providers.simulated import SimulatedAccount
-from watchdog.store import Store
-from watchdog.tick import Tick
 
 TICKS = 1000
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -88,13 +87,8 @@ def in_process(ticks: int = 1000) -> float:
                 "killswitch": {"path": f"{tmp}/permit"},
             },
         ).settings
-        tick = Tick(
-            settings=settings,
-            provider=SimulatedAccount("steady", lambda: now[0], start=start),
-            store=Store(Path(settings.state.path)),
-            clock=lambda: now[0],
-            log=QuietLog(),
-        )
+        account = SimulatedAccount("steady", lambda: now[0], start=start)
+        tick = build_tick(settings, account, lambda: now[0], log=QuietLog())
         for _ in range(50):
             tick.run()
             now[0] += timedelta(minutes=1)

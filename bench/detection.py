@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import QuietLog, Result, say
+from tests.fakes import build_tick
 from watchdog.config import load
 from watchdog.providers.simulated import SimulatedAccount
-from watchdog.store import Store
-from watchdog.tick import Tick
 
 LIMIT = 20.0
 POLL = timedelta(seconds=60)
@@ -61,13 +60,7 @@ def one(phase_s: float, tmp: Path) -> tuple[float, float, float, float]:
         },
     ).settings
     account = SimulatedAccount("runaway", clock, start=origin)
-    tick = Tick(
-        settings=settings,
-        provider=account,
-        store=Store(settings.state.path),
-        clock=clock,
-        log=QuietLog(),
-    )
+    tick = build_tick(settings, account, clock, log=QuietLog())
     cross = crossing(account, start)
     revoked = naive = None
     while clock.now < start + timedelta(hours=6) and (revoked is None or naive is None):

@@ -242,47 +242,53 @@ def serve_fixed_view(port: int) -> None:
     asyncio.run(main())
 
 
-def app_alone(rounds: int = 3) -> None:
+def app_alone(rounds: int = 5, duration_s: int = DURATION_S) -> None:
     """Alternate the bare app and the status server (a fixed View), `rounds` times each;
-    print every round and the medians."""
+    print every round, the medians, and the medians of each round's ratios (paired, so a
+    busy neighbour slows both sides of a pair alike)."""
     bare_port, app_port = free_port(), free_port()
     view_command = [str(BIN / "python"), "-m", "bench.http", "--serve-view", str(app_port)]
     bare_url = f"http://127.0.0.1:{bare_port}/fixed"
-    app_url = f"http://127.0.0.1:{app_port}/preflight?cost=1"
-    status_url = f"http://127.0.0.1:{app_port}/status"
-    got: dict[str, list[tuple[float, float, float]]] = {"bare": [], "preflight": [], "status": []}
-    with serving(bare_command(bare_port), bare_url), serving(view_command, status_url):
-        wrk(bare_url, 3)  # warm-up
-        wrk(app_url, 3)
+    urls = {
+        "bare": bare_url,
+        "preflight": f"http://127.0.0.1:{app_port}/preflight?cost=1",
+        "status": f"http://127.0.0.1:{app_port}/status",
+    }
+    got: dict[str, list[tuple[float, float, float]]] = {name: [] for name in urls}
+    with serving(bare_command(bare_port), bare_url), serving(view_command, urls["status"]):
+        for url in urls.values():
+            wrk(url, 2)  # warm-up
         for _ in range(rounds):
-            for name, url in (("bare", bare_url), ("preflight", app_url), ("status", status_url)):
-                got[name].append(wrk(url))
+            for name, url in urls.items():
+                got[name].append(wrk(url, duration_s))
                 rps, p50, p99 = got[name][-1]
                 say(f"  {name:9} {rps:8.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms")
-    say("medians:")
-    med = {
-        name: [statistics.median(x[i] for x in runs) for i in range(3)]
-        for name, runs in got.items()
-    }
-    for name, (rps, p50, p99) in med.items():
+    say(f"medians of {rounds} rounds of wrk -t{THREADS} -c{CONNECTIONS} -d{duration_s}s:")
+    for name, runs in got.items():
+        rps, p50, p99 = (statistics.median(run[i] for run in runs) for i in range(3))
         say(f"  {name:9} {rps:8.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms")
+    bare = got["bare"]
     for name in ("preflight", "status"):
+        runs = got[name]
+        rps_ratio = statistics.median(a[0] / b[0] for a, b in zip(runs, bare, strict=True))
+        p99_ratio = statistics.median(a[2] / b[2] for a, b in zip(runs, bare, strict=True))
         say(
-            f"  {name}: {med[name][0] / med['bare'][0]:.2f}x the bare app's requests/s, "
-            f"p99 {med[name][2] / med['bare'][2]:.2f}x its p99"
+            f"  {name}: {rps_ratio:.2f}x the bare app's requests/s (target >= 0.5), "
+            f"p99 {p99_ratio:.2f}x its p99 (target <= 1.5); medians of paired rounds"
         )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--app-alone", action="store_true", help="the HTTP layer, no daemon")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=DURATION_S, help="seconds per wrk run")
     parser.add_argument("--serve-view", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_view is not None:
         serve_fixed_view(args.serve_view)
     elif args.app_alone:
-        app_alone(args.rounds)
+        app_alone(args.rounds, args.duration)
     else:
         for r in run():
             print(r)

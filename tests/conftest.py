@@ -6,7 +6,6 @@ import os
 from collections.abc import Iterator
 
 import pytest
-import structlog
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +26,7 @@ def reset_logging() -> Iterator[None]:
 
     yield
     log.set_secrets([])
-    structlog.reset_defaults()
+    log.reset()
 
 
 @pytest.fixture(autouse=True, scope="session")

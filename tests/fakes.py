@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from watchdog.providers.base import ProviderError
 from watchdog.core.model import KeyUsage, Snapshot
+from watchdog.providers.base import AccountAdmin, Provider, ProviderError
+
+if TYPE_CHECKING:
+    from watchdog.config import Settings
+    from watchdog.notify import Target
+    from watchdog.tick import Tick
 
 
 class Clock:
@@ -43,5 +49,35 @@ class ScriptedProvider:
             return item
         return Snapshot(taken_at=self.clock(), key=KeyUsage(usage=float(item)))
 
+    def admin(self) -> AccountAdmin | None:
+        return None  # a key without a management key: no account side
+
     def close(self) -> None:
         self.closed = True
+
+
+def build_tick(
+    settings: Settings,
+    provider: Provider,
+    clock: Callable[[], datetime],
+    *,
+    admin: AccountAdmin | bool | None = True,
+    targets: Sequence[Target] = (),
+    log: Any = None,
+) -> Tick:
+    """A Tick wired as `budget-watchdog run` wires it, on the settings' state and permit
+    (`admin`: True for the provider's own management side, or an explicit one, or None)."""
+    from watchdog.log import get_logger
+    from watchdog.store import Store
+    from watchdog.tick import Tick
+
+    return Tick(
+        policy=settings.policy(),
+        provider=provider,
+        admin=provider.admin() if admin is True else (admin or None),
+        store=Store(settings.state.path),
+        permit_path=settings.killswitch.path,
+        clock=clock,
+        log=log or get_logger(),
+        targets=targets,
+    )

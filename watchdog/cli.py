@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from watchdog.config import Loaded, Settings
     from watchdog.control import DaemonClient
     from watchdog.notify import Target
+    from watchdog.providers.base import Provider
     from watchdog.store import Store, Unit
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -252,7 +253,6 @@ def _duration_arg(text: str) -> float:
 # -- shared ------------------------------------------------------------------------------
 
 
-
 def _load(ns: argparse.Namespace, **kwargs: Any) -> Loaded:
     """Load the config, or raise CommandError with every problem (exit 2)."""
     from watchdog import config
@@ -393,8 +393,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         timeout=p.timeout.total_seconds(),
         max_wait=min(30.0, p.poll_interval.total_seconds() / 2),
     )
-    admin = provider if provider.has_management_key else None
-    return _serve(ns, loaded, provider, admin, interval=p.poll_interval.total_seconds())
+    return _serve(ns, loaded, provider, interval=p.poll_interval.total_seconds())
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
@@ -434,7 +433,6 @@ def cmd_demo(ns: argparse.Namespace) -> int:
     return _serve(
         ns,
         loaded,
-        account,
         account,
         interval=interval,
         clock=clock,
@@ -633,16 +631,15 @@ def cmd_report(ns: argparse.Namespace) -> int:
 def _serve(
     ns: argparse.Namespace,
     loaded: Loaded,
-    provider: Any,
-    admin: Any,
+    provider: Provider,
     *,
     interval: float,
     clock: Callable[[], Any] | None = None,
     run_for: float | None = None,
     announce: bool = False,
 ) -> int:
-    """Build the store, the tick, the server and the daemon around `provider` (and `admin`,
-    its management side, or None); run until stopped. Exit 2 for a notification URL
+    """Build the store, the tick, the server and the daemon around `provider`; run until
+    stopped. Exit 2 for a notification URL
     Apprise cannot use, 1 if the state file or the port is taken."""
     from watchdog.courier import Inspector
 
@@ -685,7 +682,7 @@ def _serve(
         tick = Tick(
             policy=policy,
             provider=provider,
-            admin=admin,
+            admin=provider.admin(),
             store=store,
             permit_path=settings.killswitch.path,
             clock=now,

@@ -160,7 +160,9 @@ class DaemonClient:
         if self._token:
             lines.append(f"Authorization: Bearer {self._token}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
-        sock = socket.create_connection((self._host, self._port), timeout=left())
+        # The host as bytes (checked ASCII): a str would load the idna codec, milliseconds.
+        address = (self._host.encode("ascii"), self._port)
+        sock = socket.create_connection(address, timeout=left())  # type: ignore[arg-type]
         try:
             if self._tls:
                 import ssl  # only for https://

@@ -101,7 +101,7 @@ def check(
     if key is not None:
         _check_key_name(key)
     if permit is None:
-        permit, configured = killswitch_settings(None)
+        permit, configured = killswitch_settings(None, need_ttl=ttl_s is None)
         ttl_s = configured if ttl_s is None else ttl_s
     bound = DEFAULT_TTL_BOUND_S if ttl_s is None else ttl_s
     now = time.time() if now is None else now
@@ -233,7 +233,10 @@ def _parse_args(argv: list[str]) -> dict[str, str] | None:
     _checked("--cost", _num(opts.get("cost"), "--cost"), MAX_COST)
     _checked("--min-runway-days", _num(opts.get("min-runway-days"), "--min-runway-days"), None)
     if "key" in opts:
-        _check_key_name(opts["key"], "--key")
+        if "url" not in opts:  # with --url the daemon gets the name, URL-encoded
+            _check_key_name(opts["key"], "--key")
+        elif not opts["key"]:
+            raise ValueError("--key needs a value")
     return opts
 
 
@@ -383,7 +386,7 @@ def _validate(data: dict[str, object], now: float, ttl_s: float) -> list[str]:
             f"the permit was issued {_span(issued - now)} in the future: the writer's clock "
             "runs ahead of this one"
         )
-    if issued is not None and expires is not None and expires - issued > ttl_s + CLOCK_SLACK_S:
+    elif issued is not None and expires is not None and expires - issued > ttl_s + CLOCK_SLACK_S:
         reasons.append(
             f"the permit's lease of {_span(expires - issued)} is longer than the ttl "
             f"({_span(ttl_s)})"

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
-from watchdog.providers.base import ActivityRow
 from watchdog.core.words import usd
+from watchdog.providers.base import ActivityRow
 
 BAR_WIDTH = 30
 

@@ -213,7 +213,7 @@ class _Prepared:
             view=v,
             fixed=tuple(fixed),
             fresh_until=None if last is None else last + v.budget.stale_after,
-            rooms=list(v.rooms) if m is not None else [],
+            rooms=list(v.rooms),
             runway=m.runway_days if m is not None else None,
             headroom=_num(money(v.headroom)),
         )

@@ -22,9 +22,12 @@ from typing import Any
 
 from watchdog import permitfile
 from watchdog.core import burn, view
+from watchdog.core.burn import Metrics
 from watchdog.core.decide import Inputs, Outcome, decide
 from watchdog.core.model import (
     AlertState,
+    Event,
+    Finding,
     Ident,
     PermitChange,
     Policy,
@@ -32,7 +35,7 @@ from watchdog.core.model import (
     Snapshot,
     TargetHealth,
 )
-from watchdog.core.permit import PermitState, key_actions
+from watchdog.core.permit import Decision, PermitState, key_actions
 from watchdog.core.view import View
 from watchdog.core.words import money, rounded
 from watchdog.notify import Target
@@ -63,11 +66,36 @@ class Memory:
 
 @dataclass(frozen=True)
 class TickResult:
+    """What a tick did: the poll's snapshot or error, and what was decided (None when the
+    tick failed: `failure` says why)."""
+
     now: datetime
     snapshot: Snapshot | None
     error: ProviderError | None
     skipped: bool
-    outcome: Outcome
+    outcome: Outcome | None
+    failure: str | None = None
+
+    def _decided(self) -> Outcome:
+        if self.outcome is None:
+            raise RuntimeError(f"the tick failed: {self.failure}")
+        return self.outcome
+
+    @property
+    def decision(self) -> Decision:
+        return self._decided().decision
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self._decided().findings
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._decided().metrics
+
+    @property
+    def events(self) -> list[Event]:
+        return self._decided().events
 
 
 class LatestView:
@@ -141,18 +169,17 @@ class Tick:
     def view(self, value: View) -> None:
         self.published.current = value
 
-    def run(self) -> TickResult | None:
+    def run(self) -> TickResult:
         """Poll, decide, commit, apply. A failed poll is logged and counted; so is a tick
         that fails for any other reason (a full disk, a bug): it never raises, and it
-        fails closed (None is returned then)."""
+        fails closed."""
         before = self.memory.poll
         try:
             return self._run()
         except Exception as exc:  # the loop must survive, and say what happened
-            self._failed(before, exc)
-            return None
+            return self._failed(before, exc)
 
-    def _failed(self, before: PollHealth, exc: Exception) -> None:
+    def _failed(self, before: PollHealth, exc: Exception) -> TickResult:
         """A tick that raised: the data it read was not used (so it is not fresh), the
         error is the last error, and the permit is revoked — we do not know."""
         now = self.clock()
@@ -168,6 +195,7 @@ class Tick:
             permitfile.revoke(self.permit_path)
         except OSError as revoke_error:
             self.log.error("permit_revoke_failed", error=str(revoke_error))
+        return TickResult(now, None, None, False, None, failure=message)
 
     def _run(self) -> TickResult:
         m = self.memory
@@ -207,7 +235,7 @@ class Tick:
         self._apply_permit(now, outcome)
         self._apply_key_actions(now, outcome)
         self._maybe_thin(now)
-        self._log(result)
+        self._log(result, outcome)
         return result
 
     # -- read ------------------------------------------------------------------------
@@ -359,8 +387,8 @@ class Tick:
                 unit.thin(now)
             m.history.compact(now)
 
-    def _log(self, r: TickResult) -> None:
-        o, poll = r.outcome, self.memory.poll
+    def _log(self, r: TickResult, o: Outcome) -> None:
+        poll = self.memory.poll
         common = {
             "data_age_s": rounded(poll.data_age(r.now)),
             "findings": [

@@ -10,7 +10,7 @@ import pytest
 
 from tests.servers import WebhookSink, free_port
 from watchdog.cli import main
-from watchdog.store import Store
+from watchdog.store import Store, Unit
 
 SECRET = "hunter2-webhook-password"
 
@@ -96,8 +96,8 @@ def test_a_state_file_the_user_may_not_write_is_a_clear_error(
     def refuse(*args: object, **kwargs: object) -> None:
         raise sqlite3.OperationalError("attempt to write a readonly database")
 
-    monkeypatch.setattr(Store, "set_override", refuse)
-    monkeypatch.setattr(Store, "set_silence", refuse)
+    monkeypatch.setattr(Unit, "set_override", refuse)
+    monkeypatch.setattr(Unit, "set_silence", refuse)
     path = config(tmp_path, "")
     for command in (["trip", "--reason", "x"], ["arm"], ["silence", "spike", "--for", "1h"]):
         assert main([*command, "--config", path]) == 1

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import Clock
+from tests.fakes import Clock, build_tick
 from watchdog.config import Settings, load
-from watchdog.log import get_logger
 from watchdog.providers.simulated import SimulatedAccount
-from watchdog.store import Store
 from watchdog.tick import Tick
 
 
@@ -19,13 +17,7 @@ def demo_tick(tmp_path: Path, profile: str, clock: Clock) -> Tick:
     """The demo's tick (its limits, the simulated account) on a hand-moved clock."""
     settings = demo_settings(tmp_path)
     account = SimulatedAccount(profile, clock, start=clock.now)
-    return Tick(
-        settings=settings,
-        provider=account,
-        store=Store(settings.state.path),
-        clock=clock,
-        log=get_logger(),
-    )
+    return build_tick(settings, account, clock)
 
 
 def demo_settings(tmp_path: Path) -> Settings:

@@ -12,12 +12,11 @@ import httpx
 import pytest
 import respx
 
-from tests.fakes import Clock, ScriptedProvider
+from tests.fakes import Clock, ScriptedProvider, build_tick
 from watchdog import gate
 from watchdog.config import Settings, load
-from watchdog.log import get_logger
+from watchdog.core.model import KeyUsage, Override, PermitChange, Snapshot, Trip
 from watchdog.providers.openrouter import OpenRouterProvider
-from watchdog.core.model import KeyUsage, Snapshot
 from watchdog.store import Store
 from watchdog.tick import Tick
 
@@ -51,18 +50,22 @@ class Account:
     def fetch(self) -> Snapshot:
         return snap(self.clock, self.daily)
 
+    def admin(self) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
 
 def tick(settings: Settings, provider: Any, clock: Clock) -> Tick:
-    return Tick(
-        settings=settings,
-        provider=provider,
-        store=Store(settings.state.path),
-        clock=clock,
-        log=get_logger(),
-    )
+    return build_tick(settings, provider, clock)
+
+
+def record(store: Store, override: Override, change: PermitChange) -> None:
+    """What `trip` and `arm` write: the override and its audit line, in one unit."""
+    with store.unit() as unit:
+        unit.set_override(override)
+        unit.audit(change)
 
 
 def go(settings: Settings, clock: Clock) -> bool:
@@ -89,9 +92,9 @@ def test_permit_is_refreshed_revoked_and_rearmed(tmp_path: Path) -> None:
     clock.advance(minutes=1)
     assert t.run().decision.armed
     assert go(settings, clock)
-    audit = [(state, reason) for _, state, _, reason in t.store.audit_log()]
+    audit = [(c.state, c.reason) for c in t.store.audit_log()]
     assert audit == [("armed", "no finding demands a stop"), ("revoked", "daily_limit critical")]
-    shown = t.view.status["permit_history"]
+    shown = t.view.to_json(clock())["permit_history"]
     assert [(h["state"], h["by"]) for h in shown] == [("armed", "rules"), ("revoked", "rules")]
 
 
@@ -114,12 +117,8 @@ def test_latch_holds_until_arm(tmp_path: Path) -> None:
     result = t.run()
     assert not result.decision.armed
     assert "latched" in result.decision.reason
-    t.store.set_override(
-        {"trip": None, "armed_at": clock().isoformat()},
-        clock(),
-        "arm requested",
-        "bob (cli)",
-        "manual arm",
+    record(
+        t.store, Override(armed_at=clock()), PermitChange(clock(), "arm requested", "bob", "arm")
     )
     clock.advance(minutes=1)
     assert t.run().decision.armed
@@ -129,13 +128,8 @@ def test_a_trip_survives_a_restart_and_arm_ends_it(tmp_path: Path) -> None:
     clock, settings = Clock(T0), settings_for(tmp_path)
     t = tick(settings, Account(clock), clock)
     t.run()
-    t.store.set_override(
-        {"trip": {"reason": "audit", "by": "alice (cli)", "at": T0.isoformat()}},
-        T0,
-        "tripped",
-        "alice (cli)",
-        "audit",
-    )
+    trip = Trip("audit", "alice (cli)", T0)
+    record(t.store, Override(trip=trip), PermitChange(T0, "tripped", "alice (cli)", "audit"))
     clock.advance(minutes=1)
     assert not t.run().decision.armed
     t.store.close()
@@ -144,16 +138,11 @@ def test_a_trip_survives_a_restart_and_arm_ends_it(tmp_path: Path) -> None:
     result = restarted.run()
     assert not result.decision.armed
     assert result.decision.reason == "tripped by alice (cli): audit"
-    restarted.store.set_override(
-        {"trip": None, "armed_at": clock().isoformat()},
-        clock(),
-        "arm requested",
-        "alice (cli)",
-        "manual arm",
-    )
+    arm = PermitChange(clock(), "arm requested", "alice (cli)", "manual arm")
+    record(restarted.store, Override(armed_at=clock()), arm)
     clock.advance(minutes=1)
     assert restarted.run().decision.armed
-    states = [state for _, state, _, _ in restarted.store.audit_log()]
+    states = [c.state for c in restarted.store.audit_log()]
     assert states[:3] == ["armed", "arm requested", "revoked"]
 
 

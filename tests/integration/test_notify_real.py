@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import Clock, ScriptedProvider
+from tests.fakes import Clock, ScriptedProvider, build_tick
 from tests.servers import SmtpSink, WebhookSink, free_port
 from watchdog.config import load
-from watchdog.log import get_logger
-from watchdog.notify import AppriseTransport, DeliveryError, targets_from
-from watchdog.outbox import Outbox
 from watchdog.core.model import KeyUsage, Snapshot
+from watchdog.log import get_logger
+from watchdog.notify import AppriseTransport, DeliveryError, make_target
+from watchdog.outbox import Outbox
 from watchdog.store import Store
 from watchdog.tick import Tick
 
@@ -50,16 +50,8 @@ def make(
         },
     ).settings
     store = Store(settings.state.path)
-    targets = targets_from(settings.notify.targets)
-    provider = ScriptedProvider(clock, snaps)
-    tick = Tick(
-        settings=settings,
-        provider=provider,
-        store=store,
-        clock=clock,
-        log=get_logger(),
-        targets=targets,
-    )
+    targets = [make_target(t.url.get_secret_value(), t.severities) for t in settings.notify.targets]
+    tick = build_tick(settings, ScriptedProvider(clock, snaps), clock, targets=targets)
     return tick, Outbox(store, AppriseTransport(timeout=5), targets, clock, get_logger())
 
 
@@ -146,12 +138,6 @@ def test_an_outage_delays_alerts_and_delivers_each_once_in_order(tmp_path: Path)
 
 
 def test_a_refused_delivery_raises_with_apprises_reason() -> None:
-    target = targets_from(
-        load(
-            None,
-            require_key=False,
-            overrides={"notify": {"targets": [{"url": f"json://127.0.0.1:{free_port()}/x"}]}},
-        ).settings.notify.targets
-    )[0]
+    target = make_target(f"json://127.0.0.1:{free_port()}/x", ["warning", "critical"])
     with pytest.raises(DeliveryError, match="Connection error"):
         AppriseTransport(timeout=2).send(target, "t", "b", "warning", False)

@@ -9,8 +9,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.fakes import Clock
-from watchdog.log import get_logger
 from watchdog.core.model import OutboxRow
+from watchdog.log import get_logger
 from watchdog.notify import DeliveryError, Target
 from watchdog.outbox import GIVE_UP_AFTER, Outbox, backoff
 from watchdog.store import Store
@@ -39,9 +39,9 @@ def store(tmp_path: Path) -> Store:
 
 
 def enqueue(store: Store, target: Target, *titles: str, at: datetime = T0) -> None:
-    with store.transaction() as db:
-        store.enqueue(
-            db, [OutboxRow(at, target.id, "critical", "firing", "r", t, "body") for t in titles]
+    with store.unit() as unit:
+        unit.enqueue(
+            [OutboxRow(at, target.id, "critical", "firing", "r", t, "body") for t in titles]
         )
 
 
@@ -57,7 +57,7 @@ def test_messages_go_out_in_order_and_once(store: Store) -> None:
     assert outbox.deliver() == 3
     assert outbox.deliver() == 0
     assert transport.delivered[A.id] == ["one", "two", "three"]
-    assert [m.state for m in store.outbox_messages()] == ["sent"] * 3
+    assert [m.state for m in store.outbox()] == ["sent"] * 3
 
 
 def test_a_down_target_keeps_its_queue_in_order_and_blocks_nobody(store: Store) -> None:
@@ -74,7 +74,7 @@ def test_a_down_target_keeps_its_queue_in_order_and_blocks_nobody(store: Store) 
     clock.advance(seconds=10)
     enqueue(store, A, "a3")
     outbox.deliver()  # not due yet: nothing tried
-    assert store.outbox_messages()[0].attempts == 1
+    assert store.outbox()[0].attempts == 1
     transport.down.clear()
     clock.advance(seconds=25)
     assert outbox.deliver() == 3
@@ -106,7 +106,7 @@ def test_a_message_is_given_up_loudly_after_a_day(store: Store) -> None:
     with capture_logs() as logs:
         outbox.deliver()
     assert [e["event"] for e in logs] == ["notify_gave_up"]
-    assert store.outbox_messages()[0].state == "failed"
+    assert store.outbox()[0].state == "failed"
 
 
 def test_messages_for_a_removed_target_are_given_up_not_lost_silently(store: Store) -> None:
@@ -126,4 +126,4 @@ def test_a_courier_that_fails_is_logged_and_the_message_kept(store: Store) -> No
     with capture_logs() as logs:
         assert courier.deliver() == 1
     assert [e["event"] for e in logs] == ["courier_failed"]
-    assert [m.state for m in store.outbox_messages()] == ["pending"]
+    assert [m.state for m in store.outbox()] == ["pending"]

@@ -30,8 +30,8 @@ def config(tmp_path: Path, fake: FakeOpenRouter, management: bool) -> Path:
     )
     path.chmod(0o600)
     now = datetime.now(UTC)
-    with Store(tmp_path / "state.db") as store:
-        store.append_many([Sample(now - timedelta(hours=h), 100.0 - h * 0.5) for h in range(50)])
+    with Store(tmp_path / "state.db") as store, store.unit() as unit:
+        unit.add_samples([Sample(now - timedelta(hours=h), 100.0 - h * 0.5) for h in range(50)])
     return path
 
 

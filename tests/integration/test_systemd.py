@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.daemon import Daemon
+from watchdog.daemon import Daemon, Prepared
 from watchdog.log import get_logger
 from watchdog.sdnotify import Notifier
 
@@ -151,7 +151,8 @@ def test_a_stuck_tick_stops_the_heartbeat(monkeypatch: pytest.MonkeyPatch) -> No
             release.wait(10)
 
     monkeypatch.setattr(daemon_module, "STUCK_AFTER_S", 0.1)
-    daemon = Daemon(Stuck(), interval=60, log=get_logger())
+    daemon = Daemon(lambda: Prepared(Stuck()), interval=60, log=get_logger())
+    daemon.tick = Stuck()  # as if prepared: the scheduler is not needed to run one tick
     assert daemon.alive()
     thread = threading.Thread(target=daemon._run_tick)
     thread.start()
@@ -179,11 +180,10 @@ def test_stopping_waits_for_the_running_tick_and_starts_no_other() -> None:
 
     delivered: list[float] = []
     daemon = Daemon(
-        SlowTick(),
+        lambda: Prepared(SlowTick(), deliver=lambda: delivered.append(time.monotonic())),
         interval=0.05,
         log=get_logger(),
         run_for=0.3,
-        deliver=lambda: delivered.append(time.monotonic()),
     )
     started = time.monotonic()
     assert daemon.run() == 0

@@ -6,16 +6,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from watchdog.core import alerts, rules
-from watchdog.core.model import Silence
-from watchdog.config import BudgetConfig
-from watchdog.core.model import Finding
+from watchdog.core.model import AlertState, BudgetPolicy, Finding, Severity, Silence
 from watchdog.store import Store
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 REPEAT = timedelta(hours=4)
 
 
-def finding(severity: rules.Severity = "warning", rule: str = "daily_limit") -> Finding:
+def finding(severity: Severity = "warning", rule: str = "daily_limit") -> Finding:
     return Finding(rule, severity, 17.0, 16.0, f"{rule} is {severity}")
 
 
@@ -23,7 +21,7 @@ class Run:
     """Feeds findings tick by tick and keeps the events, like the daemon would."""
 
     def __init__(self, *, send_resolved: bool = True, repeat: timedelta = REPEAT) -> None:
-        self.states: dict[tuple[str, str], alerts.AlertState] = {}
+        self.states: dict[tuple[str, str], AlertState] = {}
         self.silences: dict[str, Silence] = {}
         self.send_resolved = send_resolved
         self.repeat = repeat
@@ -131,8 +129,8 @@ def test_a_silence_does_not_touch_other_rules() -> None:
 def test_states_survive_a_restart_without_duplicates(tmp_path: Path) -> None:
     run = Run()
     run.at(0, finding("critical"), finding(rule="spike"))
-    with Store(tmp_path / "s.db") as store, store.transaction() as db:
-        store.save_alerts(db, run.states)
+    with Store(tmp_path / "s.db") as store, store.unit() as unit:
+        unit.save_alerts(run.states)
     with Store(tmp_path / "s.db") as store:
         restored = store.load_alerts()
     assert restored == run.states
@@ -146,7 +144,7 @@ def test_a_value_hovering_at_the_line_does_not_flap() -> None:
     """Rules hold active findings (hysteresis); alerts see one firing, no resolve."""
     from tests.unit.test_rules import metrics, poll
 
-    budget = BudgetConfig(daily_limit=20)  # warning at $16.00, released under $15.20
+    budget = BudgetPolicy(daily_limit=20)  # warning at $16.00, released under $15.20
     run = Run()
     kinds = []
     for minute, spent in enumerate([15.9, 16.1, 15.95, 16.05, 15.8, 16.2, 15.6, 16.0, 15.5]):

@@ -54,7 +54,7 @@ def test_steady_spend_in_utc() -> None:
     assert m.rate_24h.per_hour == pytest.approx(1.0)
     assert m.avg_daily.per_day == pytest.approx(24.0)
     assert m.runway_days == pytest.approx(2.0)
-    assert m.rate_1h.basis == "own samples, full 60 min"
+    assert m.rate_1h.basis == "own samples, full 1 h"
     assert m.avg_daily.basis == "own samples over 2.0 days of 7.0 days"
 
 
@@ -161,7 +161,7 @@ def test_own_samples_take_over_from_the_prior_as_they_accumulate() -> None:
     assert early.avg_daily.per_day is not None and later.avg_daily.per_day is not None
     assert 12.0 < early.avg_daily.per_day < 13.0  # mostly the $12/day prior
     assert later.avg_daily.per_day == pytest.approx(72.0)  # all our own: $3/h
-    assert "own samples over 60 min" in early.avg_daily.basis
+    assert "own samples over 1 h" in early.avg_daily.basis
 
 
 def test_a_top_up_is_not_negative_spend() -> None:

@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from watchdog.core.model import Credits, KeyUsage, Snapshot
 from watchdog.providers.base import BadResponse
 from watchdog.providers.openrouter import parse_activity, parse_key
-from watchdog.core.model import Credits, KeyUsage, Snapshot
 
 # The example of GET /api/v1/key in OpenRouter's OpenAPI document.
 KEY_EXAMPLE = {

@@ -61,9 +61,7 @@ def budget(**kwargs: Any) -> BudgetPolicy:
 
 
 def poll(**kwargs: Any) -> PollHealth:
-    return PollHealth(
-        **{"last_success": NOW, "started_at": NOW - timedelta(hours=1), **kwargs}
-    )
+    return PollHealth(**{"last_success": NOW, "started_at": NOW - timedelta(hours=1), **kwargs})
 
 
 def run(
@@ -238,9 +236,7 @@ def test_stale_after_the_configured_age_then_critical() -> None:
 
 
 def test_never_polled_is_stale_from_the_start() -> None:
-    found = run(
-        metrics(), p=PollHealth(last_success=None, started_at=NOW - timedelta(minutes=12))
-    )
+    found = run(metrics(), p=PollHealth(last_success=None, started_at=NOW - timedelta(minutes=12)))
     assert found["stale"].message.startswith("No successful poll since start")
 
 

@@ -21,16 +21,17 @@ def sample(minutes: float, usage: float = 0.0, **kwargs: float) -> Sample:
 def test_samples_round_trip_through_a_real_file(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "dir" / "state.db"
     kept = sample(0, 12.5, usage_daily=1.25, balance=-3.0, total_credits=50.0, key_limit=100.0)
-    with Store(path) as store:
-        store.append(kept)
+    with Store(path) as store, store.unit() as unit:
+        unit.add_samples([kept])
     with Store(path) as store:
         assert store.last_sample() == kept
-        assert store.sample_count() == 1
+        assert store.history(T0 - timedelta(days=1)) == [kept]
 
 
 def test_history_includes_the_sample_before_the_window(tmp_path: Path) -> None:
     with Store(tmp_path / "s.db") as store:
-        store.append_many([sample(m, m) for m in range(0, 100, 10)])
+        with store.unit() as unit:
+            unit.add_samples([sample(m, m) for m in range(0, 100, 10)])
         got = store.history(T0 + timedelta(minutes=35))
     assert [s.usage for s in got] == [30, 40, 50, 60, 70, 80, 90]
 
@@ -44,7 +45,8 @@ def test_file_is_in_wal_mode(tmp_path: Path) -> None:
 def test_a_fresh_file_gets_every_migration(tmp_path: Path) -> None:
     with Store(tmp_path / "s.db") as store:
         assert store.schema_version == len(MIGRATIONS)
-        assert store.integrity_check() == "ok"
+    db = sqlite3.connect(tmp_path / "s.db")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_migrations_upgrade_an_older_file_and_keep_its_data(tmp_path: Path) -> None:
@@ -86,7 +88,9 @@ def test_a_second_daemon_on_the_same_file_is_refused(tmp_path: Path) -> None:
         with pytest.raises(StoreLocked, match=r"another budget-watchdog \(pid \d+\)"):
             Store(path, lock=True)
         with Store(path) as reader:  # commands that only read or add a row still work
-            assert reader.sample_count() == 0
+            assert reader.last_sample() is None
+            with reader.unit() as unit:
+                unit.add_samples([sample(0, 1.0)])
     with Store(path, lock=True):  # released on close
         pass
 
@@ -95,8 +99,9 @@ def test_thinning_keeps_one_sample_per_hour_beyond_retention(tmp_path: Path) -> 
     now = T0 + RAW_RETENTION + timedelta(hours=3)
     minutes = range(6 * 60)  # six hours of one-minute samples from T0
     with Store(tmp_path / "s.db") as store:
-        store.append_many([sample(m, m / 10) for m in minutes])
-        removed = store.thin(now)
+        with store.unit() as unit:
+            unit.add_samples([sample(m, m / 10) for m in minutes])
+            removed = unit.thin(now)
         kept = store.history(T0)
     old = [s for s in kept if s.ts < now - RAW_RETENTION]
     recent = [s for s in kept if s.ts >= now - RAW_RETENTION]
@@ -106,9 +111,38 @@ def test_thinning_keeps_one_sample_per_hour_beyond_retention(tmp_path: Path) -> 
     assert removed == 360 - 183
 
 
-def test_meta_values_survive_reopening(tmp_path: Path) -> None:
+def test_small_state_survives_reopening(tmp_path: Path) -> None:
+    """Permit, override, poll error and watched key: written in one unit, read back typed."""
+    from watchdog.core.model import Override, Trip
+    from watchdog.core.permit import PermitState
+    from watchdog.store import WatchedKey
+
+    state = PermitState(armed=False, reason="daily_limit critical", latched_since=T0)
+    override = Override(trip=Trip("backfill", "alice", T0), armed_at=None)
+    with Store(tmp_path / "s.db") as store, store.unit() as unit:
+        unit.save_permit(state, WatchedKey("batch", "abc123"))
+        unit.set_override(override)
+        unit.save_poll_error("HTTP 502", "transient", T0)
     with Store(tmp_path / "s.db") as store:
-        store.set_meta("poll_health", {"last_error": "HTTP 502", "n": 3})
+        assert store.permit_state() == state
+        assert store.watched_key() == WatchedKey("batch", "abc123")
+        assert store.override() == override
+        assert store.poll_error() == ("HTTP 502", "transient", T0)
+
+
+def test_a_fresh_file_has_neutral_state(tmp_path: Path) -> None:
+    from watchdog.core.model import Override
+    from watchdog.core.permit import PermitState
+
     with Store(tmp_path / "s.db") as store:
-        assert store.get_meta("poll_health") == {"last_error": "HTTP 502", "n": 3}
-        assert store.get_meta("missing") is None
+        assert store.permit_state() == PermitState()
+        assert store.override() == Override()
+        assert store.poll_error() == (None, None, None)
+
+
+def test_a_failed_unit_leaves_nothing_behind(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        with pytest.raises(RuntimeError), store.unit() as unit:
+            unit.add_samples([sample(0, 1.0)])
+            raise RuntimeError("crash mid-tick")
+        assert store.last_sample() is None

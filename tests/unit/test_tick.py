@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from watchdog.config import Settings, load
 from watchdog.log import get_logger
 from watchdog.providers.base import AuthError, RateLimited, TransientError
 from watchdog.store import Store
-from watchdog.tick import Tick
+from watchdog.tick import Tick, TickResult
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
@@ -31,15 +31,32 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def make_tick(settings: Settings, provider: ScriptedProvider, clock: Clock) -> Tick:
-    store = Store(settings.state.path)
-    return Tick(settings=settings, provider=provider, store=store, clock=clock, log=get_logger())
+    return Tick(
+        policy=settings.policy(),
+        provider=provider,
+        admin=None,
+        store=Store(settings.state.path),
+        permit_path=settings.killswitch.path,
+        clock=clock,
+        log=get_logger(),
+    )
+
+
+def run(tick: Tick) -> TickResult:
+    result = tick.run()
+    assert result.outcome is not None, result.failure
+    return result
+
+
+def samples(tick: Tick) -> int:
+    return len(tick.store.history(T0 - timedelta(days=1)))
 
 
 def test_a_successful_poll_is_stored_and_logged(settings: Settings) -> None:
     clock = Clock(T0)
     tick = make_tick(settings, ScriptedProvider(clock, [12.5]), clock)
     with capture_logs() as logs:
-        result = tick.run()
+        result = run(tick)
     assert result.error is None
     last = tick.store.last_sample()
     assert last is not None and last.usage == 12.5 and last.ts == T0
@@ -65,9 +82,9 @@ def test_a_failed_poll_is_logged_once_counted_and_not_raised(settings: Settings)
     failures = [entry for entry in logs if entry["event"] == "poll_failed"]
     assert [f["kind"] for f in failures] == ["transient", "auth"]
     assert failures[1]["data_age_s"] == 120.0
-    assert tick.health.errors_by_kind == {"transient": 1, "auth": 1}
-    assert tick.health.consecutive_failures == 2
-    assert tick.store.sample_count() == 1
+    assert dict(tick.memory.poll.errors_by_kind) == {"transient": 1, "auth": 1}
+    assert tick.memory.poll.consecutive_failures == 2
+    assert samples(tick) == 1
 
 
 def test_retry_after_defers_the_next_poll(settings: Settings) -> None:
@@ -76,12 +93,12 @@ def test_retry_after_defers_the_next_poll(settings: Settings) -> None:
     tick = make_tick(settings, provider, clock)
     tick.run()
     clock.advance(minutes=1)
-    assert tick.run().skipped
+    assert run(tick).skipped
     assert provider.calls == 1
     clock.advance(minutes=2)
-    result = tick.run()
+    result = run(tick)
     assert not result.skipped
-    assert result.sample is not None
+    assert result.snapshot is not None
 
 
 def test_the_last_error_survives_a_restart(settings: Settings) -> None:
@@ -92,4 +109,4 @@ def test_the_last_error_survives_a_restart(settings: Settings) -> None:
     tick.run()
     tick.store.close()
     again = make_tick(settings, ScriptedProvider(clock, []), clock)
-    assert again.health.last_error == "GET /key: HTTP 503"
+    assert again.memory.poll.last_error == "GET /key: HTTP 503"

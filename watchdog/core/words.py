@@ -36,13 +36,14 @@ def against(spent: float | None, limit: float | None) -> str:
 
 
 def duration(seconds: float) -> str:
-    """A duration as people say it: "45 s", "12 min", "3.5 h", "2.5 days"."""
+    """A duration as people say it: "45 s", "12 min", "1 h 35 min", "2.5 days"."""
     if not math.isfinite(seconds):
         return "ever"
     if seconds >= 2 * DAY:
         return f"{seconds / DAY:.1f} days"
-    if seconds >= 2 * HOUR:
-        return f"{seconds / HOUR:.1f} h"
+    if seconds >= HOUR:
+        hours, minutes = divmod(round(seconds / MINUTE), 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     if seconds >= 2 * MINUTE:
         return f"{seconds / MINUTE:.0f} min"
     return f"{seconds:.0f} s"

@@ -65,9 +65,12 @@ class ActivityRow:
 
 
 class Provider(Protocol):
-    """Reads spend. `fetch` returns a Snapshot or raises a ProviderError."""
+    """Reads spend. `fetch` returns a Snapshot or raises a ProviderError; `admin` is the
+    account's management side when a management key is configured, else None."""
 
     def fetch(self) -> Snapshot: ...
+
+    def admin(self) -> AccountAdmin | None: ...
 
     def close(self) -> None: ...
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from watchdog import __version__
+from watchdog.core.model import Credits, KeyUsage, Snapshot
 from watchdog.providers.base import (
     ActivityRow,
     AuthError,
@@ -27,7 +28,6 @@ from watchdog.providers.base import (
     RateLimited,
     TransientError,
 )
-from watchdog.core.model import Credits, KeyUsage, Snapshot
 
 USER_AGENT = f"budget-watchdog/{__version__} (+spend watchdog; python-httpx)"
 PAGE_SIZE = 100
@@ -80,6 +80,10 @@ class OpenRouterProvider:
     @property
     def has_management_key(self) -> bool:
         return bool(self._management_key)
+
+    def admin(self) -> OpenRouterProvider | None:
+        """The management side (activity, key disable) when a management key is set."""
+        return self if self.has_management_key else None
 
     def close(self) -> None:
         self._client.close()

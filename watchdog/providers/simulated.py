@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from watchdog.providers.base import ActivityRow, AuthError
 from watchdog.core.model import Credits, KeyUsage, Snapshot
+from watchdog.providers.base import ActivityRow, AuthError
 
 HOUR = 3600.0
 MODELS = (
@@ -178,6 +178,10 @@ class SimulatedAccount:
             self._paused.append((now, None))
         elif not disabled and is_disabled:
             self._paused[-1] = (self._paused[-1][0], now)
+
+    def admin(self) -> SimulatedAccount:
+        """The simulated account has a management side: activity and key disable."""
+        return self
 
     def remember_watched_key(self, key_hash: str) -> None:
         """The simulated account has one key; nothing to remember."""
