@@ -16,7 +16,7 @@ import json
 import socket
 import time
 
-from watchdog.gate import ConfigError, Verdict
+from watchdog.permit_json import Verdict
 
 # Not `from typing import ...` at run time: `gate --url` would pay for it.
 TYPE_CHECKING = False
@@ -38,8 +38,9 @@ def base_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-class AuthError(ConfigError):
-    """The daemon refused the request for its token (HTTP 401/403): a configuration error."""
+class AuthError(ValueError):
+    """The daemon refused the request for its token (HTTP 401/403): a configuration error
+    (`gate` exits 2 on it, as on every ValueError of a bad setting)."""
 
 
 class DaemonClient:

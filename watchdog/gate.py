@@ -19,6 +19,7 @@ import os
 import sys
 import time
 
+from watchdog.permit_json import Verdict as Verdict  # public here: watchdog.gate.Verdict
 from watchdog.permit_json import epoch, parse_object
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs `gate` milliseconds.
@@ -61,20 +62,6 @@ A permit is go only when it is a regular file holding the JSON object the daemon
 expires_at in the future but no further than the ttl ([killswitch] ttl of the config or
 $WATCHDOG_KILLSWITCH__TTL; 24 h when gate sees no config). Anything else is no-go.
 """
-
-
-class Verdict:
-    """The answer: `go`, the `reasons` against it, and what the permit (or the daemon) said."""
-
-    __slots__ = ("go", "permit", "reasons")
-
-    def __init__(self, go: bool, reasons: list[str], permit: dict[str, object] | None) -> None:
-        self.go = go
-        self.reasons = reasons
-        self.permit = permit
-
-    def __repr__(self) -> str:
-        return f"Verdict(go={self.go}, reasons={self.reasons})"
 
 
 class ConfigError(ValueError):

@@ -1,4 +1,5 @@
-"""A strict reader for the permit file: its flat JSON object and its ISO-8601 time stamps.
+"""A strict reader for the permit file (its flat JSON object and its ISO-8601 time stamps),
+and the Verdict that `gate` and the daemon's /preflight (through watchdog.control) give.
 
 `budget-watchdog gate` runs before every batch launch, so this module imports nothing
 Python has not already loaded at start-up: not `json` (which brings `re` and `enum`), not
@@ -6,6 +7,20 @@ Python has not already loaded at start-up: not `json` (which brings `re` and `en
 writes with `json.dumps`; `parse_object` reads exactly that shape and rejects everything
 else (nesting, duplicate keys, trailing data, truncation), which a reader treats as no-go.
 """
+
+class Verdict:
+    """The answer: `go`, the `reasons` against it, and what the permit (or the daemon) said."""
+
+    __slots__ = ("go", "permit", "reasons")
+
+    def __init__(self, go: bool, reasons: list[str], permit: dict[str, object] | None) -> None:
+        self.go = go
+        self.reasons = reasons
+        self.permit = permit
+
+    def __repr__(self) -> str:
+        return f"Verdict(go={self.go}, reasons={self.reasons})"
+
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _DIGITS = "0123456789"
