@@ -8,6 +8,7 @@ writes with `json.dumps`; `parse_object` reads exactly that shape and rejects ev
 else (nesting, duplicate keys, trailing data, truncation), which a reader treats as no-go.
 """
 
+
 class Verdict:
     """The answer: `go`, the `reasons` against it, and what the permit (or the daemon) said."""
 

@@ -110,3 +110,38 @@ def test_the_last_error_survives_a_restart(settings: Settings) -> None:
     tick.store.close()
     again = make_tick(settings, ScriptedProvider(clock, []), clock)
     assert again.memory.poll.last_error == "GET /key: HTTP 503"
+
+
+class Exploding:
+    """A provider with a bug: fetch raises something that is not a ProviderError."""
+
+    def fetch(self) -> None:
+        "sk-or-v1-\ufeffkey".encode("latin-1")  # what a BOM in a key file did to httpx
+
+    def admin(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_tick_that_raises_is_a_recorded_failure_and_fails_closed(settings: Settings) -> None:
+    clock = Clock(T0)
+    good = make_tick(settings, ScriptedProvider(clock, [1.0, 1.0]), clock)
+    run(good)
+    clock.advance(minutes=1)
+    run(good)
+    assert settings.killswitch.path.exists()
+    good.provider = Exploding()  # type: ignore[assignment]
+    clock.advance(minutes=1)
+    with capture_logs() as logs:
+        result = good.run()
+    assert result.outcome is None and result.failure is not None
+    assert "UnicodeEncodeError" in result.failure
+    poll = good.memory.poll
+    assert poll.last_error_kind == "tick" and "UnicodeEncodeError" in (poll.last_error or "")
+    assert dict(poll.errors_by_kind) == {"tick": 1}
+    assert poll.last_success == T0 + timedelta(minutes=1)  # the failed tick's data is not fresh
+    assert not settings.killswitch.path.exists()  # fail closed
+    assert not good.view.armed and "the tick failed" in good.view.permit_reason
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["tick_failed"]
