@@ -690,6 +690,7 @@ def _serve(
             targets=targets,
             memory=memory,
             published=published,
+            lease_clock=lambda: datetime.now(UTC),
         )
         if not targets:
             return Prepared(tick)

@@ -29,7 +29,11 @@ def status_from_store(store: Store, settings: Settings, now: datetime) -> dict[s
         for a in store.load_alerts().values()
     ]
     # Whatever the state file says, the permit is what a job would find now.
-    verdict = check(permit=str(settings.killswitch.path), now=now.timestamp())
+    verdict = check(
+        permit=str(settings.killswitch.path),
+        now=now.timestamp(),
+        ttl_s=settings.killswitch.ttl.total_seconds(),
+    )
     error, kind, at = store.poll_error()
     last = store.last_sample()
     poll = PollHealth(

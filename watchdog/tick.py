@@ -146,6 +146,7 @@ class Tick:
         targets: Sequence[Target] = (),
         memory: Memory | None = None,
         published: LatestView | None = None,
+        lease_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.policy = policy
         self.provider = provider
@@ -153,6 +154,9 @@ class Tick:
         self.store = store
         self.permit_path = permit_path
         self.clock = clock
+        # The permit is a lease in real time, read by jobs with the wall clock; only the
+        # demo's accelerated clock differs from it.
+        self.lease_clock = lease_clock or clock
         self.log = log
         self.targets = tuple(targets)
         self.memory = memory or resume(store, policy, clock())
@@ -232,7 +236,7 @@ class Tick:
         m.alerts, m.permit = outcome.alerts, outcome.permit
         result = TickResult(now, snapshot, error, skipped, outcome)
         self.view = self._view(now, outcome)
-        self._apply_permit(now, outcome)
+        self._apply_permit(outcome)
         self._apply_key_actions(now, outcome)
         self._maybe_thin(now)
         self._log(result, outcome)
@@ -333,11 +337,11 @@ class Tick:
             chart=m.history.hourly(now, 168),
         )
 
-    def _apply_permit(self, now: datetime, o: Outcome) -> None:
+    def _apply_permit(self, o: Outcome) -> None:
         try:
             if o.decision.armed:
                 body = permitfile.permit_body(
-                    now,
+                    self.lease_clock(),
                     self.policy.killswitch.ttl,
                     o.metrics.balance,
                     o.metrics.runway_days,
