@@ -13,7 +13,7 @@ from html import escape
 from watchdog.core.burn import Rate
 from watchdog.core.model import BudgetPolicy, Finding
 from watchdog.core.view import TargetView, View
-from watchdog.core.words import days, duration, timestamp, usd
+from watchdog.core.words import days, duration, percent, timestamp, usd
 from watchdog.core.words import rate as rate_text
 
 COLORS = {"ok": "#1a7f37", "warning": "#b35900", "critical": "#c62828", "unknown": "#57606a"}
@@ -109,11 +109,6 @@ def _bar(share: float, color: str) -> str:
     return f'<div class="bar"><span style="width:{width:.1f}%;background:{color}"></span></div>'
 
 
-def _share(part: float) -> str:
-    """A share of a limit: "92%". (To move to `watchdog.core.words`, beside `against`.)"""
-    return f"{part:.0%}"
-
-
 def _limit_card(
     title: str,
     spent: float | None,
@@ -133,7 +128,7 @@ def _limit_card(
             else COLORS["ok"]
         )
         body += _bar(share, color)
-        body += f'<div class="muted">{_share(share)} of the {usd(limit)} {name}</div>'
+        body += f'<div class="muted">{percent(share)} of the {usd(limit)} {name}</div>'
     else:
         body += f'<div class="muted">no {name} set</div>'
     if forecast is not None:

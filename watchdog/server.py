@@ -26,7 +26,7 @@ import math
 import re
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -195,7 +195,7 @@ class _Prepared:
     view: View
     fixed: tuple[str, ...]  # reasons that do not depend on the request or the clock
     fresh_until: datetime | None  # the data is fresh up to this instant
-    rooms: list[preflight.Room]
+    rooms: Sequence[preflight.Room]
     runway: float | None
     headroom: str  # JSON of headroom_usd
 
@@ -213,7 +213,7 @@ class _Prepared:
             view=v,
             fixed=tuple(fixed),
             fresh_until=None if last is None else last + v.budget.stale_after,
-            rooms=list(v.rooms),
+            rooms=v.rooms,
             runway=m.runway_days if m is not None else None,
             headroom=_num(money(v.headroom)),
         )

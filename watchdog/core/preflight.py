@@ -7,6 +7,7 @@ configured limit today and this month, and the balance above the critical buffer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from watchdog.core.burn import Metrics
@@ -61,11 +62,11 @@ def headroom(metrics: Metrics, budget: BudgetPolicy) -> float | None:
     return smallest(rooms(metrics, budget))
 
 
-def smallest(known: list[Room]) -> float | None:
+def smallest(known: Sequence[Room]) -> float | None:
     return max(0.0, min(r.left for r in known)) if known else None
 
 
-def shortfalls(known: list[Room], cost: float, reserved: float = 0.0) -> list[str]:
+def shortfalls(known: Sequence[Room], cost: float, reserved: float = 0.0) -> list[str]:
     """Why a job of `cost` (on top of `reserved` holds) would break one of the thresholds
     `known` (see rooms); [] if none. Cheap: the rooms are computed once per tick."""
     reasons = []

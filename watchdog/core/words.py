@@ -26,13 +26,18 @@ def rate(per_hour: float | None) -> str:
     return "an unknown rate" if per_hour is None else f"{usd(per_hour)}/h"
 
 
+def percent(share: float) -> str:
+    """A share: "92%"."""
+    return f"{share:.0%}"
+
+
 def against(spent: float | None, limit: float | None) -> str:
     """Spend against a limit: "$18.40 of $20.00 (92%)", "$3.00 (no limit set)", "unknown"."""
     if spent is None:
         return "unknown"
     if not limit:
         return f"{usd(spent)} (no limit set)"
-    return f"{usd(spent)} of {usd(limit)} ({spent / limit:.0%})"
+    return f"{usd(spent)} of {usd(limit)} ({percent(spent / limit)})"
 
 
 def duration(seconds: float) -> str:
