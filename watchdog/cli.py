@@ -242,7 +242,7 @@ def _positive_float(text: str) -> float:
 def _duration_arg(text: str) -> float:
     import argparse
 
-    from watchdog.config import parse_duration
+    from watchdog.core.words import parse_duration
 
     try:
         return parse_duration(text).total_seconds()

@@ -47,6 +47,7 @@ from pydantic_settings import (
 )
 
 from watchdog.core.model import BudgetPolicy, KillswitchPolicy, NotifyPolicy, Policy
+from watchdog.core.words import format_duration, parse_duration
 
 CONFIG_ENV = "WATCHDOG_CONFIG"
 ENV_PREFIX = "WATCHDOG_"
@@ -57,61 +58,12 @@ CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 API_KEY_CREDENTIAL = "openrouter_api_key"
 MANAGEMENT_KEY_CREDENTIAL = "openrouter_management_key"
 
-MAX_DURATION = timedelta(days=366)
 MAX_AMOUNT = 1e9  # USD; anything above is a typo, and floats stay exact well beyond it
 KEY_FILE_MAX_BYTES = 64 * 1024  # a key is ~100 bytes; this bounds a read of the wrong file
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
-_DURATION_FORMS = "a duration like '90s', '5m', '4h', '7d' or seconds"
 
 
 # -- value types ---------------------------------------------------------------------------
-
-
-def parse_duration(value: object) -> timedelta:
-    """Given "90s", "5m", "4h", "7d", "1h30m", a number of seconds or a timedelta, return
-    a timedelta. Raise ValueError for anything else, a negative duration, or one longer
-    than MAX_DURATION (366 days) — never OverflowError.
-
-    Hand-written: the format is four units and a regex; a dependency would cost more.
-    """
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool):
-        raise ValueError(f"expected {_DURATION_FORMS}")
-    elif isinstance(value, int | float):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an int beyond float range
-            seconds = math.inf
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            seconds = float(text)
-        elif text and re.fullmatch(rf"(?:{_DURATION_RE.pattern}\s*)+", text):
-            seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_RE.findall(text))
-        else:
-            raise ValueError(f"{value!r} is not {_DURATION_FORMS}")
-    else:
-        raise ValueError(f"expected {_DURATION_FORMS}")
-    if math.isnan(seconds):
-        raise ValueError(f"expected {_DURATION_FORMS}")
-    if seconds < 0:
-        raise ValueError("must not be negative")
-    # Compared as floats, before timedelta() sees the number: it overflows past ~2.7 My.
-    if seconds > MAX_DURATION.total_seconds():
-        raise ValueError(f"must be at most {format_duration(MAX_DURATION)}")
-    return timedelta(seconds=seconds)
-
-
-def format_duration(value: timedelta) -> str:
-    """Given a timedelta, return the shortest exact form ("90s", "5m", "4h", "7d")."""
-    seconds = value.total_seconds()
-    for unit in ("d", "h", "m"):
-        if seconds and seconds % _UNITS[unit] == 0:
-            return f"{int(seconds // _UNITS[unit])}{unit}"
-    return f"{seconds:g}s"
 
 
 def _flag(value: object) -> bool:

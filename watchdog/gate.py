@@ -413,13 +413,9 @@ def _stamp(data: dict[str, object], name: str, reasons: list[str]) -> float | No
 
 
 def _span(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+    from watchdog.core.words import duration  # only on the way to a no-go: cost is moot
+
+    return duration(seconds)
 
 
 def _one_line(text: str) -> str:
@@ -446,41 +442,13 @@ def _killswitch_section(source: str) -> dict[str, object]:
     return section
 
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
 def _duration(value: object) -> float:
-    """Seconds from "90s", "5m", "4h", "7d", "1h30m" or a number of seconds (as the daemon's
-    config takes them); at least 1 s, as the daemon requires of the ttl. Else ValueError."""
-    wrong = f"{value!r} is not a duration like '90s', '5m', '4h', '7d' or seconds"
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(wrong)
-    if isinstance(value, str):
-        rest = value.strip().lower()
-        if _is_decimal(rest):
-            seconds = float(rest)
-        elif not rest:
-            raise ValueError(wrong)
-        else:
-            seconds = 0.0
-            while rest:
-                end = 0
-                while end < len(rest) and rest[end] in "0123456789.":
-                    end += 1
-                number, rest = rest[:end], rest[end:].lstrip()
-                if not _is_decimal(number) or rest[:1] not in _UNITS:
-                    raise ValueError(wrong)
-                seconds += float(number) * _UNITS[rest[0]]
-                rest = rest[1:].lstrip()
-    else:
-        seconds = float(value)
-    if not (seconds >= 1 and seconds - seconds == 0):
-        raise ValueError(f"{value!r} must be a finite duration of at least 1s")
+    """Seconds from a duration as the daemon's config takes it ("90s", "5m", "4h", "7d",
+    "1h30m" or seconds); at least 1 s, as the daemon requires of the ttl. Else ValueError.
+    Only when a config or $WATCHDOG_KILLSWITCH__TTL must be read (tomllib costs more)."""
+    from watchdog.core.words import parse_duration
+
+    seconds = parse_duration(value).total_seconds()
+    if seconds < 1:
+        raise ValueError(f"{value!r} must be a duration of at least 1s")
     return seconds
-
-
-def _is_decimal(text: str) -> bool:
-    """Digits, or digits.digits (ASCII)."""
-    whole, dot, fraction = text.partition(".")
-    parts = (whole, fraction) if dot else (whole,)
-    return all(part and all(c in "0123456789" for c in part) for part in parts)

@@ -23,7 +23,6 @@ import heapq
 import hmac
 import json
 import math
-import re
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -40,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from watchdog.core import preflight
 from watchdog.core.view import UNKNOWN, View
-from watchdog.core.words import days, iso, money, rounded
+from watchdog.core.words import days, iso, money, parse_duration, rounded
 
 DEFAULT_HOLD = timedelta(minutes=30)
 MIN_HOLD = timedelta(seconds=1)
@@ -50,8 +49,6 @@ PAGE_LIMIT = 100  # GET /preflight/holds: at most this many per page
 MAX_COST = 1e9  # USD: anything above is a typo, and sums of it must stay finite
 MAX_LABEL = 100
 
-_HOLD = re.compile(r"(\d{1,12}(?:\.\d{1,6})?)\s*([smhd]?)")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 JSON_TYPE = b"application/json"
 
@@ -491,15 +488,15 @@ def _hold(text: str | None) -> timedelta:
     if text is None or text == "":
         return DEFAULT_HOLD
     shown = text[:40]
-    match = _HOLD.fullmatch(text.strip().lower()) if len(text) <= 40 else None
-    if match is None:
+    try:
+        hold = parse_duration(text)
+    except ValueError:
         raise ValueError(
             f'hold must be a duration like "90s", "5m", "4h", "1d" or seconds, not {shown!r}'
-        )
-    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
-    if not MIN_HOLD.total_seconds() <= seconds <= MAX_HOLD.total_seconds():
+        ) from None
+    if not MIN_HOLD <= hold <= MAX_HOLD:
         raise ValueError(f"hold must be from 1s to 24h, not {shown!r}")
-    return timedelta(seconds=seconds)
+    return hold
 
 
 def _count(text: str | None, name: str, default: int, most: int | None) -> int:

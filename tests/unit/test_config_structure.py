@@ -33,7 +33,7 @@ def test_the_sample_shows_each_description_and_example() -> None:
     assert "# daily_limit = 20.0\n" in example
 
 
-def test_the_config_module_imports_nothing_of_watchdog_but_the_core_model() -> None:
+def test_the_config_module_imports_nothing_of_watchdog_but_the_core() -> None:
     """notify imports config for its types; config importing notify would be a cycle."""
     tree = ast.parse((ROOT / "watchdog" / "config.py").read_text())
     imported = {
@@ -45,7 +45,7 @@ def test_the_config_module_imports_nothing_of_watchdog_but_the_core_model() -> N
         for alias in node.names
     }
     ours = {name for name in imported if name.split(".")[0] == "watchdog"}
-    assert ours == {"watchdog.core.model"}
+    assert ours and all(name.startswith("watchdog.core.") for name in ours)
 
 
 def test_effective_urls_show_only_their_scheme_by_default() -> None:
