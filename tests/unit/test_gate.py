@@ -604,3 +604,11 @@ def test_timestamps_are_dates_exactly_when_datetime_says_so(stamp: str) -> None:
 def test_timestamps_that_are_not_dates_are_rejected(stamp: str) -> None:
     with pytest.raises(ValueError):
         permit_json.epoch(stamp)
+
+
+def test_the_gates_default_ttl_is_the_daemons() -> None:
+    """gate cannot import the config (pydantic is too slow to load), so it keeps a copy of
+    the default ttl; this keeps the two equal."""
+    from watchdog.config import KillswitchConfig
+
+    assert KillswitchConfig().ttl.total_seconds() == gate.DAEMON_DEFAULT_TTL_S
