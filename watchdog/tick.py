@@ -32,6 +32,7 @@ from watchdog.core.model import (
     PermitChange,
     Policy,
     PollHealth,
+    Silence,
     Snapshot,
     TargetHealth,
 )
@@ -216,6 +217,7 @@ class Tick:
                 auth=isinstance(error, AuthError),
             )
         self._refresh_prior(now)
+        silences = self.store.silences(now)
         outcome = decide(
             Inputs(
                 now=now,
@@ -226,7 +228,7 @@ class Tick:
                 alerts=m.alerts,
                 permit=m.permit,
                 override=self.store.override(),
-                silences=self.store.silences(now),
+                silences=silences,
                 recipients=[t.recipient for t in self.targets],
                 key_name=m.watched.name,
                 disable_error=m.disable_error,
@@ -235,7 +237,7 @@ class Tick:
         self._commit(now, snapshot, error, outcome)
         m.alerts, m.permit = outcome.alerts, outcome.permit
         result = TickResult(now, snapshot, error, skipped, outcome)
-        self.view = self._view(now, outcome)
+        self.view = self._view(now, outcome, silences)
         self._apply_permit(outcome)
         self._apply_key_actions(now, outcome)
         self._maybe_thin(now)
@@ -316,7 +318,7 @@ class Tick:
 
     # -- apply -----------------------------------------------------------------------
 
-    def _view(self, now: datetime, o: Outcome) -> View:
+    def _view(self, now: datetime, o: Outcome, silences: dict[str, Silence]) -> View:
         m = self.memory
         health = self.store.target_health() if self.targets else {}
         return view.build(
@@ -328,7 +330,7 @@ class Tick:
             poll=m.poll,
             key_name=m.watched.name,
             scope=m.snapshot.scope if m.snapshot else "key",
-            silences=self.store.silences(now),
+            silences=silences,
             targets=[
                 view.TargetView(t.id, t.shown, t.severities, health.get(t.id, TargetHealth()))
                 for t in self.targets

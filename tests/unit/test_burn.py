@@ -272,3 +272,35 @@ def test_runway_grows_with_balance(low: float, extra: float) -> None:
     b = measure([*base, Sample(now, base[-1].usage + 1 / 60, balance=low + extra)], now)
     assert a.runway_days is not None and b.runway_days is not None
     assert b.runway_days >= a.runway_days
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(min_value=1, max_value=180), st.floats(min_value=0, max_value=5)),
+        min_size=0,
+        max_size=40,
+    ),
+    end_offset=st.integers(min_value=-600, max_value=6000),
+)
+def test_the_hourly_chart_agrees_with_the_spend_windows(
+    steps: list[tuple[int, float]], end_offset: int
+) -> None:
+    """The chart interpolates each hour boundary once; it must say what `window` says."""
+    base = datetime(2026, 11, 20, 7, 13, tzinfo=UTC)
+    history = burn.History()
+    t, usage = base, 10.0
+    for minutes, spent in steps:
+        history.add(Sample(t, usage))
+        t += timedelta(minutes=minutes)
+        usage += spent
+    end = base + timedelta(minutes=end_offset)
+    chart = history.hourly(end, 12)
+    assert len(chart) == 12
+    for begin, value in chart:
+        got = history.window(begin, begin + timedelta(hours=1))
+        expected = got[0] if got and got[1] > timedelta(0) else None
+        if expected is None:
+            assert value is None
+        else:
+            assert value == pytest.approx(expected, abs=1e-9)

@@ -204,13 +204,24 @@ class History:
         return max(0.0, s_b - s_a), timedelta(seconds=b - a)
 
     def hourly(self, end: datetime, hours: int) -> list[tuple[datetime, float | None]]:
-        """Spend per clock hour for the `hours` hours up to `end` (None where uncovered)."""
+        """Spend per clock hour for the `hours` hours up to `end` (None where uncovered).
+
+        Each hour boundary is interpolated once (not twice per hour, as `window` would):
+        this runs every tick for the status page's 7-day chart."""
         top = end.replace(minute=0, second=0, microsecond=0)
-        out = []
-        for k in range(hours - 1, -1, -1):
-            begin = top - timedelta(hours=k)
-            got = self.window(begin, begin + timedelta(hours=1))
-            out.append((begin, got[0] if got and got[1] > timedelta(0) else None))
+        first = top - timedelta(hours=hours - 1)
+        if not self.ts:
+            return [(first + timedelta(hours=k), None) for k in range(hours)]
+        lo, hi = self.ts[0], self.ts[-1]
+        t0 = first.timestamp()
+        edges = [t0 + k * HOUR for k in range(hours + 1)]
+        spend = [self.spend_at(min(max(t, lo), hi)) for t in edges]
+        out: list[tuple[datetime, float | None]] = []
+        for k in range(hours):
+            covered = min(edges[k + 1], hi) - max(edges[k], lo) > 0
+            a, b = spend[k], spend[k + 1]
+            value = max(0.0, b - a) if covered and a is not None and b is not None else None
+            out.append((first + timedelta(hours=k), value))
         return out
 
 
