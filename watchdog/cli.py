@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Iterator
+    from datetime import datetime
     from typing import Any
 
     from watchdog.config import Loaded, Settings
     from watchdog.control import DaemonClient
+    from watchdog.courier import CourierOutbox, Inspector
     from watchdog.notify import Target
     from watchdog.providers.base import Provider
     from watchdog.store import Store, Unit
@@ -634,7 +636,7 @@ def _serve(
     provider: Provider,
     *,
     interval: float,
-    clock: Callable[[], Any] | None = None,
+    clock: Callable[[], datetime] | None = None,
     run_for: float | None = None,
     announce: bool = False,
 ) -> int:
@@ -744,10 +746,10 @@ def _courier(
     ns: argparse.Namespace,
     store: Store,
     targets: list[Target],
-    clock: Callable[[], Any],
+    clock: Callable[[], datetime],
     logger: Any,
     secrets: list[str],
-) -> Any:
+) -> CourierOutbox:
     from watchdog.courier import CourierOutbox
 
     log_format = ns.log_format
@@ -756,7 +758,7 @@ def _courier(
     return CourierOutbox(store, targets, clock, logger, secrets=secrets, log_format=log_format)
 
 
-def _inspected_targets(loaded: Loaded, inspector: Any) -> list[Target] | None:
+def _inspected_targets(loaded: Loaded, inspector: Inspector) -> list[Target] | None:
     """The notification targets once the courier has checked their URLs, or None after
     printing every problem as a config error (secrets masked)."""
     from watchdog.config import ConfigError, ConfigProblem

@@ -62,7 +62,6 @@ MAX_AMOUNT = 1e9  # USD; anything above is a typo, and floats stay exact well be
 KEY_FILE_MAX_BYTES = 64 * 1024  # a key is ~100 bytes; this bounds a read of the wrong file
 
 
-
 # -- value types ---------------------------------------------------------------------------
 
 

@@ -396,13 +396,6 @@ class Store:
         )
         return _message(row) if row is not None else None
 
-    def outbox(self, limit: int = 1000) -> list[OutboxMessage]:
-        """The latest outbox messages, oldest first."""
-        rows = self._all(
-            "SELECT * FROM (SELECT * FROM outbox ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,)
-        )
-        return [_message(r) for r in rows]
-
     def due_count(self, now: datetime) -> int:
         """How many undelivered messages are due at `now`."""
         row = self._one(

@@ -12,6 +12,7 @@ import pytest
 
 from watchdog import config
 from watchdog.cli import main
+from watchdog.core import words
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sk-or-v1-0123456789abcdef-do-not-print"
@@ -43,20 +44,20 @@ def problems(exc: pytest.ExceptionInfo[config.ConfigError]) -> dict[str, str]:
     ],
 )
 def test_durations_accept_units_and_seconds(text: object, seconds: float) -> None:
-    assert config.parse_duration(text) == timedelta(seconds=seconds)
+    assert words.parse_duration(text) == timedelta(seconds=seconds)
 
 
 @pytest.mark.parametrize("text", ["", "5 minutes", "m5", "-5s", "5w", True, None])
 def test_durations_reject_other_forms(text: object) -> None:
     with pytest.raises(ValueError):
-        config.parse_duration(text)
+        words.parse_duration(text)
 
 
 @pytest.mark.parametrize(
     ("seconds", "shown"), [(60, "1m"), (90, "90s"), (86400, "1d"), (0.5, "0.5s")]
 )
 def test_durations_print_in_their_shortest_exact_form(seconds: float, shown: str) -> None:
-    assert config.format_duration(timedelta(seconds=seconds)) == shown
+    assert words.format_duration(timedelta(seconds=seconds)) == shown
 
 
 def test_file_values_are_loaded(tmp_path: Path) -> None:

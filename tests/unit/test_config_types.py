@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from watchdog import config
+from watchdog.core import words
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -88,11 +89,11 @@ def test_whole_numbers_are_fine_for_amounts(tmp_path: Path) -> None:
 )
 def test_a_duration_beyond_a_year_is_a_value_error(value: object) -> None:
     with pytest.raises(ValueError, match=r"at most 366d|expected a duration"):
-        config.parse_duration(value)
+        words.parse_duration(value)
 
 
 def test_a_duration_of_366_days_is_the_longest() -> None:
-    assert config.parse_duration("366d") == timedelta(days=366)
+    assert words.parse_duration("366d") == timedelta(days=366)
 
 
 @pytest.mark.parametrize("value", ['"9999999999d"', "99999999999999", "inf", "nan"])
