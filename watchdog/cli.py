@@ -662,6 +662,15 @@ def _serve(
     logger = _setup_logging(ns, loaded)
     policy = settings.policy()
     now = clock or (lambda: datetime.now(UTC))
+    permit_path = settings.killswitch.path
+    try:
+        # A permit that can never be written would leave every job at no-go with only a
+        # log line to say why: refuse to start instead (exit 2, one line).
+        permitfile.probe(permit_path)
+    except OSError as exc:
+        message = f"cannot write the permit at {permit_path}: {exc.strerror or exc}"
+        logger.error("permit_unwritable", detail=message)
+        raise CommandError(f"error: {message} (killswitch.path)", EXIT_USAGE) from None
     try:
         store = Store(settings.state.path, lock=True)
     except StoreError as exc:

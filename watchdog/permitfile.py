@@ -41,16 +41,28 @@ def permit_body(
     }
 
 
+def probe(path: Path) -> None:
+    """Check at start that the permit can be written where it is configured: the
+    directory is made (as a write would) and a temp file written and removed. Raise
+    OSError with the reason when not, so a daemon that could never arm says so at once."""
+    directory = _directory(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=directory)
+    try:
+        _write_all(fd, b"{}\n")
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
+    if path.exists() and not path.is_file():
+        raise IsADirectoryError(21, "not a regular file", str(path))
+
+
 def write(path: Path, body: dict[str, object]) -> None:
     """Atomically (re)write the permit: temp file in the same directory, fsync, rename."""
-    directory = path.parent
-    if not directory.exists():
-        directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
+    directory = _directory(path)
     data = (json.dumps(body) + "\n").encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        os.write(fd, data)
+        _write_all(fd, data)
         os.fchmod(fd, PERMIT_MODE)
         os.fsync(fd)
         os.close(fd)
@@ -63,6 +75,20 @@ def write(path: Path, body: dict[str, object]) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+
+
+def _directory(path: Path) -> Path:
+    directory = path.parent
+    if not directory.exists():
+        directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
+    return directory
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def revoke(path: Path) -> bool:

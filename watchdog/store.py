@@ -208,7 +208,10 @@ class Store:
     # -- lifecycle -------------------------------------------------------------------
 
     def _take_lock(self) -> None:
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        # Keyed by the file itself, not the name it was given: a second daemon pointed at
+        # a symlink (or a path with ..) to the same state file meets the same lock.
+        real = self.path.resolve()
+        lock_path = real.with_name(real.name + ".lock")
         try:
             handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for life
         except OSError as exc:
@@ -223,10 +226,14 @@ class Store:
                 f"another budget-watchdog (pid {holder}) is using {self.path}; stop it "
                 "first, or give this one its own state.path"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        except OSError as exc:  # a full disk: the lock is ours, the pid just unwritten
+            handle.close()
+            raise StoreError(f"cannot write {lock_path}: {exc.strerror}") from None
         self._lock_file = handle
 
     def _release_lock(self) -> None:

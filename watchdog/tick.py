@@ -61,6 +61,7 @@ class Memory:
     prior: burn.Prior = field(default_factory=burn.Prior)
     snapshot: Snapshot | None = None
     disable_error: str | None = None
+    permit_error: str | None = None
     last_thin: datetime | None = None
     last_activity: datetime | None = None
 
@@ -232,6 +233,7 @@ class Tick:
                 recipients=[t.recipient for t in self.targets],
                 key_name=m.watched.name,
                 disable_error=m.disable_error,
+                permit_error=m.permit_error,
             )
         )
         self._commit(now, snapshot, error, outcome)
@@ -353,8 +355,17 @@ class Tick:
             else:
                 permitfile.revoke(self.permit_path)
         except OSError as exc:
-            # Cannot write the permit: jobs see it expire (fail-closed); say so every tick.
+            # Jobs see no permit (fail-closed); the view must not say otherwise, and the
+            # next tick raises a critical finding until a write succeeds.
+            error = f"{self.permit_path}: {exc.strerror or exc}"
+            self.memory.permit_error = error
             self.log.error("permit_write_failed", path=str(self.permit_path), error=str(exc))
+            if o.decision.armed:
+                self.view = replace(
+                    self.view, armed=False, permit_reason=f"cannot write the permit ({error})"
+                )
+        else:
+            self.memory.permit_error = None
 
     def _apply_key_actions(self, now: datetime, o: Outcome) -> None:
         m = self.memory

@@ -146,3 +146,15 @@ def test_a_failed_unit_leaves_nothing_behind(tmp_path: Path) -> None:
             unit.add_samples([sample(0, 1.0)])
             raise RuntimeError("crash mid-tick")
         assert store.last_sample() is None
+
+
+def test_a_second_daemon_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    (tmp_path / "elsewhere").mkdir()
+    alias = tmp_path / "elsewhere" / "alias.db"
+    with Store(path, lock=True):
+        alias.symlink_to(path)
+        with pytest.raises(StoreLocked, match="another budget-watchdog"):
+            Store(alias, lock=True)
+        with pytest.raises(StoreLocked):
+            Store(tmp_path / "elsewhere" / ".." / "s.db", lock=True)

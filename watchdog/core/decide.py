@@ -46,6 +46,7 @@ class Inputs:
     recipients: Sequence[Recipient]
     key_name: str
     disable_error: str | None = None
+    permit_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def decide(i: Inputs) -> Outcome:
         horizon=policy.poll_interval * HORIZON_FACTOR,
         held=held,
         disable_error=i.disable_error,
+        permit_error=i.permit_error,
     )
     new_permit, decision, permit_events = permits.advance(
         i.permit, findings, i.override, i.poll, i.now, policy.killswitch

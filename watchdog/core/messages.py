@@ -31,6 +31,8 @@ ADVICE = {
     "page and `budget-watchdog status` for the last error.",
     "auth": "Check the key: it may have been revoked, disabled, replaced, or be of the wrong type.",
     "key_disable": "The key could not be disabled at the provider: stop running jobs by hand.",
+    "permit_write": "Make `killswitch.path`'s directory writable by the service (and free "
+    "some disk space); until then every job is refused.",
     "permit": "Running jobs are not stopped; new launches are refused until the permit re-arms "
     "by itself (or `budget-watchdog arm` after a manual trip or a latch).",
 }

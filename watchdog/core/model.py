@@ -90,12 +90,17 @@ class Snapshot:
 
     @property
     def balance(self) -> float | None:
-        """The tighter of the account balance and the watched key's remaining limit."""
+        """The tighter of the account balance and the watched key's remaining limit, when
+        that limit never resets (`limit_reset` null). A limit that resets daily, weekly or
+        monthly is a budget per period (the `key_limit` rule), not credit: counting it as
+        the balance made "$1.60 of credit lasts 1.6 days" of a $2/day key on a $1,000
+        account."""
         candidates = []
         if self.credits is not None:
             candidates.append(self.credits.balance)
-        if self.key is not None and self.key.limit_remaining is not None:
-            candidates.append(self.key.limit_remaining)
+        key = self.key
+        if key is not None and key.limit_remaining is not None and key.limit_reset is None:
+            candidates.append(key.limit_remaining)
         return min(candidates) if candidates else None
 
     def to_sample(self) -> Sample:

@@ -39,6 +39,7 @@ RULES = (
     "stale",
     "auth",
     "key_disable",
+    "permit_write",
 )
 
 
@@ -50,6 +51,7 @@ def evaluate(
     horizon: timedelta,
     held: Mapping[tuple[str, str], Severity] | None = None,
     disable_error: str | None = None,
+    permit_error: str | None = None,
 ) -> list[Finding]:
     """Given this tick's metrics, the budget, polling state, the prediction horizon (time
     to the next poll, with margin) and the findings active before (`held`), return the
@@ -81,6 +83,7 @@ def evaluate(
         _stale(metrics.now, poll, budget, held),
         _auth(poll),
         _key_disable(disable_error),
+        _permit_write(permit_error),
     ]
     result = [f for f in found if f is not None]
     return sorted(result, key=lambda f: (-SEVERITY_ORDER[f.severity], RULES.index(f.rule)))
@@ -383,6 +386,22 @@ def _key_disable(error: str | None) -> Finding | None:
         None,
         f"Could not disable the key at the provider: {error}. "
         "Retrying every poll; stop the jobs by hand if this persists.",
+        unit="",
+    )
+
+
+def _permit_write(error: str | None) -> Finding | None:
+    """The permit could not be written last tick: jobs reading the file see no-go while
+    the watchdog thinks it armed, so it is critical until a write succeeds."""
+    if error is None:
+        return None
+    return Finding(
+        "permit_write",
+        "critical",
+        None,
+        None,
+        f"Could not write the permit: {error}. Jobs see no permit (no-go) until it can be "
+        "written; check the directory's owner and free space.",
         unit="",
     )
 

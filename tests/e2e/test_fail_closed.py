@@ -1,0 +1,123 @@
+"""Fail closed, through the real daemon process and the real `gate`: when the watchdog
+does not know, the answer is no-go, said with the reason."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import DaemonProcess, base_config, wait_for
+from tests.fake_openrouter import FakeOpenRouter, Fault
+from tests.servers import free_port
+
+
+def on_port(fake: FakeOpenRouter, tmp_path: Path, port: int, extra: str = "") -> str:
+    return base_config(fake, tmp_path, extra=extra).replace(
+        'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"'
+    )
+
+
+def get(port: int, path: str) -> httpx.Response | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)
+    except httpx.HTTPError:
+        return None
+
+
+def gate(permit: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog", "gate", "--permit", str(permit), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_no_successful_poll_yet_is_no_go_everywhere(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    """The provider fails from the start (500s): no permit, gate no-go, /status unknown,
+    /preflight 409 — and all of it agrees, long before stale_after."""
+    fake.fault(Fault(status=500))
+    port = free_port()
+    proc = daemon(on_port(fake, tmp_path, port)).start()
+    wait_for(lambda: len(proc.events("poll_failed")) >= 3, timeout=20, what="failed polls")
+    permit = tmp_path / "run" / "permit"
+    assert not permit.exists()
+    verdict = gate(permit, "--cost", "10000")
+    assert verdict.returncode == 1 and "no permit" in verdict.stderr
+    status = get(port, "/status")
+    assert status is not None
+    body = status.json()
+    assert body["state"] == "unknown" and body["permit"] == "revoked"
+    assert "no successful poll" in body["permit_reason"]
+    assert body["last_error"] and "500" in body["last_error"]
+    preflight = get(port, "/preflight?cost=1")
+    assert preflight is not None and preflight.status_code == 409
+    fake.clear_faults()  # the provider recovers: go, everywhere
+    wait_for(permit.exists, timeout=20, what="the permit after recovery")
+    assert gate(permit, "--cost", "1").returncode == 0
+    assert wait_for(lambda: (r := get(port, "/status")) and r.json()["state"] == "ok")
+
+
+def test_after_a_restart_the_permit_waits_for_fresh_data(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    config = on_port(fake, tmp_path, port)
+    first = daemon(config).start()
+    permit = tmp_path / "run" / "permit"
+    wait_for(permit.exists, timeout=20, what="the first permit")
+    first.stop()  # SIGKILL: the permit stays behind, as after a crash
+    assert permit.exists()
+    fake.fault(Fault(status=503))
+    second = daemon(config).start()
+    wait_for(lambda: second.events("poll_failed"), timeout=20, what="a failed poll")
+    assert not permit.exists()  # stale confidence from before the restart is not reused
+    assert gate(permit).returncode == 1
+
+
+def test_a_permit_path_that_cannot_be_written_is_a_start_up_error(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the permit's directory should be")
+    config = base_config(fake, tmp_path).replace(
+        f'path = "{tmp_path}/run/permit"', f'path = "{blocker}/permit"'
+    )
+    proc = daemon(config).start()
+    assert proc.wait(timeout=20) == 2
+    err = proc.stderr_path.read_text()
+    assert "killswitch.path" in err and f"{blocker}/permit" in err
+    assert "Traceback" not in proc.output()
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_permit_that_cannot_be_written_later_is_critical_and_no_go(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    proc = daemon(on_port(fake, tmp_path, port)).start()
+    permit = tmp_path / "run" / "permit"
+    wait_for(permit.exists, timeout=20, what="the permit")
+    # The permit's directory becomes unusable (as a full disk or a bad chown would make it).
+    permit.unlink()
+    permit.parent.rmdir()
+    permit.parent.write_text("now a file")
+    status = wait_for(
+        lambda: (
+            (r := get(port, "/status"))
+            and any(f["rule"] == "permit_write" for f in r.json()["findings"])
+            and r.json()
+        ),
+        timeout=20,
+        what="a permit_write finding",
+    )
+    assert status["permit"] == "revoked" and status["state"] == "critical"
+    preflight = get(port, "/preflight?cost=1")
+    assert preflight is not None and preflight.status_code == 409
+    assert proc.events("permit_write_failed")
