@@ -304,3 +304,92 @@ def test_the_hourly_chart_agrees_with_the_spend_windows(
             assert value is None
         else:
             assert value == pytest.approx(expected, abs=1e-9)
+
+
+# -- never lower than the provider's counters prove -----------------------------------------
+
+
+def test_a_replaced_key_keeps_todays_spend_in_utc() -> None:
+    """The new key's counters restart near zero; what was already seen today stays."""
+    t0 = datetime(2026, 11, 27, 9, tzinfo=UTC)
+    history = burn.History.from_samples(
+        [
+            Sample(t0, 500.0, usage_daily=12.0, usage_monthly=150.0),
+            Sample(t0 + timedelta(minutes=1), 501.0, usage_daily=13.0, usage_monthly=151.0),
+            # the key is replaced: a new counter
+            Sample(t0 + timedelta(minutes=2), 0.5, usage_daily=0.5, usage_monthly=0.5),
+        ]
+    )
+    m = burn.measure(history, t0 + timedelta(minutes=2), UTC)
+    assert m.spent_today == pytest.approx(13.5)
+    assert m.spent_month == pytest.approx(151.5)
+    assert m.counter_resets == 1
+
+
+def test_averages_are_not_rebuilt_from_a_counter_that_just_restarted() -> None:
+    t0 = datetime(2026, 11, 27, 9, tzinfo=UTC)
+    history = burn.History.from_samples(
+        [Sample(t0, 500.0, usage_daily=12.0, usage_weekly=80.0, usage_monthly=300.0)]
+    )
+    before = burn.measure(history, t0, UTC)
+    assert before.avg_daily.per_day is not None and before.avg_daily.per_day > 10
+    history.add(Sample(t0 + timedelta(minutes=1), 0.01, 0.01, 0.01, 0.01, balance=50.0))
+    after = burn.measure(history, t0 + timedelta(minutes=1), UTC)
+    # a new key's month-to-date ($0.01) is not the account's average: no runway of ages
+    assert after.avg_daily.per_day is None or after.avg_daily.per_day > 1
+    assert after.runway_days is None or after.runway_days < 100
+
+
+def test_cold_start_east_of_utc_counts_the_providers_day_as_a_lower_bound() -> None:
+    """Auckland's day began 13 h before UTC's: usage_daily (since 00:00 UTC) all fell in
+    the local day, so spend today is at least that, from the first poll."""
+    tz = ZoneInfo("Pacific/Auckland")
+    now = datetime(2026, 11, 27, 9, tzinfo=UTC)  # 22:00 in Auckland
+    history = burn.History.from_samples([Sample(now, 500.0, usage_daily=18.0, usage_monthly=90.0)])
+    m = burn.measure(history, now, tz)
+    assert m.spent_today == 18.0
+    assert "at least" in m.spent_today_source
+
+
+def test_cold_start_west_of_utc_judges_on_the_providers_upper_bound() -> None:
+    """Los Angeles' day began 8 h after UTC's: usage_daily may include spend from before
+    local midnight; until our own samples cover the local day, the conservative end."""
+    tz = ZoneInfo("America/Los_Angeles")
+    now = datetime(2026, 11, 27, 20, tzinfo=UTC)  # 12:00 in Los Angeles
+    history = burn.History.from_samples([Sample(now, 500.0, usage_daily=18.0)])
+    m = burn.measure(history, now, tz)
+    assert m.spent_today == 18.0
+    assert "at most" in m.spent_today_source and "conservative" in m.spent_today_source
+
+
+def test_once_our_samples_cover_the_local_day_they_are_exact() -> None:
+    tz = ZoneInfo("America/Los_Angeles")
+    midnight = datetime(2026, 11, 27, 8, tzinfo=UTC)  # 00:00 in Los Angeles
+    history = burn.History.from_samples(
+        [
+            Sample(midnight - timedelta(minutes=1), 500.0, usage_daily=10.0),
+            Sample(midnight + timedelta(hours=4), 503.0, usage_daily=13.0),
+        ]
+    )
+    m = burn.measure(history, midnight + timedelta(hours=4), tz)
+    assert m.spent_today == pytest.approx(3.0, abs=0.01)  # not the 13.0 since 00:00 UTC
+
+
+def test_a_polling_gap_across_local_midnight_counts_whole_for_today() -> None:
+    tz = ZoneInfo("Europe/Berlin")
+    before = datetime(2026, 11, 26, 22, 30, tzinfo=UTC)  # 23:30 Berlin
+    after = datetime(2026, 11, 26, 23, 30, tzinfo=UTC)  # 00:30 Berlin, the next day
+    history = burn.History.from_samples([Sample(before, 100.0), Sample(after, 110.0)])
+    m = burn.measure(history, after, tz)
+    assert m.spent_today == pytest.approx(10.0)  # not the linear split's $5
+    assert "gap" in m.spent_today_source and "conservative" in m.spent_today_source
+
+
+def test_a_gap_across_utc_midnight_is_pinned_by_usage_daily() -> None:
+    before = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
+    after = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+    history = burn.History.from_samples(
+        [Sample(before, 100.0, usage_daily=5.0), Sample(after, 110.0, usage_daily=3.0)]
+    )
+    m = burn.measure(history, after, UTC)
+    assert m.spent_today == pytest.approx(3.0)  # the provider pinned 7 to yesterday

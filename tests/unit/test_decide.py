@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from watchdog.core import burn
 from watchdog.core.decide import Inputs, Outcome, decide
 from watchdog.core.model import (
@@ -56,7 +58,7 @@ def quiet() -> Outcome:
 def test_a_quiet_account_is_armed_with_no_messages() -> None:
     o = quiet()
     assert o.decision.armed and o.findings == [] and o.events == [] and o.outbox == []
-    assert o.metrics.spent_today == 1.01
+    assert o.metrics.spent_today == pytest.approx(1.01)
 
 
 def test_a_limit_crossed_revokes_and_routes_both_messages() -> None:

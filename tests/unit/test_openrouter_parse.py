@@ -128,7 +128,8 @@ def test_a_key_without_numeric_usage_is_a_bad_response(body: object) -> None:
 
 def test_snapshot_balance_is_the_tighter_of_account_and_key_limit() -> None:
     now = datetime(2026, 11, 27, tzinfo=UTC)
-    key = parse_key(KEY_EXAMPLE["data"], "/key")  # limit_remaining 74.5
+    # A limit that never resets bounds the balance (a resetting one is a budget per period).
+    key = parse_key(dict(KEY_EXAMPLE["data"], limit_reset=None), "/key")  # remaining 74.5
     roomy = Snapshot(now, key=key, credits=Credits(200.0, 25.75))
     tight = Snapshot(now, key=key, credits=Credits(100.5, 60.0))
     assert roomy.balance == 74.5
@@ -152,7 +153,7 @@ def test_snapshot_scope_and_counter() -> None:
 
 
 def test_negative_remaining_limit_is_kept() -> None:
-    key = parse_key(dict(KEY_EXAMPLE["data"], limit_remaining=-3.25), "/key")
+    key = parse_key(dict(KEY_EXAMPLE["data"], limit_remaining=-3.25, limit_reset=None), "/key")
     assert Snapshot(datetime(2026, 1, 1, tzinfo=UTC), key=key).balance == -3.25
 
 

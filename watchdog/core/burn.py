@@ -29,6 +29,8 @@ BUCKET = 15 * 60.0
 MAX_AGE = timedelta(days=40)
 # A window needs this much of our own history before its rate is our own.
 MIN_OWN_COVERAGE = timedelta(minutes=5)
+# The provider's own windows, in the order _utc_windows gives their starts.
+PROVIDER_WINDOWS = ("daily", "weekly", "monthly")
 # The "now" rate: the short window that catches a fresh runaway the hour average hides.
 NOW_WINDOW = timedelta(minutes=10)
 
@@ -96,6 +98,12 @@ class History:
         self.spend: array[float] = array("d")
         self.last: Sample | None = None
         self.counter_resets = 0
+        self.last_reset: datetime | None = None  # when the usage counter last restarted
+        # Per provider window (UTC day, week, month): its start, and the best offset seen
+        # between the provider's counter and our curve. offset + our spend since is what
+        # the provider's counters prove, even across a key replacement (a new counter
+        # starts low; what the old one showed this window still counts).
+        self._floors: dict[str, tuple[datetime, float]] = {}
         self._compacted_until = 0.0
 
     @classmethod
@@ -119,6 +127,7 @@ class History:
         if previous is None:
             self._append(t, 0.0)
             self.last = sample
+            self._note_counters(sample, 0.0)
             return
         if t <= self.ts[-1]:
             return
@@ -127,6 +136,7 @@ class History:
             # The counter went down: a new key. Its usage so far is spend since the switch,
             # but only today's part of it can be new since a sample of today.
             self.counter_resets += 1
+            self.last_reset = sample.ts
             delta = sample.usage
             if sample.usage_daily is not None and previous.ts.date() == sample.ts.date():
                 delta = min(delta, max(0.0, sample.usage_daily))
@@ -144,6 +154,31 @@ class History:
             self._append(anchor, total - sample.usage_daily)
         self._append(t, total)
         self.last = sample
+        self._note_counters(sample, total)
+
+    def _note_counters(self, sample: Sample, total: float) -> None:
+        starts = _utc_windows(sample.ts)
+        values = (sample.usage_daily, sample.usage_weekly, sample.usage_monthly)
+        for name, start, value in zip(PROVIDER_WINDOWS, starts, values, strict=True):
+            if value is None:
+                continue
+            offset = value - total
+            known = self._floors.get(name)
+            if known is not None and known[0] == start:
+                offset = max(known[1], offset)
+            self._floors[name] = (start, offset)
+
+    def provider_floor(self, window: str, now: datetime) -> tuple[float, datetime] | None:
+        """What the provider's counters prove was spent in the UTC `window` ("daily",
+        "weekly", "monthly") containing `now`, and that window's start; None without a
+        counter from this window."""
+        known = self._floors.get(window)
+        if known is None or not self.spend:
+            return None
+        start = _utc_windows(now)[PROVIDER_WINDOWS.index(window)]
+        if known[0] != start:
+            return None
+        return max(0.0, known[1] + self.spend[-1]), start
 
     def _append(self, t: float, spend: float) -> None:
         self.ts.append(t)
@@ -189,6 +224,14 @@ class History:
         t0, t1 = self.ts[i - 1], self.ts[i]
         s0, s1 = self.spend[i - 1], self.spend[i]
         return s0 if t1 == t0 else s0 + (s1 - s0) * (t - t0) / (t1 - t0)
+
+    def spend_before(self, t: float) -> float | None:
+        """Cumulative spend at the last point at or before `t` (None before the first):
+        the conservative start of a window that begins inside a polling gap, since the
+        gap's spend may all have fallen after `t`."""
+        if not self.ts or t < self.ts[0]:
+            return None
+        return self.spend[bisect.bisect_right(self.ts, t) - 1]
 
     def window(self, start: datetime, end: datetime) -> tuple[float, timedelta] | None:
         """Spend between `start` and `end` as far as our samples cover it, and how much of
@@ -250,10 +293,6 @@ def month_bounds(now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
     return local_midnight(first, tz), local_midnight(following, tz)
 
 
-def _is_utc(tz: tzinfo) -> bool:
-    return getattr(tz, "key", None) in ("UTC", "Etc/UTC", "Etc/GMT", "GMT") or tz is UTC
-
-
 # -- measuring ----------------------------------------------------------------------------
 
 
@@ -271,17 +310,37 @@ def measure(history: History, now: datetime, tz: tzinfo, prior: Prior | None = N
     spent_today, today_source = _spent_since(history, day_start, now)
     spent_week, _ = _spent_since(history, wk_start, now)
     spent_month, month_source = _spent_since(history, month_start, now)
-    if latest is not None and _is_utc(tz) and latest.ts >= day_start:
-        # In UTC our windows are the provider's; its counters win when they disagree.
-        if latest.usage_daily is not None:
-            spent_today, today_source = latest.usage_daily, "provider usage_daily"
-        if latest.usage_monthly is not None and latest.ts >= month_start:
-            spent_month, month_source = latest.usage_monthly, "provider usage_monthly"
-        if latest.usage_weekly is not None and latest.ts >= wk_start:
-            spent_week = latest.usage_weekly
+    # The provider's UTC counters bound what we saw: never read lower than they prove.
+    spent_today, today_source = _bounded(
+        history,
+        spent_today,
+        today_source,
+        history.provider_floor("daily", now),
+        day_start,
+        "usage_daily",
+        "00:00 UTC",
+    )
+    spent_week, _ = _bounded(
+        history,
+        spent_week,
+        "",
+        history.provider_floor("weekly", now),
+        wk_start,
+        "usage_weekly",
+        "Monday 00:00 UTC",
+    )
+    spent_month, month_source = _bounded(
+        history,
+        spent_month,
+        month_source,
+        history.provider_floor("monthly", now),
+        month_start,
+        "usage_monthly",
+        "the 1st 00:00 UTC",
+    )
 
-    today_rate = _provider_today_rate(latest)
-    daily_prior = _daily_prior(latest, prior)
+    today_rate = _provider_today_rate(latest, history.last_reset)
+    daily_prior = _daily_prior(latest, prior, history.last_reset)
     rate_1h = (
         _own_rate(history, now, timedelta(hours=1)) or today_rate or _unknown(timedelta(hours=1))
     )
@@ -330,7 +389,14 @@ def measure(history: History, now: datetime, tz: tzinfo, prior: Prior | None = N
     )
 
 
+# A window that starts inside a polling gap longer than this says so in its basis.
+GAP_NOTED = timedelta(minutes=5)
+
+
 def _spent_since(history: History, start: datetime, now: datetime) -> tuple[float | None, str]:
+    """Spend from `start` to `now` as our own samples prove it, and what backs it. A
+    window that begins inside a polling gap counts the whole gap (its spend may all have
+    fallen after `start`): limits are judged on the conservative end."""
     first = history.first_ts
     if first is None:
         return None, "no samples yet"
@@ -338,9 +404,58 @@ def _spent_since(history: History, start: datetime, now: datetime) -> tuple[floa
     if got is None:
         return 0.0, "own samples"  # the window began after our last sample: nothing seen
     spent, covered = got
-    if first > start.timestamp():
+    t = start.timestamp()
+    if first > t:
         return spent, f"own samples since {_span(covered)} ago (partial)"
-    return spent, "own samples"
+    floor, end = history.spend_before(t), history.spend_at(min(now.timestamp(), history.ts[-1]))
+    if floor is None or end is None:
+        return spent, "own samples"
+    i = bisect.bisect_right(history.ts, t)
+    gap = history.ts[i] - history.ts[i - 1] if i < len(history.ts) else 0.0
+    conservative = max(spent, end - floor)
+    if gap > GAP_NOTED.total_seconds() and conservative > spent:
+        return conservative, (
+            f"own samples; a {_span(timedelta(seconds=gap))} polling gap spans the start of "
+            "the window and is counted whole (the conservative end)"
+        )
+    return conservative, "own samples"
+
+
+def _utc_windows(ts: datetime) -> tuple[datetime, datetime, datetime]:
+    """The provider's windows containing `ts`: UTC day, week (from Monday), month."""
+    day = datetime.combine(ts.astimezone(UTC).date(), time(0), tzinfo=UTC)
+    return day, day - timedelta(days=day.weekday()), day.replace(day=1)
+
+
+def _bounded(
+    history: History,
+    own: float | None,
+    own_source: str,
+    floor: tuple[float, datetime] | None,
+    local_start: datetime,
+    counter: str,
+    since: str,
+) -> tuple[float | None, str]:
+    """Spend in a local window given our own figure and the provider's counter for the
+    UTC window it knows. The counter is a lower bound when its window lies inside ours
+    (it starts at or after ours), and when the key was replaced (a new counter). When it
+    starts before ours it may include spend from before our window: an upper bound, used
+    (the conservative end) only while our own samples do not cover the whole window."""
+    if floor is None:
+        return own, own_source
+    provider, provider_start = floor
+    if own is None or provider > own:
+        inside = provider_start >= local_start
+        first = history.first_ts
+        covered = first is not None and first <= local_start.timestamp()
+        if inside:
+            return provider, f"provider {counter} (since {since}; at least this much)"
+        if not covered:
+            return provider, (
+                f"provider {counter} since {since}, which may include spend before the "
+                "local window: at most this much, judged on that conservative end"
+            )
+    return own, own_source
 
 
 def _own_rate(
@@ -375,12 +490,16 @@ def _blended(history: History, now: datetime, window: timedelta, prior: Rate | N
     return Rate(per_hour, window, covered, basis)
 
 
-def _provider_today_rate(latest: Sample | None) -> Rate | None:
-    """Today's average rate from the provider's usage_daily (since 00:00 UTC)."""
+def _provider_today_rate(latest: Sample | None, reset: datetime | None = None) -> Rate | None:
+    """Today's average rate from the provider's usage_daily (since 00:00 UTC); None when
+    the counter restarted today (a new key's counter does not cover the day)."""
     if latest is None or latest.usage_daily is None:
         return None
     ts = latest.ts.astimezone(UTC)
-    elapsed = ts - datetime.combine(ts.date(), time(0), tzinfo=UTC)
+    midnight = datetime.combine(ts.date(), time(0), tzinfo=UTC)
+    if reset is not None and reset > midnight:
+        return None
+    elapsed = ts - midnight
     if elapsed < MIN_OWN_COVERAGE:
         return None
     hours = elapsed.total_seconds() / HOUR
@@ -392,8 +511,9 @@ def _provider_today_rate(latest: Sample | None) -> Rate | None:
     )
 
 
-def _daily_prior(latest: Sample | None, prior: Prior) -> Rate | None:
-    """The best-backed long-run average before our own samples: the one covering most."""
+def _daily_prior(latest: Sample | None, prior: Prior, reset: datetime | None = None) -> Rate | None:
+    """The best-backed long-run average before our own samples: the one covering most.
+    A provider counter that restarted inside its window (a replaced key) is no average."""
     candidates: list[Rate] = []
     if prior.activity_daily is not None and prior.activity_days > 0:
         span = timedelta(days=prior.activity_days)
@@ -413,7 +533,8 @@ def _daily_prior(latest: Sample | None, prior: Prior) -> Rate | None:
             (latest.usage_weekly, midnight - timedelta(days=ts.weekday()), "week-to-date"),
         ):
             elapsed = ts - begin
-            if value is not None and elapsed >= timedelta(hours=1):
+            restarted = reset is not None and reset > begin
+            if value is not None and elapsed >= timedelta(hours=1) and not restarted:
                 candidates.append(
                     Rate(
                         value / (elapsed.total_seconds() / HOUR),
