@@ -419,14 +419,14 @@ def create_app(
         from watchdog.metrics import render
 
         now = clock()
-        body, content_type = render(view(), now, holds.total(now))
+        body, content_type = render(view().at(now), now, holds.total(now))
         return Response(body, media_type=content_type)
 
     async def page(request: Request) -> Response:
         from watchdog.page import render
 
         now = clock()
-        return HTMLResponse(render(view(), now, holds.total(now)))
+        return HTMLResponse(render(view().at(now), now, holds.total(now)))
 
     async def tick(request: Request) -> Response:
         if request_tick is None:

@@ -32,6 +32,7 @@ from watchdog.core.model import (
     PermitChange,
     Policy,
     PollHealth,
+    Sample,
     Silence,
     Snapshot,
     TargetHealth,
@@ -193,8 +194,24 @@ class Tick:
         message = f"{type(exc).__name__}: {exc}"
         self.memory.poll = before.failed(now, kind, message)
         reason = f"the tick failed ({message})"
+        what = "The state file cannot be written" if kind == "state" else "The tick failed"
+        failure = Finding(
+            kind,
+            "critical",
+            None,
+            None,
+            f"{what}: {message}. Launches are refused until a tick succeeds.",
+            unit="",
+        )
+        others = tuple(f for f in self.view.findings if f.rule != kind)
         self.view = replace(
-            self.view, generated_at=now, poll=self.memory.poll, armed=False, permit_reason=reason
+            self.view,
+            generated_at=now,
+            poll=self.memory.poll,
+            armed=False,
+            permit_reason=reason,
+            state="critical",
+            findings=(failure, *others),
         )
         self.log.exception("tick_failed", kind=kind, error=message)
         try:
@@ -207,9 +224,8 @@ class Tick:
         m = self.memory
         snapshot, error, skipped = self._poll()
         now = self.clock()
-        if snapshot is not None:
-            self._absorb(snapshot, now)
-        elif error is not None:
+        sample = self._absorb(snapshot, now) if snapshot is not None else None
+        if error is not None:
             m.poll = m.poll.failed(
                 now,
                 error.kind,
@@ -236,7 +252,7 @@ class Tick:
                 permit_error=m.permit_error,
             )
         )
-        self._commit(now, snapshot, error, outcome)
+        self._commit(now, sample, error, outcome)
         m.alerts, m.permit = outcome.alerts, outcome.permit
         result = TickResult(now, snapshot, error, skipped, outcome)
         self.view = self._view(now, outcome, silences)
@@ -257,10 +273,24 @@ class Tick:
         except ProviderError as exc:
             return None, exc, False
 
-    def _absorb(self, snapshot: Snapshot, now: datetime) -> None:
-        """A successful poll: its sample joins the history; the watched key is noted."""
+    def _absorb(self, snapshot: Snapshot, now: datetime) -> Sample:
+        """A successful poll: its sample joins the history (and is returned, to be kept);
+        the watched key is noted. A sample is never dropped: when the clock has stepped
+        back behind the newest data, it is kept just after it (the `clock` rule says no-go
+        until the clock catches up)."""
         m = self.memory
-        sample = snapshot.to_sample()
+        # Stamped with the tick's own reading of the clock (read once per tick), not the
+        # provider's: every window and the data's age are then measured on one clock.
+        sample = replace(snapshot.to_sample(), ts=now)
+        newest = m.history.last
+        if newest is not None and sample.ts <= newest.ts:
+            self.log.warning(
+                "clock_behind_data",
+                detail="the clock is behind the newest sample (stepped back?): the sample is "
+                "kept after it, and launches wait until the clock catches up",
+                behind_s=rounded((newest.ts - sample.ts).total_seconds()),
+            )
+            sample = replace(sample, ts=newest.ts + timedelta(milliseconds=1))
         resets = m.history.counter_resets
         m.history.add(sample)
         if m.history.counter_resets > resets:
@@ -280,6 +310,7 @@ class Tick:
             m.watched = WatchedKey("the account", m.watched.hash)
         m.snapshot = snapshot
         m.poll = m.poll.succeeded(now, auth_error)
+        return sample
 
     def _refresh_prior(self, now: datetime) -> None:
         """The account's 30-day activity as a cold-start baseline (management key only,
@@ -304,11 +335,11 @@ class Tick:
     # -- commit ----------------------------------------------------------------------
 
     def _commit(
-        self, now: datetime, snapshot: Snapshot | None, error: ProviderError | None, o: Outcome
+        self, now: datetime, sample: Sample | None, error: ProviderError | None, o: Outcome
     ) -> None:
         with self.store.unit() as unit:
-            if snapshot is not None:
-                unit.add_samples([snapshot.to_sample()])
+            if sample is not None:
+                unit.add_samples([sample])
             unit.save_alerts(o.alerts)
             unit.enqueue(o.outbox)
             if o.transition is not None:
@@ -339,6 +370,7 @@ class Tick:
             ],
             permit_history=self.store.audit_log(10),
             chart=m.history.hourly(now, 168),
+            stale_revokes=self.policy.killswitch.on_stale == "revoke",
         )
 
     def _apply_permit(self, o: Outcome) -> None:
@@ -346,7 +378,7 @@ class Tick:
             if o.decision.armed:
                 body = permitfile.permit_body(
                     self.lease_clock(),
-                    self.policy.killswitch.ttl,
+                    self._lease(o.metrics.now),
                     o.metrics.balance,
                     o.metrics.runway_days,
                     self.view.headroom,  # measured once per tick, in the view
@@ -366,6 +398,17 @@ class Tick:
                 )
         else:
             self.memory.permit_error = None
+
+    def _lease(self, now: datetime) -> timedelta:
+        """How long the permit written now may stand: the ttl, but never past the moment
+        the data goes stale when stale data revokes — so a hung tick cannot leave a valid
+        permit behind that /preflight already refuses."""
+        ks, ttl = self.policy.killswitch, self.policy.killswitch.ttl
+        age = self.memory.poll.data_age(now)
+        if ks.on_stale != "revoke" or age is None:
+            return ttl
+        left = self.policy.budget.stale_after - timedelta(seconds=age)
+        return max(timedelta(0), min(ttl, left))
 
     def _apply_key_actions(self, now: datetime, o: Outcome) -> None:
         m = self.memory

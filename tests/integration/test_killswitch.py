@@ -88,8 +88,8 @@ def test_permit_is_refreshed_revoked_and_rearmed(tmp_path: Path) -> None:
     result = t.run()
     assert not result.decision.armed
     assert not settings.killswitch.path.exists() and not go(settings, clock)
-    account.daily = 0.5  # a new day
-    clock.advance(minutes=1)
+    account.daily = 0.5  # a new day: the provider's daily counter starts again
+    clock.advance(days=1)
     assert t.run().decision.armed
     assert go(settings, clock)
     audit = [(c.state, c.reason) for c in t.store.audit_log()]
@@ -113,7 +113,7 @@ def test_latch_holds_until_arm(tmp_path: Path) -> None:
     account.daily = 25.0
     t.run()
     account.daily = 0.5
-    clock.advance(minutes=1)
+    clock.advance(days=1)  # the next day: nothing over any limit, but the latch holds
     result = t.run()
     assert not result.decision.armed
     assert "latched" in result.decision.reason
@@ -240,7 +240,7 @@ def test_revoking_disables_the_watched_key_and_rearming_enables_only_it(
     assert "auth" not in [f.rule for f in result.findings]
     assert admin.patches == [("h-watched", True)]  # not disabled twice
     admin.keys["h-watched"]["usage_daily"] = 0.2  # a new day
-    clock.advance(minutes=1)
+    clock.advance(days=1)
     assert t.run().decision.armed
     assert admin.patches == [("h-watched", True), ("h-watched", False)]
     assert admin.keys["h-other"]["disabled"] is True  # not ours: left alone
@@ -254,7 +254,7 @@ def test_the_record_of_disabled_keys_survives_a_restart(tmp_path: Path, admin: F
     first.run()
     first.store.close()
     admin.keys["h-watched"]["usage_daily"] = 0.2
-    clock.advance(minutes=1)
+    clock.advance(days=1)
     second = tick(settings, provider(), clock)
     second.run()  # a new process: the key is known from /keys by the hash it stored
     clock.advance(minutes=1)

@@ -12,7 +12,7 @@ import pytest
 from tests.fakes import Clock, ScriptedProvider, build_tick
 from tests.servers import SmtpSink, WebhookSink, free_port
 from watchdog.config import load
-from watchdog.core.model import KeyUsage, Snapshot
+from watchdog.core.model import Credits, KeyUsage, Snapshot
 from watchdog.log import get_logger
 from watchdog.notify import AppriseTransport, DeliveryError, make_target
 from watchdog.outbox import Outbox
@@ -43,7 +43,13 @@ def make(
         None,
         require_key=False,
         overrides={
-            "budget": {"daily_limit": 20.0, "timezone": "UTC"},
+            "budget": {
+                "daily_limit": 20.0,
+                "min_balance": 10.0,
+                "buffer_days_warning": 0,
+                "buffer_days_critical": 0,
+                "timezone": "UTC",
+            },
             "state": {"path": str(tmp_path / "state.db")},
             "killswitch": {"path": str(tmp_path / "permit")},
             "notify": {"targets": [{"url": u, "severities": s} for u, s in urls]},
@@ -106,15 +112,19 @@ def test_an_outage_delays_alerts_and_delivers_each_once_in_order(tmp_path: Path)
     port = free_port()
     sink = WebhookSink(port)  # not started: the target is down
     clock = Clock(T0)
-    daily = [17.0, 21.0, 17.5, 10.0, 9.0]  # warning, critical, de-escalate, resolve, quiet
+    # The balance falls near, then under, the $10 minimum; a top-up brings it back part
+    # way, then fully: warning, critical, de-escalate, resolve, quiet.
+    balances = [12.0, 9.0, 11.0, 30.0, 31.0]
     snaps = [
         Snapshot(
-            T0 + timedelta(minutes=i), key=KeyUsage(usage=100 + i, usage_daily=d, label="batch")
+            T0 + timedelta(minutes=i),
+            key=KeyUsage(usage=100 + i * 0.01, usage_daily=1.0 + i * 0.01, label="batch"),
+            credits=Credits(total_credits=100 + i * 0.01 + b, total_usage=100 + i * 0.01),
         )
-        for i, d in enumerate(daily)
+        for i, b in enumerate(balances)
     ]
     tick, outbox = make(tmp_path, [(sink.url, ["warning", "critical"])], clock, snaps)
-    for _ in daily:
+    for _ in balances:
         tick.run()
         outbox.deliver()
         clock.advance(minutes=1)
@@ -128,12 +138,12 @@ def test_an_outage_delays_alerts_and_delivers_each_once_in_order(tmp_path: Path)
     finally:
         sink.stop()
     assert titles == [
-        "[WARNING] daily_limit on batch (budget-watchdog)",
-        "[CRITICAL, escalated] daily_limit on batch (budget-watchdog)",
+        "[WARNING] min_balance on batch (budget-watchdog)",
+        "[CRITICAL, escalated] min_balance on batch (budget-watchdog)",
         "[PERMIT REVOKED] batch launches for batch (budget-watchdog)",
-        "[WARNING, de-escalated] daily_limit on batch (budget-watchdog)",
+        "[WARNING, de-escalated] min_balance on batch (budget-watchdog)",
         "[PERMIT ARMED] batch launches for batch (budget-watchdog)",
-        "[RESOLVED] daily_limit on batch (budget-watchdog)",
+        "[RESOLVED] min_balance on batch (budget-watchdog)",
     ]
 
 

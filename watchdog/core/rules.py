@@ -40,7 +40,13 @@ RULES = (
     "auth",
     "key_disable",
     "permit_write",
+    "clock",
+    "state",
+    "tick",
 )
+# The clock may trail the newest sample by this much (a provider's clock, rounding) before
+# the data is taken as coming from the future.
+CLOCK_SLACK = timedelta(seconds=5)
 
 
 def evaluate(
@@ -84,6 +90,7 @@ def evaluate(
         _auth(poll),
         _key_disable(disable_error),
         _permit_write(permit_error),
+        _clock_behind(metrics),
     ]
     result = [f for f in found if f is not None]
     return sorted(result, key=lambda f: (-SEVERITY_ORDER[f.severity], RULES.index(f.rule)))
@@ -403,6 +410,23 @@ def _permit_write(error: str | None) -> Finding | None:
         f"Could not write the permit: {error}. Jobs see no permit (no-go) until it can be "
         "written; check the directory's owner and free space.",
         unit="",
+    )
+
+
+def _clock_behind(m: Metrics) -> Finding | None:
+    """The newest sample is later than now: the clock stepped back (NTP, a restored VM).
+    Windows, rates and freshness cannot be trusted until it catches up, so: critical."""
+    if m.last_sample_at is None or m.last_sample_at <= m.now + CLOCK_SLACK:
+        return None
+    behind = (m.last_sample_at - m.now).total_seconds()
+    return Finding(
+        "clock",
+        "critical",
+        behind,
+        CLOCK_SLACK.total_seconds(),
+        f"The clock is {duration(behind)} behind the newest data (it stepped back?): spend "
+        "windows and rates are not trusted until it catches up.",
+        unit="seconds",
     )
 
 

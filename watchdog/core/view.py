@@ -7,7 +7,7 @@ database work and never waits for the tick.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,12 +19,13 @@ from watchdog.core.model import (
     Finding,
     PermitChange,
     PollHealth,
+    Severity,
     Silence,
     TargetHealth,
 )
 from watchdog.core.permit import Decision
 from watchdog.core.rules import severity_of
-from watchdog.core.words import against, iso, money, rounded, usd
+from watchdog.core.words import against, duration, iso, money, rounded, usd
 from watchdog.core.words import rate as rate_text
 
 # The state before the first successful poll since start: nothing is known.
@@ -62,6 +63,7 @@ class View:
     chart: tuple[tuple[datetime, float | None], ...] = ()
     key_name: str = "watched key"
     scope: str = "key"
+    stale_revokes: bool = True  # killswitch.on_stale == "revoke"
     version: str = __version__
 
     @property
@@ -74,8 +76,44 @@ class View:
     def fresh(self, now: datetime) -> bool:
         return self.poll.fresh(now, self.budget.stale_after)
 
+    def at(self, now: datetime) -> View:
+        """This view as it stands at `now`: staleness follows the clock, not the end of a
+        tick. While a tick hangs (a provider that does not answer), data that has gone
+        stale since the view was built makes the state at least a warning, adds the stale
+        finding, and revokes the permit when `on_stale = "revoke"` — as the next tick
+        would. The view itself when nothing changed."""
+        age = self.data_age(now)
+        limit = self.budget.stale_after.total_seconds()
+        if age is None or age <= limit or any(f.rule == "stale" for f in self.findings):
+            return self
+        severity: Severity = "critical" if age > 3 * limit else "warning"
+        stale = Finding(
+            "stale",
+            severity,
+            age,
+            limit,
+            f"No successful poll for {duration(age)} (stale after {duration(limit)}): the "
+            "numbers are out of date.",
+            unit="seconds",
+        )
+        findings = (stale, *self.findings)
+        armed, reason = self.armed, self.permit_reason
+        if armed and self.stale_revokes:
+            armed, reason = False, f"stale {severity}: no successful poll for {duration(age)}"
+        return replace(
+            self,
+            state=severity_of(list(findings)),
+            findings=findings,
+            armed=armed,
+            permit_reason=reason,
+        )
+
     def to_json(self, now: datetime) -> dict[str, Any]:
-        """The /status body (reservations are added by the server, which holds them)."""
+        """The /status body at `now` (reservations are added by the server, which holds
+        them). Staleness is judged at `now` (see `at`)."""
+        current = self.at(now)
+        if current is not self:
+            return current.to_json(now)
         m, b = self.metrics, self.budget
         age = self.data_age(now)
         body: dict[str, Any] = {
@@ -153,6 +191,7 @@ def build(
     targets: Sequence[TargetView] = (),
     permit_history: Sequence[PermitChange] = (),
     chart: Sequence[tuple[datetime, float | None]] = (),
+    stale_revokes: bool = True,
 ) -> View:
     """Given one tick's results, return the View the server and CLI show. Before the first
     successful poll since start the state is "unknown", whatever the rules said."""
@@ -176,6 +215,7 @@ def build(
         chart=tuple(chart),
         key_name=key_name,
         scope=scope,
+        stale_revokes=stale_revokes,
     )
 
 
