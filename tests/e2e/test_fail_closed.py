@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -121,3 +122,80 @@ def test_a_permit_that_cannot_be_written_later_is_critical_and_no_go(
     preflight = get(port, "/preflight?cost=1")
     assert preflight is not None and preflight.status_code == 409
     assert proc.events("permit_write_failed")
+
+
+# -- money never reads low ---------------------------------------------------------------------
+
+
+def status_of(port: int) -> dict[str, Any] | None:
+    r = get(port, "/status")
+    return r.json() if r is not None and r.status_code == 200 else None
+
+
+def test_a_replaced_key_does_not_give_back_todays_spend(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    fake.account.usage_daily = 14.0
+    port = free_port()
+    daemon(on_port(fake, tmp_path, port, extra="[budget]\ndaily_limit = 20.0\n")).start()
+    first = wait_for(lambda: (s := status_of(port)) and s["spent_today"] and s, timeout=20)
+    assert first["spent_today"] == 14.0
+    with fake.lock:  # the key is replaced: every counter starts again near zero
+        a = fake.account
+        a.usage, a.usage_daily, a.usage_weekly, a.usage_monthly = 0.25, 0.25, 0.25, 0.25
+    wait_for(
+        lambda: (s := status_of(port)) and s["spent_today"] >= 14.25 - 1e-9,
+        timeout=20,
+        what="spend today to keep what the old key showed, plus the new key's",
+    )
+    preflight = get(port, "/preflight?cost=6")
+    assert preflight is not None and preflight.status_code == 409  # $14.25 + $6 > $20
+
+
+def test_east_of_utc_the_providers_day_counts_from_the_first_poll(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    """In Pacific/Auckland the provider's UTC day is either inside the local day (a lower
+    bound) or overlaps its start (an upper bound, the conservative end while our samples
+    do not cover the local day): either way $18 counts from the first poll."""
+    fake.account.usage_daily = 18.0
+    port = free_port()
+    extra = '[budget]\ntimezone = "Pacific/Auckland"\ndaily_limit = 15.0\n'
+    proc = daemon(on_port(fake, tmp_path, port, extra=extra)).start()
+    status = wait_for(lambda: (s := status_of(port)) and s["spent_today"] is not None and s)
+    assert status["spent_today"] >= 18.0
+    wait_for(lambda: proc.events("poll"), what="a poll")
+    findings = wait_for(lambda: (s := status_of(port)) and s["findings"])
+    daily = [f for f in findings if f["rule"] == "daily_limit"]
+    assert daily and daily[0]["severity"] == "critical" and "usage_daily" in daily[0]["basis"]
+    assert not (tmp_path / "run" / "permit").exists()
+
+
+def test_data_from_the_future_is_kept_and_launches_wait_for_the_clock(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    """A restored VM or an NTP step: the state holds samples newer than now. New samples
+    are not dropped, the spend keeps counting, and it is no-go until the clock catches up."""
+    from datetime import UTC, datetime, timedelta
+
+    from watchdog.core.model import Sample
+    from watchdog.store import Store
+
+    future = datetime.now(UTC) + timedelta(hours=1)
+    state = tmp_path / "state" / "state.db"
+    with Store(state) as store, store.unit() as unit:
+        unit.add_samples([Sample(future, 100.0, usage_daily=2.0)])
+    fake.account.usage, fake.account.usage_daily = 103.0, 5.0
+    port = free_port()
+    proc = daemon(on_port(fake, tmp_path, port)).start()
+    status = wait_for(
+        lambda: (s := status_of(port)) and any(f["rule"] == "clock" for f in s["findings"]) and s,
+        timeout=20,
+        what="a clock finding",
+    )
+    assert status["permit"] == "revoked" and status["state"] == "critical"
+    assert status["spent_today"] >= 5.0  # the new sample counted
+    assert not (tmp_path / "run" / "permit").exists()
+    assert proc.events("clock_behind_data")
+    with Store(state) as store:
+        assert len(store.history(future - timedelta(days=1))) >= 2  # nothing dropped
