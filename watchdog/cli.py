@@ -678,6 +678,9 @@ def _serve(
         raise CommandError(f"error: {exc}") from None
     memory = resume(store, policy, now())
     published = LatestView(view.starting(memory.poll.started_at, policy.budget, memory.poll))
+    # Reservations live beside the state, so a restart does not grant the same money twice.
+    state = settings.state.path
+    holds = Reservations(path=state.with_name(state.name + ".holds.json"))
 
     def prepare() -> Prepared | None:
         """The courier's verdict on the notification URLs (the server answers meanwhile);
@@ -702,6 +705,7 @@ def _serve(
             memory=memory,
             published=published,
             lease_clock=lambda: datetime.now(UTC),
+            reserved=holds.total,
         )
         if not targets:
             return Prepared(tick)
@@ -726,7 +730,7 @@ def _serve(
         view=published.get,
         clock=now,
         token=settings.server.token.get_secret_value(),
-        reservations=Reservations(),
+        reservations=holds,
         request_tick=daemon.run_tick_now,
     )
     server = StatusServer(app, settings.server.host, settings.server.port, logger)

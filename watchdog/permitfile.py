@@ -10,15 +10,15 @@ file in the same directory, fsync, rename; revoking is an unlink. The file is 06
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from watchdog import atomicfile
+
 PERMIT_MODE = 0o644
-DIR_MODE = 0o755
 
 
 def permit_body(
@@ -45,10 +45,10 @@ def probe(path: Path) -> None:
     """Check at start that the permit can be written where it is configured: the
     directory is made (as a write would) and a temp file written and removed. Raise
     OSError with the reason when not, so a daemon that could never arm says so at once."""
-    directory = _directory(path)
+    directory = atomicfile.directory_of(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=directory)
     try:
-        _write_all(fd, b"{}\n")
+        atomicfile.write_all(fd, b"{}\n")
     finally:
         os.close(fd)
         os.unlink(tmp)
@@ -57,38 +57,8 @@ def probe(path: Path) -> None:
 
 
 def write(path: Path, body: dict[str, object]) -> None:
-    """Atomically (re)write the permit: temp file in the same directory, fsync, rename."""
-    directory = _directory(path)
-    data = (json.dumps(body) + "\n").encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        _write_all(fd, data)
-        os.fchmod(fd, PERMIT_MODE)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def _directory(path: Path) -> Path:
-    directory = path.parent
-    if not directory.exists():
-        directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
-    return directory
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    """Atomically (re)write the permit, world-readable in a 0755 directory."""
+    atomicfile.write(path, (json.dumps(body) + "\n").encode(), PERMIT_MODE)
 
 
 def revoke(path: Path) -> bool:
@@ -97,18 +67,5 @@ def revoke(path: Path) -> bool:
         os.unlink(path)
     except FileNotFoundError:
         return False
-    _fsync_dir(path.parent)
+    atomicfile.fsync_dir(path.parent)
     return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -24,10 +24,12 @@ import hmac
 import json
 import math
 import socket
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -37,6 +39,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from watchdog import atomicfile
 from watchdog.core import preflight
 from watchdog.core.view import UNKNOWN, View
 from watchdog.core.words import days, iso, money, parse_duration, rounded
@@ -67,15 +70,36 @@ class Hold:
 class Reservations:
     """Amounts held by jobs that passed pre-flight and have not finished yet, at most
     `capacity` at once. Expiry is a heap, the sum is kept: a check costs O(1) when nothing
-    changed."""
+    changed. With a `path` the holds survive a restart (a JSON file written atomically on
+    every change: the same $15 is not granted twice). Thread-safe: the tick reads the sum
+    for the permit's headroom while the server changes it."""
 
-    def __init__(self, capacity: int = MAX_HOLDS) -> None:
+    def __init__(self, capacity: int = MAX_HOLDS, path: Path | None = None) -> None:
         self.capacity = capacity
+        self.path = path
+        self._lock = threading.RLock()
         self._holds: dict[str, Hold] = {}
         self._expiry: list[tuple[datetime, str]] = []
         self._total = 0.0
+        for hold in _load_holds(path)[:capacity]:
+            self._holds[hold.id] = hold
+            heapq.heappush(self._expiry, (hold.until, hold.id))
+        self._recount()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        data = [
+            {"id": h.id, "amount": h.amount, "until": h.until.isoformat(), "label": h.label}
+            for h in self._holds.values()
+        ]
+        atomicfile.write(self.path, json.dumps({"holds": data}).encode(), 0o600)
 
     def _expire(self, now: datetime) -> None:
+        with self._lock:
+            self._expire_locked(now)
+
+    def _expire_locked(self, now: datetime) -> None:
         heap, changed = self._expiry, False
         while heap and heap[0][0] <= now:
             _, hold_id = heapq.heappop(heap)
@@ -85,6 +109,7 @@ class Reservations:
                 changed = True
         if changed:
             self._recount()
+            self._save()
 
     def _recount(self) -> None:
         # Summed afresh on every change (at most `capacity` terms), so adding and removing
@@ -92,8 +117,9 @@ class Reservations:
         self._total = math.fsum(h.amount for h in self._holds.values())
 
     def total(self, now: datetime) -> float:
-        self._expire(now)
-        return self._total
+        with self._lock:
+            self._expire_locked(now)
+            return self._total
 
     def count(self, now: datetime) -> int:
         self._expire(now)
@@ -108,28 +134,57 @@ class Reservations:
 
     def active(self, now: datetime) -> list[Hold]:
         """Every active hold, the soonest to expire first."""
-        self._expire(now)
-        return sorted(self._holds.values(), key=lambda h: (h.until, h.id))
+        with self._lock:
+            self._expire_locked(now)
+            return sorted(self._holds.values(), key=lambda h: (h.until, h.id))
 
     def add(self, amount: float, until: datetime, label: str = "") -> Hold:
-        """Hold `amount` until `until`. The caller checks `full` first (ValueError if full)."""
-        if len(self._holds) >= self.capacity:
-            raise ValueError(f"already {len(self._holds)} reservations held")
-        hold = Hold(uuid.uuid4().hex[:16], amount, until, label)
-        self._holds[hold.id] = hold
-        heapq.heappush(self._expiry, (until, hold.id))
-        self._recount()
-        return hold
+        """Hold `amount` until `until`. The caller checks `full` first (ValueError if full).
+        OSError when the holds cannot be saved (the hold is then not made)."""
+        with self._lock:
+            if len(self._holds) >= self.capacity:
+                raise ValueError(f"already {len(self._holds)} reservations held")
+            hold = Hold(uuid.uuid4().hex[:16], amount, until, label)
+            self._holds[hold.id] = hold
+            try:
+                self._save()
+            except OSError:
+                del self._holds[hold.id]
+                raise
+            heapq.heappush(self._expiry, (until, hold.id))
+            self._recount()
+            return hold
 
     def release(self, hold_id: str) -> bool:
+        with self._lock:
+            return self._release_locked(hold_id)
+
+    def _release_locked(self, hold_id: str) -> bool:
         if self._holds.pop(hold_id, None) is None:
             return False
         self._recount()
+        self._save()
         if len(self._expiry) > 2 * len(self._holds) + 64:
             # Released holds leave their heap entries behind; keep the heap bounded.
             self._expiry = [(h.until, h.id) for h in self._holds.values()]
             heapq.heapify(self._expiry)
         return True
+
+
+def _load_holds(path: Path | None) -> list[Hold]:
+    """The holds saved at `path` (none when there is no file, or it is unreadable: a
+    corrupt file must not keep the daemon from starting; jobs just hold again)."""
+    if path is None:
+        return []
+    try:
+        saved = json.loads(path.read_bytes())
+        return [
+            Hold(str(h["id"]), float(h["amount"]), datetime.fromisoformat(h["until"]), h["label"])
+            for h in saved["holds"]
+            if math.isfinite(float(h["amount"])) and float(h["amount"]) >= 0
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 # -- answers ------------------------------------------------------------------------------
@@ -307,7 +362,11 @@ class _Preflight:
             )
             body = _no_go(cost, p.headroom, reserved, [reason])
             return 429, body, [(b"retry-after", str(wait).encode())]
-        hold = holds.add(cost, now + hold_for, params.get("label", "")[:MAX_LABEL])
+        try:
+            hold = holds.add(cost, now + hold_for, params.get("label", "")[:MAX_LABEL])
+        except OSError as exc:  # a hold that would not survive a restart is not granted
+            reason = f"cannot save the reservation: {exc.strerror or exc}"
+            return 503, _no_go(cost, p.headroom, reserved, [reason]), []
         reservation = _dumps(
             {"id": hold.id, "amount": hold.amount, "expires_at": hold.until.isoformat()}
         ).decode()

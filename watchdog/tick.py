@@ -150,6 +150,7 @@ class Tick:
         memory: Memory | None = None,
         published: LatestView | None = None,
         lease_clock: Callable[[], datetime] | None = None,
+        reserved: Callable[[datetime], float] | None = None,
     ) -> None:
         self.policy = policy
         self.provider = provider
@@ -160,6 +161,8 @@ class Tick:
         # The permit is a lease in real time, read by jobs with the wall clock; only the
         # demo's accelerated clock differs from it.
         self.lease_clock = lease_clock or clock
+        # Money held by pre-flight reservations: the permit's headroom leaves it out.
+        self.reserved = reserved or (lambda now: 0.0)
         self.log = log
         self.targets = tuple(targets)
         self.memory = memory or resume(store, policy, clock())
@@ -381,7 +384,7 @@ class Tick:
                     self._lease(o.metrics.now),
                     o.metrics.balance,
                     o.metrics.runway_days,
-                    self.view.headroom,  # measured once per tick, in the view
+                    self._headroom(o.metrics.now),
                 )
                 permitfile.write(self.permit_path, body)
             else:
@@ -398,6 +401,12 @@ class Tick:
                 )
         else:
             self.memory.permit_error = None
+
+    def _headroom(self, now: datetime) -> float | None:
+        """What a job may still spend: the view's headroom less what reservations hold,
+        so `gate --cost` (the file) and `gate --url` (the daemon) agree."""
+        headroom = self.view.headroom  # measured once per tick, in the view
+        return None if headroom is None else max(0.0, headroom - self.reserved(now))
 
     def _lease(self, now: datetime) -> timedelta:
         """How long the permit written now may stand: the ttl, but never past the moment

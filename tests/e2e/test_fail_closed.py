@@ -199,3 +199,34 @@ def test_data_from_the_future_is_kept_and_launches_wait_for_the_clock(
     assert proc.events("clock_behind_data")
     with Store(state) as store:
         assert len(store.history(future - timedelta(days=1))) >= 2  # nothing dropped
+
+
+def test_reservations_survive_a_restart_and_leave_the_permits_headroom(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    import json
+    import signal
+
+    fake.account.usage_daily = 2.0
+    port = free_port()
+    config = on_port(fake, tmp_path, port, extra="[budget]\ndaily_limit = 20.0\n")
+    first = daemon(config).start()
+    permit = tmp_path / "run" / "permit"
+    wait_for(permit.exists, timeout=20, what="the permit")
+    held = httpx.post(f"http://127.0.0.1:{port}/preflight?cost=15&hold=1h", timeout=5)
+    assert held.status_code == 200
+    wait_for(
+        lambda: json.loads(permit.read_text())["headroom_usd"] <= 3.0 + 1e-6,
+        timeout=20,
+        what="the permit's headroom to leave the $15 out",
+    )
+    assert gate(permit, "--cost", "10").returncode == 1  # the file agrees with the daemon
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
+    second = daemon(config).start()
+    status = wait_for(lambda: status_of(port), timeout=20, what="the restarted daemon")
+    assert status["reserved_usd"] == 15.0 and status["reservations_count"] == 1
+    wait_for(lambda: status_of(port)["permit"] == "armed", timeout=20)  # type: ignore[index]
+    again = httpx.post(f"http://127.0.0.1:{port}/preflight?cost=15&hold=1h", timeout=5)
+    assert again.status_code == 409  # the same $15 is not granted twice
+    assert second.proc is not None
