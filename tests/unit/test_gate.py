@@ -612,3 +612,39 @@ def test_the_gates_default_ttl_is_the_daemons() -> None:
     from watchdog.config import KillswitchConfig
 
     assert KillswitchConfig().ttl.total_seconds() == gate.DAEMON_DEFAULT_TTL_S
+
+
+def test_the_readmes_stdlib_lines_agree_with_gate(tmp_path: Path) -> None:
+    """Jobs without our package copy the README's few lines: they must refuse what gate
+    refuses (numbers as strings, a permit from the future) and accept what it accepts."""
+    import datetime as dt
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("import datetime, json, math")
+    code = readme[start : readme.index("```", start)]
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    may_launch = namespace["may_launch"]
+    assert callable(may_launch)
+    now = dt.datetime.now(dt.UTC)
+    good = {
+        "state": "armed",
+        "issued_at": now.isoformat(),
+        "expires_at": (now + dt.timedelta(minutes=5)).isoformat(),
+        "balance": 10.0,
+        "runway_days": None,
+        "headroom_usd": 3.0,
+    }
+    cases = [
+        ({}, 1.0),
+        ({}, 5.0),
+        ({"headroom_usd": "9"}, 1.0),
+        ({"issued_at": (now + dt.timedelta(hours=1)).isoformat()}, 1.0),
+        ({"expires_at": (now + dt.timedelta(days=9)).isoformat()}, 1.0),
+        ({"state": "revoked"}, 1.0),
+    ]
+    path = tmp_path / "permit"
+    for change, cost in cases:
+        path.write_text(json.dumps({**good, **change}))
+        ours = gate.check(cost=cost, permit=str(path), ttl_s=300).go
+        assert may_launch(cost, str(path)) is ours, (change, cost)
