@@ -124,6 +124,11 @@ MIGRATIONS: tuple[str, ...] = (
         reason TEXT NOT NULL
     );
     """,
+    # 4: an alert that ended under a silence keeps its state until the silence ends, so
+    # its resolution is sent then (AlertState.resolved_at), not dropped.
+    """
+    ALTER TABLE alerts ADD COLUMN resolved_at INTEGER;
+    """,
 )
 
 
@@ -227,13 +232,14 @@ class Store:
                 "first, or give this one its own state.path"
             ) from None
         try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-        except OSError as exc:  # a full disk: the lock is ours, the pid just unwritten
+            # Unbuffered: a buffered write that fails on a full disk fails again on close.
+            os.ftruncate(handle.fileno(), 0)
+            os.pwrite(handle.fileno(), f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # a full disk
             handle.close()
-            raise StoreError(f"cannot write {lock_path}: {exc.strerror}") from None
+            raise StoreError(
+                f"cannot write {lock_path}: {exc.strerror} (the state's disk is full?)"
+            ) from None
         self._lock_file = handle
 
     def _release_lock(self) -> None:
@@ -404,14 +410,32 @@ class Store:
         return _message(row) if row is not None else None
 
     def due_count(self, now: datetime) -> int:
-        """How many undelivered messages are due at `now`."""
+        """How many undelivered messages wait behind a message due at `now`: the messages
+        of the targets whose oldest pending one is due (a target waiting out its backoff
+        has none due, however many it holds)."""
         row = self._one(
-            "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?",
+            """
+            SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND target IN (
+                SELECT target FROM outbox WHERE next_attempt_at <= ? AND id IN (
+                    SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY target))
+            """,
             (_ms(now),),
         )
         return int(row[0]) if row else 0
 
-    def pending_targets(self) -> list[str]:
+    def pending_targets(self, due_at: datetime | None = None) -> list[str]:
+        """The targets with undelivered messages; with `due_at`, only those whose oldest
+        pending message is due then (messages go out in order, so only it can be sent)."""
+        if due_at is not None:
+            heads = self._all(
+                """
+                SELECT target FROM outbox WHERE next_attempt_at <= ? AND id IN (
+                    SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY target)
+                ORDER BY id
+                """,
+                (_ms(due_at),),
+            )
+            return [r["target"] for r in heads]
         rows = self._all("SELECT DISTINCT target FROM outbox WHERE state = 'pending'")
         return [r["target"] for r in rows]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import DaemonProcess, base_config, wait_for
 from tests.fake_openrouter import FakeOpenRouter, Fault
@@ -230,3 +231,113 @@ def test_reservations_survive_a_restart_and_leave_the_permits_headroom(
     again = httpx.post(f"http://127.0.0.1:{port}/preflight?cost=15&hold=1h", timeout=5)
     assert again.status_code == 409  # the same $15 is not granted twice
     assert second.proc is not None
+
+
+# -- a full disk, a second daemon, a hung provider -------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs for the state: a disk that really fills up (mount needs root)."""
+    mount = tmp_path / "state"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with filler.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_at_start_is_one_clear_line(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tiny_disk: Path
+) -> None:
+    fill(tiny_disk)
+    proc = daemon(base_config(fake, tiny_disk.parent)).start()
+    assert proc.wait(timeout=20) in (1, 2)
+    err = proc.stderr_path.read_text()
+    assert "Traceback" not in proc.output()
+    assert "state" in err.lower() and len(err.strip().splitlines()) == 1
+
+
+def test_a_disk_that_fills_mid_run_is_critical_with_its_cause(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tiny_disk: Path
+) -> None:
+    tmp_path = tiny_disk.parent
+    port = free_port()
+    proc = daemon(on_port(fake, tmp_path, port)).start()
+    permit = tmp_path / "run" / "permit"
+    wait_for(permit.exists, timeout=20, what="the permit")
+    filler = fill(tiny_disk)
+    status = wait_for(
+        lambda: (s := status_of(port)) and any(f["rule"] == "state" for f in s["findings"]) and s,
+        timeout=30,
+        what="a state finding",
+    )
+    assert status["permit"] == "revoked" and status["state"] == "critical"
+    assert status["last_error"] and "full" in status["last_error"].lower()
+    assert not permit.exists()
+    health = get(port, "/healthz")
+    assert health is not None and health.status_code == 503
+    assert "full" in health.json()["reason"].lower()
+    filler.unlink()  # space again: the next tick writes, the permit comes back
+    wait_for(permit.exists, timeout=30, what="the permit after space was freed")
+    assert proc.events("tick_failed")
+
+
+def test_a_second_daemon_on_a_symlink_to_the_state_is_refused(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    first = daemon(base_config(fake, tmp_path)).start()
+    permit = tmp_path / "run" / "permit"
+    wait_for(permit.exists, timeout=20, what="the first daemon's permit")
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    (alias / "state.db").symlink_to(tmp_path / "state" / "state.db")
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    config = base_config(fake, tmp_path).replace(
+        f'path = "{tmp_path}/state/state.db"', f'path = "{alias}/state.db"'
+    )
+    second = DaemonProcess(second_dir, config, name="second").start()
+    try:
+        assert second.wait(timeout=20) == 1
+    finally:
+        second.stop()
+    assert "another budget-watchdog" in second.stderr_path.read_text()
+    assert permit.exists()  # the first one's permit is untouched
+    assert first.proc is not None and first.proc.poll() is None
+
+
+def test_while_the_provider_hangs_staleness_follows_the_clock(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    extra = '[budget]\nstale_after = "3s"\n'
+    config = on_port(fake, tmp_path, port, extra=extra).replace('timeout = "2s"', 'timeout = "20s"')
+    daemon(config).start()
+    permit = tmp_path / "run" / "permit"
+    wait_for(permit.exists, timeout=20, what="the permit")
+    fake.fault(Fault(status=200, delay=25))  # every poll now hangs for 25 s
+    status = wait_for(lambda: (s := status_of(port)) and s["permit"] == "revoked" and s, timeout=12)
+    assert status["stale"] is True
+    assert any(f["rule"] == "stale" for f in status["findings"])
+    assert gate(permit).returncode == 1  # the lease ended with the data's freshness
+    fake.clear_faults()
