@@ -416,6 +416,11 @@ def create_app(
     async def healthz(request: Request) -> Response:
         v, now = view(), clock()
         age = v.data_age(now)
+        failing = v.poll.failing_tick()
+        if failing is not None:
+            # Fresh data is no comfort when the tick cannot use it (a full disk, a bug).
+            reason = f"the last tick failed ({failing}): {v.poll.last_error}"
+            return _json({"ok": False, "reason": reason, "data_age_s": rounded(age)}, 503)
         if v.fresh(now):
             return _json(
                 {"ok": True, "data_age_s": rounded(age), "last_poll_at": iso(v.poll.last_success)}

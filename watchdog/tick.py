@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from watchdog import permitfile
+from watchdog.log import scrub
 from watchdog.core import burn, view
 from watchdog.core.burn import Metrics
 from watchdog.core.decide import Inputs, Outcome, decide
@@ -194,7 +195,7 @@ class Tick:
         error is the last error, and the permit is revoked — we do not know."""
         now = self.clock()
         kind = "state" if isinstance(exc, StoreError | sqlite3.Error | OSError) else "tick"
-        message = f"{type(exc).__name__}: {exc}"
+        message = scrub(f"{type(exc).__name__}: {exc}")
         self.memory.poll = before.failed(now, kind, message)
         reason = f"the tick failed ({message})"
         what = "The state file cannot be written" if kind == "state" else "The tick failed"
@@ -232,7 +233,7 @@ class Tick:
             m.poll = m.poll.failed(
                 now,
                 error.kind,
-                error.message,
+                scrub(error.message),
                 retry_after=error.retry_after,
                 auth=isinstance(error, AuthError),
             )
@@ -350,7 +351,7 @@ class Tick:
                 unit.audit(PermitChange(now, "armed" if d.armed else "revoked", d.actor, d.reason))
             unit.save_permit(o.permit, self.memory.watched)
             if error is not None:
-                unit.save_poll_error(error.message, error.kind, now)
+                unit.save_poll_error(scrub(error.message), error.kind, now)
 
     # -- apply -----------------------------------------------------------------------
 

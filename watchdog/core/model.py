@@ -15,13 +15,20 @@ from typing import Literal
 Severity = Literal["warning", "critical"]
 SEVERITY_ORDER = {"warning": 1, "critical": 2}
 WATCHED = "*"  # the key of findings about the watched scope (the key, or the account)
+# Error kinds of a tick that failed on its own side (not the provider's).
+TICK_FAILURES = ("state", "tick")
 
 Scope = Literal["key", "account"]
 
 
 @dataclass(frozen=True)
 class KeyUsage:
-    """One API key as the provider describes it. Amounts in USD; None when not reported."""
+    """One API key as the provider describes it. Amounts in USD; None when not reported.
+
+    `usage` and its windows are what the provider billed from its credits; `byok_usage*`
+    is spend through the operator's own provider keys (BYOK), billed elsewhere. With
+    `include_byok_in_limit` the provider counts BYOK spend against the key's limit too:
+    `counted_usage` and `counted_window` are the counters that limit is judged on."""
 
     usage: float
     label: str | None = None
@@ -37,10 +44,42 @@ class KeyUsage:
     is_free_tier: bool | None = None
     is_management_key: bool | None = None
     expires_at: datetime | None = None
+    byok_usage: float | None = None
+    byok_usage_daily: float | None = None
+    byok_usage_weekly: float | None = None
+    byok_usage_monthly: float | None = None
+    include_byok_in_limit: bool | None = None
+    workspace_id: str | None = None
 
     @property
     def display_name(self) -> str:
         return self.name or self.label or (self.hash[:8] if self.hash else "key")
+
+    @property
+    def byok_counted(self) -> bool:
+        """True when the provider counts this key's BYOK spend against its limit and the
+        BYOK counter is known."""
+        return self.include_byok_in_limit is True and self.byok_usage is not None
+
+    @property
+    def counted_usage(self) -> float:
+        """Lifetime spend as the provider counts it against the key's limit: `usage`, plus
+        `byok_usage` when `include_byok_in_limit` is true. Still a lifetime counter."""
+        if self.byok_counted and self.byok_usage is not None:
+            return self.usage + self.byok_usage
+        return self.usage
+
+    def counted_window(
+        self, name: Literal["usage_daily", "usage_weekly", "usage_monthly"]
+    ) -> float | None:
+        """`usage_daily`/`_weekly`/`_monthly` as the provider counts it against the limit
+        (plus the BYOK window when BYOK counts; None when that BYOK window is unknown, so
+        a window never reads lower than the lifetime counter it goes with)."""
+        value: float | None = getattr(self, name)
+        if value is None or not self.byok_counted:
+            return value
+        byok: float | None = getattr(self, f"byok_{name}")
+        return None if byok is None else value + byok
 
 
 @dataclass(frozen=True)
@@ -72,17 +111,42 @@ class Snapshot:
 
     @property
     def usage(self) -> float:
-        """The lifetime spend counter that burn rates are computed from."""
+        """The lifetime spend counter that burn rates are computed from. For the watched
+        key it is the counter its limit is judged on (`KeyUsage.counted_usage`: BYOK spend
+        included when the provider counts it), so `key_limit` projects from the same
+        spend the provider does. For the account it is OpenRouter-billed spend."""
         if self.key is not None:
-            return self.key.usage
+            return self.key.counted_usage
         if self.credits is not None:
             return self.credits.total_usage
         return sum(k.usage for k in self.keys)
 
-    def _window(self, name: str) -> float | None:
+    @property
+    def byok_counted(self) -> bool:
+        """True when `usage` and its windows include BYOK spend (the watched key counts it
+        against its limit)."""
+        return self.key is not None and self.key.byok_counted
+
+    @property
+    def byok_usage(self) -> float | None:
+        """Lifetime BYOK spend, shown beside `usage`: the watched key's, or the sum over
+        the account's keys (None when unknown for any of them)."""
+        return self._byok("byok_usage")
+
+    def _byok(self, name: str) -> float | None:
         if self.key is not None:
             value: float | None = getattr(self.key, name)
             return value
+        values = [getattr(k, name) for k in self.keys]
+        if not values or any(v is None for v in values):
+            return None
+        return float(sum(values))
+
+    def _window(
+        self, name: Literal["usage_daily", "usage_weekly", "usage_monthly"]
+    ) -> float | None:
+        if self.key is not None:
+            return self.key.counted_window(name)
         values = [getattr(k, name) for k in self.keys]
         if not values or any(v is None for v in values):
             return None
@@ -114,12 +178,18 @@ class Snapshot:
             total_credits=self.credits.total_credits if self.credits else None,
             key_limit=self.key.limit if self.key else None,
             key_limit_remaining=self.key.limit_remaining if self.key else None,
+            byok_usage=self.byok_usage,
+            byok_usage_daily=self._byok("byok_usage_daily"),
+            byok_usage_monthly=self._byok("byok_usage_monthly"),
+            byok_counted=self.byok_counted,
         )
 
 
 @dataclass(frozen=True)
 class Sample:
-    """The row kept for every poll: the usage counter, the provider's own windows, balance."""
+    """The row kept for every poll: the usage counter, the provider's own windows, balance.
+    `byok_*` is BYOK spend shown on its own; `byok_counted` says whether `usage` and its
+    windows already include it (the watched key's limit counts BYOK spend)."""
 
     ts: datetime
     usage: float
@@ -130,6 +200,10 @@ class Sample:
     total_credits: float | None = None
     key_limit: float | None = None
     key_limit_remaining: float | None = None
+    byok_usage: float | None = None
+    byok_usage_daily: float | None = None
+    byok_usage_monthly: float | None = None
+    byok_counted: bool = False
 
 
 # -- findings and alerts ------------------------------------------------------------------
@@ -163,7 +237,13 @@ Ident = tuple[str, str]
 
 @dataclass(frozen=True)
 class AlertState:
-    """One active alert, as persisted between ticks and restarts."""
+    """One alert, as persisted between ticks and restarts.
+
+    `last_sent` is when recipients last heard of it (None: never). `suppressed` means its
+    rule was silenced at the last tick, whether or not a message was held back: when the
+    silence ends (expiry or `unsilence`) a finding still firing is sent again. A finding
+    that ends under a silence after recipients heard of it stays here with `resolved_at`
+    set, its resolution held until the silence ends; it is no longer firing."""
 
     rule: str
     key: str
@@ -173,11 +253,17 @@ class AlertState:
     message: str
     value: float | None = None
     threshold: float | None = None
-    suppressed: bool = False  # a message was held back by a silence
+    suppressed: bool = False  # its rule was silenced at the last tick
+    resolved_at: datetime | None = None  # ended under a silence; resolution held
 
     @property
     def ident(self) -> Ident:
         return (self.rule, self.key)
+
+    @property
+    def firing(self) -> bool:
+        """Still firing (not an ended finding whose resolution a silence holds)."""
+        return self.resolved_at is None
 
 
 @dataclass(frozen=True)
@@ -192,7 +278,8 @@ class Silence:
 
 @dataclass(frozen=True)
 class Event:
-    """A change worth telling someone about. `severity` routes it to targets."""
+    """A change worth telling someone about. `severity` routes it to targets; `at` is
+    when it happened (every message says so)."""
 
     kind: EventKind
     rule: str
@@ -203,6 +290,7 @@ class Event:
     message: str
     finding: Finding | None = None
     previous: Severity | None = None
+    held_until: datetime | None = None  # held by a silence that ended then (`at` is earlier)
 
 
 @dataclass(frozen=True)
@@ -254,6 +342,15 @@ class PollHealth:
     def fresh(self, now: datetime, stale_after: timedelta) -> bool:
         age = self.data_age(now)
         return age is not None and age <= stale_after.total_seconds()
+
+    def failing_tick(self) -> str | None:
+        """The kind of the tick's own failure ("state": the state could not be written,
+        "tick": anything else) when the latest tick failed that way, else None."""
+        if self.last_error_kind not in TICK_FAILURES or self.last_error_at is None:
+            return None
+        if self.last_success is not None and self.last_success >= self.last_error_at:
+            return None
+        return self.last_error_kind
 
     def succeeded(self, now: datetime, auth_error: str | None = None) -> PollHealth:
         """After a successful poll at `now` (`auth_error`: the key answered but is
