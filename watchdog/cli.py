@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from watchdog.store import Store, Unit
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+# `status` when no daemon answers (the state file's picture is shown): LSB's "not running".
+EXIT_NOT_RUNNING = 3
 
 
 class CommandError(Exception):
@@ -125,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
         "--state-dir",
         metavar="DIR",
         default=None,
-        help="where the demo keeps its state and permit (default: a new temporary dir)",
+        help="where the demo keeps its state and permit, kept afterwards (default: a new "
+        "temporary dir, removed on exit)",
     )
     demo.set_defaults(func=cmd_demo)
 
@@ -399,6 +402,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
+    import shutil
     import tempfile
     from datetime import UTC, datetime
     from pathlib import Path
@@ -432,15 +436,22 @@ def cmd_demo(ns: argparse.Namespace) -> int:
         f"State in {state_dir}. Ctrl-C stops.\n",
         file=sys.stderr,
     )
-    return _serve(
-        ns,
-        loaded,
-        account,
-        interval=interval,
-        clock=clock,
-        run_for=ns.run_for,
-        announce=True,
-    )
+    try:
+        return _serve(
+            ns,
+            loaded,
+            account,
+            interval=interval,
+            clock=clock,
+            run_for=ns.run_for,
+            announce=True,
+        )
+    finally:
+        if ns.state_dir is None:  # ours to clean up; a --state-dir is the user's to keep
+            shutil.rmtree(state_dir, ignore_errors=True)
+            print(f"demo state removed ({state_dir})", file=sys.stderr)
+        else:
+            print(f"demo state kept in {state_dir}", file=sys.stderr)
 
 
 def cmd_notify_test(ns: argparse.Namespace) -> int:
@@ -507,6 +518,7 @@ def cmd_status(ns: argparse.Namespace) -> int:
     import json
     from datetime import UTC, datetime
 
+    from watchdog.core import words
     from watchdog.core.view import render_text
     from watchdog.offline import status_from_store
 
@@ -516,19 +528,23 @@ def cmd_status(ns: argparse.Namespace) -> int:
     body = client.status()
     if body is not None:
         source = f"running daemon at {client.base_url}"
+        code = EXIT_OK
     else:
         with _state(loaded) as store:
             body = status_from_store(store, settings, datetime.now(UTC))
+        age = body.get("data_age_s")
+        when = "never polled" if age is None else f"its last poll {words.duration(age)} ago"
         source = (
             f"the daemon does not answer at {client.base_url}: from the state file "
-            f"{settings.state.path} (as of its last poll)"
+            f"{settings.state.path} ({when})"
         )
+        code = EXIT_NOT_RUNNING
     if ns.json:
         body["source"] = source
         print(json.dumps(body, indent=2))
     else:
         sys.stdout.write(render_text(body, source=source))
-    return EXIT_OK
+    return code
 
 
 def cmd_trip(ns: argparse.Namespace) -> int:
@@ -603,7 +619,13 @@ def cmd_report(ns: argparse.Namespace) -> int:
     with _state(loaded) as store:
         samples = store.history(now - timedelta(days=ns.days + 1))
     end = max([now] + [s.ts for s in samples[-1:]])  # a demo's clock may run ahead
-    days = burn.daily_spend(burn.History.from_samples(samples), end, ns.days, tz)
+    history = burn.History.from_samples(samples)
+    days = burn.daily_spend(history, end, ns.days, tz)
+    if days and samples:
+        # Today as the daemon counts it (the provider's counters where our samples are
+        # short), so `report` and `status` agree.
+        today = burn.measure(history, end, tz).spent_today
+        days[-1] = (days[-1][0], today if today is not None else days[-1][1])
     models = None
     p = settings.provider
     if p.management_key is not None:

@@ -12,6 +12,7 @@ shuts down waiting for a running tick, `on_stop` runs (it revokes the permit), e
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
 import time
@@ -35,6 +36,17 @@ TICK_REQUEST_TIMEOUT_S = 60.0
 # A tick that runs longer than this is stuck (a poll is bounded far below it: timeouts,
 # a few retries, backoff): the heartbeat stops and systemd's watchdog restarts us.
 STUCK_AFTER_S = 300.0
+
+
+class _SkippedRuns(logging.Filter):
+    """APScheduler says "maximum number of running instances reached" for every run a long
+    tick makes it skip; the daemon says it once, structured (`tick_overrun`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+SKIPPED_RUNS = _SkippedRuns()
 
 
 class Runnable(Protocol):
@@ -118,6 +130,7 @@ class Daemon:
             timezone=UTC,
         )
         scheduler.add_listener(self._on_overrun, EVENT_JOB_MAX_INSTANCES)
+        logging.getLogger("apscheduler.scheduler").addFilter(SKIPPED_RUNS)
         scheduler.add_job(
             self._run_tick,
             "interval",

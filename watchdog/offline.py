@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from watchdog.config import Settings
-from watchdog.core import burn, view
-from watchdog.core.model import Finding, PollHealth
+from watchdog.core import burn, rules, view
+from watchdog.core.decide import HORIZON_FACTOR
+from watchdog.core.model import PollHealth
 from watchdog.core.permit import Decision
 from watchdog.gate import check
 from watchdog.notify import target_id
@@ -19,21 +20,13 @@ from watchdog.store import Store
 
 
 def status_from_store(store: Store, settings: Settings, now: datetime) -> dict[str, Any]:
-    """Given the state file, the config and the time, return a /status body."""
+    """Given the state file, the config and the time, return a /status body: one coherent
+    picture, judged now (the rules re-run on the stored samples, so the state agrees with
+    the numbers; data as old as the last poll is stale, and says so)."""
     policy = settings.policy()
     since = burn.samples_needed_since(now, policy.budget.tz)
     history = burn.history_from(store.history(since), now)
     metrics = burn.measure(history, now, policy.budget.tz)
-    findings = [
-        Finding(a.rule, a.severity, a.value, a.threshold, a.message, key=a.key)
-        for a in store.load_alerts().values()
-    ]
-    # Whatever the state file says, the permit is what a job would find now.
-    verdict = check(
-        permit=str(settings.killswitch.path),
-        now=now.timestamp(),
-        ttl_s=settings.killswitch.ttl.total_seconds(),
-    )
     error, kind, at = store.poll_error()
     last = store.last_sample()
     poll = PollHealth(
@@ -43,13 +36,22 @@ def status_from_store(store: Store, settings: Settings, now: datetime) -> dict[s
         last_error_kind=kind,
         last_error_at=at,
     )
+    held = {ident: a.severity for ident, a in store.load_alerts().items()}
+    findings = rules.evaluate(
+        metrics, policy.budget, poll, horizon=policy.poll_interval * HORIZON_FACTOR, held=held
+    )
+    # Whatever the state file says, the permit is what a job would find now.
+    verdict = check(
+        permit=str(settings.killswitch.path),
+        now=now.timestamp(),
+        ttl_s=settings.killswitch.ttl.total_seconds(),
+    )
     health = store.target_health()
-    targets = []
-    for t in settings.notify.targets:
-        ident = target_id(t.url.get_secret_value())
-        if ident in health:
-            shown = f"target {ident}"
-            targets.append(view.TargetView(ident, shown, tuple(t.severities), health[ident]))
+    targets = [
+        view.TargetView(ident, f"target {ident}", tuple(t.severities), health[ident])
+        for t in settings.notify.targets
+        if (ident := target_id(t.url.get_secret_value())) in health
+    ]
     built = view.build(
         now=now,
         budget=policy.budget,
@@ -62,5 +64,6 @@ def status_from_store(store: Store, settings: Settings, now: datetime) -> dict[s
         silences=store.silences(now),
         targets=targets,
         permit_history=store.audit_log(10),
+        stale_revokes=policy.killswitch.on_stale == "revoke",
     )
     return built.to_json(now)

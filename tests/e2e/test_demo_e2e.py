@@ -34,3 +34,33 @@ def test_demo_runs_the_loop_and_stops_by_itself(tmp_path: Path) -> None:
         assert "[WARNING] spike on simulated batch key" in result.stderr  # the console target
         assert "Status page: http://127.0.0.1:" in result.stderr
         assert "Traceback" not in result.stdout + result.stderr
+
+
+DEMO = [sys.executable, "-m", "watchdog", "demo", "--for", "2s", "--speed", "600"]
+
+
+def test_the_demo_removes_its_own_state_and_keeps_a_given_one(tmp_path: Path) -> None:
+    import os
+    import re
+
+    env = dict(os.environ, TMPDIR=str(tmp_path))  # where the demo's own temp dir goes
+    own = subprocess.run(
+        DEMO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert own.returncode == 0, own.stderr[-2000:]
+    removed = re.search(r"demo state removed \((.+)\)", own.stderr)
+    assert removed and not Path(removed.group(1)).exists()
+    assert [p for p in tmp_path.iterdir() if p.name.startswith("budget-watchdog-demo")] == []
+    mine = tmp_path / "mine"
+    kept = subprocess.run(
+        [*DEMO, "--state-dir", str(mine)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert kept.returncode == 0
+    assert f"demo state kept in {mine}" in kept.stderr and (mine / "state.db").exists()

@@ -61,9 +61,23 @@ def test_status_command_reads_the_running_daemon_then_the_state_file(
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
     offline = cli(proc.config, "status")
-    assert offline.returncode == 0
+    assert offline.returncode == 3  # not running: the state file's picture, with its age
     assert "does not answer" in offline.stdout and "from the state file" in offline.stdout
+    assert "its last poll" in offline.stdout and " ago)" in offline.stdout
     assert "Permit: REVOKED" in offline.stdout
+    # one coherent picture: the state agrees with the numbers it shows
+    body = json.loads(cli(proc.config, "status", "--json").stdout)
+    assert body["spent_today"] == 2.0 and body["state"] in ("ok", "warning")
+    assert all(f["rule"] != "daily_limit" for f in body["findings"])
+    # judged with the config at hand, not the daemon's stored alerts: numbers and state agree
+    tighter = proc.config.with_name("tighter.toml")
+    tighter.write_text(proc.config.read_text().replace("daily_limit = 20.0", "daily_limit = 1.5"))
+    tighter.chmod(0o600)
+    judged = json.loads(cli(tighter, "status", "--json").stdout)
+    assert judged["state"] == "critical"
+    assert [f["severity"] for f in judged["findings"] if f["rule"] == "daily_limit"] == [
+        "critical"
+    ]
     assert API_KEY not in live.stdout + offline.stdout
 
 
