@@ -1,8 +1,12 @@
 """A small fake OpenRouter HTTP server on 127.0.0.1, with fault injection.
 
-Serves /api/v1/key, /auth/key, /credits, /keys (paginated), /activity and
-PATCH /keys/{hash} from a mutable account state. Tests change the state (spend, top up)
-and queue faults (status bursts, slow answers, HTML, missing fields) between polls.
+Serves /api/v1/key, /auth/key, /credits, /keys (paginated), GET and PATCH /keys/{hash}
+and /activity from a mutable account state, in the shapes OpenRouter's OpenAPI document
+gives (tests/spec/openrouter_required.json; tests/integration/test_provider_contract.py
+holds every answer to it): every required field, disabled keys listed only with
+`include_disabled=true`, 100 keys a page by `offset`, a PATCH that changes only the fields
+it sends. Tests change the state (spend, top up) and queue faults (status bursts, slow
+answers, HTML, missing fields, a workspace budget's 403) between polls.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -18,11 +23,28 @@ from urllib.parse import parse_qs, urlparse
 API_KEY = "sk-or-v1-e2e-watched-key-0123456789abcdef0123456789abcdef"
 MANAGEMENT_KEY = "sk-or-v1-e2e-management-key-fedcba9876543210fedcba987654"
 KEY_HASH = "e2ekeyhash0000000000000000000000000000000000000000000000000000ab"
+USER_ID = "user_2e2e2e2e2e2e2e2e2e2e2e2e2e2"
+WORKSPACE_ID = "7d0c5a8e-2f1b-4c3d-9e8f-0a1b2c3d4e5f"
+PAGE_SIZE = 100
+LIMIT_RESETS = ("daily", "weekly", "monthly", None)
+
+# What OpenRouter answers when a workspace budget is used up (OpenRouterTeam/docs,
+# guides/features/workspaces/workspace-budgets.mdx): a 403 told apart by its message.
+BUDGET_EXCEEDED = json.dumps(
+    {
+        "error": {
+            "code": 403,
+            "message": "Workspace monthly budget of $500.00 exceeded. Contact your org admin.",
+        }
+    }
+)
 
 
 @dataclass
 class Fault:
-    """What the next matching requests get instead of a normal answer."""
+    """What the next matching requests get instead of a normal answer. `reset_in` adds an
+    `X-RateLimit-Reset` header that many seconds ahead, in epoch milliseconds as OpenRouter
+    sends it (computed when served)."""
 
     status: int = 500
     body: str = '{"error": {"code": 500, "message": "Internal Server Error"}}'
@@ -31,25 +53,102 @@ class Fault:
     delay: float = 0.0
     count: int | None = None  # None: until cleared
     paths: tuple[str, ...] = ()  # empty: every path
+    reset_in: float | None = None
+
+
+def budget_exceeded(**kwargs: Any) -> Fault:
+    """A workspace budget used up: 403 with the budget message."""
+    return Fault(403, BUDGET_EXCEEDED, **kwargs)
 
 
 @dataclass
 class Account:
+    """The watched key (and the account around it)."""
+
     usage: float = 100.0
     usage_daily: float = 2.0
     usage_weekly: float = 20.0
     usage_monthly: float = 60.0
+    byok_usage: float = 0.0
+    byok_usage_daily: float = 0.0
+    byok_usage_weekly: float = 0.0
+    byok_usage_monthly: float = 0.0
+    include_byok_in_limit: bool = False
     total_credits: float = 300.0
     limit: float | None = None
+    limit_reset: str | None = None
     disabled: bool = False
+    name: str = "batch"
+    label: str = "sk-or-v1-e2e...cdef"
+    listed_label: str | None = None  # the label /keys gives, when it differs from /key's
+    expires_at: str | None = None
+    created_at: str = "2026-01-05T10:30:00Z"
+    updated_at: str | None = None
     legacy_only: bool = False  # answer 404 on /key, like an older deployment
+
+    def limit_remaining(self) -> float | None:
+        """The limit less what the provider counts in the current reset period."""
+        if self.limit is None:
+            return None
+        suffix = "" if self.limit_reset is None else f"_{self.limit_reset}"
+        used = float(getattr(self, f"usage{suffix}"))
+        if self.include_byok_in_limit:
+            used += float(getattr(self, f"byok_usage{suffix}"))
+        return round(self.limit - used, 6)
+
+
+def key_row(key_hash: str, name: str, **fields: Any) -> dict[str, Any]:
+    """A key as GET /keys lists it, every required field present; `fields` override."""
+    row: dict[str, Any] = {
+        "hash": key_hash,
+        "name": name,
+        "label": f"sk-or-v1-{key_hash[:3]}...{key_hash[-3:]}",
+        "disabled": False,
+        "limit": None,
+        "limit_remaining": None,
+        "limit_reset": None,
+        "include_byok_in_limit": False,
+        "usage": 0.0,
+        "usage_daily": 0.0,
+        "usage_weekly": 0.0,
+        "usage_monthly": 0.0,
+        "byok_usage": 0.0,
+        "byok_usage_daily": 0.0,
+        "byok_usage_weekly": 0.0,
+        "byok_usage_monthly": 0.0,
+        "created_at": "2026-01-05T10:30:00Z",
+        "updated_at": None,
+        "creator_user_id": USER_ID,
+        "workspace_id": WORKSPACE_ID,
+        "expires_at": None,
+    }
+    row.update(fields)
+    return row
 
 
 class FakeOpenRouter:
     def __init__(self) -> None:
         self.account = Account()
+        self.other_keys: list[dict[str, Any]] = []  # more keys of the account (key_row)
+        self.activity: list[dict[str, Any]] = [
+            {
+                "date": "2026-11-01",
+                "model": "openai/gpt-4.1",
+                "model_permaslug": "openai/gpt-4.1-2025-04-14",
+                "endpoint_id": "550e8400-e29b-41d4-a716-446655440000",
+                "provider_name": "OpenAI",
+                "usage": 1.5,
+                "byok_usage_inference": 0.0,
+                "requests": 10,
+                "prompt_tokens": 1000,
+                "completion_tokens": 500,
+                "reasoning_tokens": 0,
+            },
+        ]
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.queries: list[tuple[str, str, dict[str, list[str]]]] = []
+        self.patches: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
         outer = self
 
@@ -81,13 +180,14 @@ class FakeOpenRouter:
         self.server.shutdown()
         self.server.server_close()
 
-    def spend(self, amount: float) -> None:
+    def spend(self, amount: float, *, byok: float = 0.0) -> None:
+        """Spend `amount` of OpenRouter credits (and `byok` through the operator's own
+        provider keys) on the watched key."""
         with self.lock:
             a = self.account
-            a.usage += amount
-            a.usage_daily += amount
-            a.usage_weekly += amount
-            a.usage_monthly += amount
+            for window in ("", "_daily", "_weekly", "_monthly"):
+                setattr(a, f"usage{window}", getattr(a, f"usage{window}") + amount)
+                setattr(a, f"byok_usage{window}", getattr(a, f"byok_usage{window}") + byok)
 
     def fault(self, fault: Fault) -> None:
         with self.lock:
@@ -109,39 +209,95 @@ class FakeOpenRouter:
                 return fault
         return None
 
+    # -- the account as the API shows it ----------------------------------------------
+
     def _key_body(self) -> dict[str, Any]:
+        """GET /key: the key the request authenticated with."""
         a = self.account
         return {
-            "label": "sk-or-v1-e2e...cdef",
+            "label": a.label,
             "limit": a.limit,
-            "limit_remaining": None if a.limit is None else a.limit - a.usage,
-            "limit_reset": None,
+            "limit_remaining": a.limit_remaining(),
+            "limit_reset": a.limit_reset,
+            "include_byok_in_limit": a.include_byok_in_limit,
             "usage": round(a.usage, 6),
             "usage_daily": round(a.usage_daily, 6),
             "usage_weekly": round(a.usage_weekly, 6),
             "usage_monthly": round(a.usage_monthly, 6),
-            "byok_usage": 0,
+            "byok_usage": round(a.byok_usage, 6),
+            "byok_usage_daily": round(a.byok_usage_daily, 6),
+            "byok_usage_weekly": round(a.byok_usage_weekly, 6),
+            "byok_usage_monthly": round(a.byok_usage_monthly, 6),
             "is_free_tier": False,
             "is_management_key": False,
-            "rate_limit": {"requests": -1, "interval": "10s", "note": "deprecated"},
+            "is_provisioning_key": False,
+            "creator_user_id": USER_ID,
+            "expires_at": a.expires_at,
+            "rate_limit": {
+                "requests": -1,
+                "interval": "10s",
+                "note": "This field is deprecated and safe to ignore.",
+            },
         }
+
+    def _watched_row(self) -> dict[str, Any]:
+        """The watched key as GET /keys lists it."""
+        a = self.account
+        body = self._key_body()
+        fields = {
+            name: body[name]
+            for name in (
+                "limit",
+                "limit_remaining",
+                "limit_reset",
+                "include_byok_in_limit",
+                "usage",
+                "usage_daily",
+                "usage_weekly",
+                "usage_monthly",
+                "byok_usage",
+                "byok_usage_daily",
+                "byok_usage_weekly",
+                "byok_usage_monthly",
+                "expires_at",
+            )
+        }
+        return key_row(
+            KEY_HASH,
+            a.name,
+            label=a.listed_label or a.label,
+            disabled=a.disabled,
+            created_at=a.created_at,
+            updated_at=a.updated_at,
+            **fields,
+        )
+
+    def _rows(self) -> list[dict[str, Any]]:
+        return [self._watched_row(), *self.other_keys]
+
+    # -- HTTP ---------------------------------------------------------------------------
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         url = urlparse(handler.path)
         length = int(handler.headers.get("content-length") or 0)
         body = handler.rfile.read(length) if length else b""
+        query = parse_qs(url.query)
         with self.lock:
             self.requests.append((method, url.path, dict(handler.headers.items())))
+            self.queries.append((method, url.path, query))
         fault = self._take_fault(url.path)
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
-            self._send(handler, fault.status, fault.body, fault.content_type, fault.headers)
+            headers = dict(fault.headers)
+            if fault.reset_in is not None:
+                headers["X-RateLimit-Reset"] = str(int((time.time() + fault.reset_in) * 1000))
+            self._send(handler, fault.status, fault.body, fault.content_type, headers)
             return
         auth = handler.headers.get("authorization", "")
         path = url.path.removeprefix("/api/v1")
         with self.lock:
-            status, payload = self._route(method, path, auth, parse_qs(url.query), body)
+            status, payload = self._route(method, path, auth, query, body)
         self._send(handler, status, json.dumps(payload), "application/json", {})
 
     def _route(
@@ -151,41 +307,68 @@ class FakeOpenRouter:
         watched = auth == f"Bearer {API_KEY}"
         management = auth == f"Bearer {MANAGEMENT_KEY}"
         if not (watched or management):
-            return 401, {"error": {"code": 401, "message": "No auth credentials found"}}
+            return error(401, "No auth credentials found")
         if path == "/key" and a.legacy_only:
-            return 404, {"error": {"code": 404, "message": "Not Found"}}
+            return error(404, "Not Found")
         if path in ("/key", "/auth/key") and method == "GET":
             if watched and a.disabled:
-                return 401, {"error": {"code": 401, "message": "Key disabled"}}
+                return error(401, "Key disabled")
             return 200, {"data": self._key_body()}
         if not management:
-            return 403, {"error": {"code": 403, "message": "Only management keys can do this"}}
-        if path == "/credits":
+            return error(403, "Only management keys can perform this operation")
+        if path == "/credits" and method == "GET":
             return 200, {
                 "data": {"total_credits": a.total_credits, "total_usage": round(a.usage, 6)}
             }
         if path == "/keys" and method == "GET":
+            return self._list(query)
+        if path.startswith("/keys/"):
+            key_hash = path.removeprefix("/keys/")
+            if method == "GET":
+                rows = [r for r in self._rows() if r["hash"] == key_hash]
+                return (200, {"data": rows[0]}) if rows else error(404, "Resource not found")
+            if method == "PATCH":
+                return self._patch(key_hash, body)
+        if path == "/activity" and method == "GET":
+            return 200, {"data": [dict(row) for row in self.activity]}
+        return error(404, "Not Found")
+
+    def _list(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        try:
             offset = int(query.get("offset", ["0"])[0])
-            row = dict(self._key_body(), hash=KEY_HASH, name="batch", disabled=a.disabled)
-            return 200, {"data": [row] if offset == 0 else []}
-        if path == f"/keys/{KEY_HASH}" and method == "PATCH":
-            a.disabled = bool(json.loads(body or b"{}").get("disabled"))
-            return 200, {"data": dict(self._key_body(), hash=KEY_HASH, disabled=a.disabled)}
-        if path == "/activity":
-            return 200, {
-                "data": [
-                    {
-                        "date": "2026-11-01",
-                        "model": "openai/gpt-4.1",
-                        "provider_name": "OpenAI",
-                        "usage": 1.5,
-                        "requests": 10,
-                        "prompt_tokens": 1000,
-                        "completion_tokens": 500,
-                    },
-                ]
-            }
-        return 404, {"error": {"code": 404, "message": "Not Found"}}
+        except ValueError:
+            return error(400, "offset must be an integer")
+        if offset < 0:
+            return error(400, "offset must be at least 0")
+        include_disabled = query.get("include_disabled", ["false"])[0] == "true"
+        rows = [r for r in self._rows() if include_disabled or not r["disabled"]]
+        return 200, {"data": rows[offset : offset + PAGE_SIZE]}
+
+    def _patch(self, key_hash: str, raw: bytes) -> tuple[int, Any]:
+        """Change only the fields sent, as the spec's PATCH /keys/{hash} does."""
+        try:
+            change = json.loads(raw or b"null")
+        except ValueError:
+            return error(400, "Invalid JSON body")
+        if not isinstance(change, dict):
+            return error(400, "Body must be an object")
+        problem = _patch_problem(change)
+        if problem:
+            return error(400, problem)
+        self.patches.append((key_hash, change))
+        updated_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        if key_hash == KEY_HASH:
+            a = self.account
+            for name in ("disabled", "limit", "limit_reset", "name", "include_byok_in_limit"):
+                if name in change:
+                    setattr(a, name, change[name])
+            a.updated_at = updated_at
+            return 200, {"data": self._watched_row()}
+        for row in self.other_keys:
+            if row["hash"] == key_hash:
+                row.update(change, updated_at=updated_at)
+                return 200, {"data": row}
+        return error(404, "Resource not found")
 
     @staticmethod
     def _send(
@@ -206,3 +389,23 @@ class FakeOpenRouter:
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test); nothing to answer
+
+
+def error(status: int, message: str) -> tuple[int, dict[str, Any]]:
+    """An error answer in the spec's shape: {"error": {"code", "message"}}."""
+    return status, {"error": {"code": status, "message": message}}
+
+
+def _patch_problem(change: dict[str, Any]) -> str | None:
+    """Why a PATCH body breaks the spec's request schema, or None."""
+    for name in ("disabled", "include_byok_in_limit"):
+        if name in change and not isinstance(change[name], bool):
+            return f"{name} must be a boolean"
+    limit = change.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)):
+        return "limit must be a number or null"
+    if "limit_reset" in change and change["limit_reset"] not in LIMIT_RESETS:
+        return "limit_reset must be daily, weekly, monthly or null"
+    if "name" in change and not isinstance(change["name"], str):
+        return "name must be a string"
+    return None

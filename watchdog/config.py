@@ -180,6 +180,20 @@ class ProviderConfig(_Section):
         description="File holding the management key.",
         examples=["/etc/budget-watchdog/openrouter_management_key"],
     )
+    key_hash: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,128}$",
+        description="The watched key's hash at the provider (GET /api/v1/keys): the surest "
+        "way to find the key the kill switch disables.",
+        examples=["f01d52606dc8f0a8303a7b5cc3fa07109c2e346cec7c0a16b40de462992ce943"],
+    )
+    key_name: str | None = Field(
+        None,
+        min_length=1,
+        description="The watched key's name at the provider, if it names exactly one key "
+        "(used when key_hash is not set).",
+        examples=["batch jobs"],
+    )
     poll_interval: Duration = Field(
         timedelta(seconds=60), description="How often the provider is polled (1s minimum)."
     )

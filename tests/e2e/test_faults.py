@@ -1,6 +1,7 @@
 """The daemon process under the faults the real provider produces, one after another:
 it stays up, logs one clear line per failed poll, turns /healthz to 503 and raises stale,
-revokes the permit (on_stale = "revoke"), raises auth on 401/403, and recovers by itself."""
+revokes the permit (on_stale = "revoke"), raises auth on 401/403 (but not on the 403 of a
+used-up workspace budget), and recovers by itself."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import DaemonProcess, base_config, wait_for
-from tests.fake_openrouter import API_KEY, MANAGEMENT_KEY, FakeOpenRouter, Fault
+from tests.fake_openrouter import (
+    API_KEY,
+    MANAGEMENT_KEY,
+    FakeOpenRouter,
+    Fault,
+    budget_exceeded,
+)
 from tests.servers import free_port
 
 ERROR = '{"error": {"code": %d, "message": "%s"}}'
@@ -27,6 +34,11 @@ FAULTS: list[tuple[str, Fault, str]] = [
         Fault(429, ERROR % (429, "Rate limit exceeded"), headers={"Retry-After": "4"}),
         "rate_limited",
     ),
+    (
+        "429 X-RateLimit-Reset only",  # epoch milliseconds, 4 s ahead when served
+        Fault(429, ERROR % (429, "Rate limit exceeded"), reset_in=4),
+        "rate_limited",
+    ),
     ("slower than the timeout", Fault(200, "{}", delay=1.6), "transient"),
     (
         "HTML instead of JSON",
@@ -35,7 +47,12 @@ FAULTS: list[tuple[str, Fault, str]] = [
     ),
     ("JSON missing fields", Fault(200, '{"data": {"label": "x", "limit": null}}'), "bad_response"),
     ("401 key revoked", Fault(401, ERROR % (401, "User not found.")), "auth"),
-    ("403 wrong key type", Fault(403, ERROR % (403, "Forbidden")), "auth"),
+    (
+        "403 wrong key type",
+        Fault(403, ERROR % (403, "Only management keys can perform this operation")),
+        "auth",
+    ),
+    ("403 workspace budget used up", budget_exceeded(), "provider_budget"),
 ]
 
 

@@ -1,8 +1,13 @@
-"""The OpenRouter client over HTTP (respx): retries, Retry-After, errors, pagination."""
+"""The OpenRouter client over HTTP (respx): retries, Retry-After and X-RateLimit-Reset,
+errors (a workspace budget's 403 apart from a wrong key's), pagination with disabled keys.
+Every body served here is held to the spec by tests/integration/test_provider_contract.py."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -15,12 +20,36 @@ from tests.unit.test_openrouter_parse import (
     KEYS_EXAMPLE,
     LEGACY_EXAMPLE,
 )
-from watchdog.providers.base import AuthError, BadResponse, RateLimited, TransientError
-from watchdog.providers.openrouter import OpenRouterProvider
+from watchdog.providers.base import (
+    AuthError,
+    BadResponse,
+    ProviderBudgetExceeded,
+    RateLimited,
+    TransientError,
+)
+from watchdog.providers.openrouter import MAX_RETRY_AFTER, OpenRouterProvider
 
 BASE = "https://openrouter.test/api/v1"
 KEY = "sk-or-v1-respx-secret-key-value"
 MGMT = "sk-or-v1-respx-management-key"
+ROW = KEYS_EXAMPLE["data"][0]
+BUDGET_403 = {
+    "error": {
+        "code": 403,
+        "message": "Workspace monthly budget of $500.00 exceeded. Contact your org admin.",
+    }
+}
+RATE_LIMITED = {
+    "error": {
+        "code": 429,
+        "message": "Rate limit exceeded",
+        "metadata": {"error_type": "rate_limit_exceeded"},
+    }
+}
+
+
+def error(status: int, message: str) -> dict[str, Any]:
+    return {"error": {"code": status, "message": message}}
 
 
 class Sleeps(list[float]):
@@ -76,7 +105,7 @@ def test_retries_are_bounded(mock: respx.MockRouter, sleeps: Sleeps) -> None:
 def test_retry_after_is_honoured(mock: respx.MockRouter, sleeps: Sleeps) -> None:
     mock.get("/key").mock(
         side_effect=[
-            httpx.Response(429, headers={"Retry-After": "7"}),
+            httpx.Response(429, headers={"Retry-After": "7"}, json=RATE_LIMITED),
             httpx.Response(200, json=KEY_EXAMPLE),
         ]
     )
@@ -88,7 +117,9 @@ def test_retry_after_is_honoured(mock: respx.MockRouter, sleeps: Sleeps) -> None
 def test_retry_after_as_http_date(mock: respx.MockRouter, sleeps: Sleeps) -> None:
     mock.get("/key").mock(
         side_effect=[
-            httpx.Response(429, headers={"Retry-After": "Fri, 27 Nov 2026 12:00:05 GMT"}),
+            httpx.Response(
+                429, headers={"Retry-After": "Fri, 27 Nov 2026 12:00:05 GMT"}, json=RATE_LIMITED
+            ),
             httpx.Response(200, json=KEY_EXAMPLE),
         ]
     )
@@ -97,7 +128,7 @@ def test_retry_after_as_http_date(mock: respx.MockRouter, sleeps: Sleeps) -> Non
 
 
 def test_a_long_retry_after_is_returned_not_slept(mock: respx.MockRouter, sleeps: Sleeps) -> None:
-    mock.get("/key").respond(429, headers={"Retry-After": "600"})
+    mock.get("/key").respond(429, headers={"Retry-After": "600"}, json=RATE_LIMITED)
     with pytest.raises(RateLimited) as exc:
         provider(sleeps, max_wait=30).fetch()
     assert exc.value.retry_after == 600
@@ -118,14 +149,17 @@ def test_401_is_permanent_and_not_retried(mock: respx.MockRouter, sleeps: Sleeps
 def test_403_on_credits_is_an_auth_error(mock: respx.MockRouter, sleeps: Sleeps) -> None:
     mock.get("/key").respond(200, json=KEY_EXAMPLE)
     mock.get("/keys").respond(200, json=KEYS_EXAMPLE)
-    mock.get("/credits").respond(403, json={"error": {"code": 403, "message": "Forbidden"}})
+    mock.get("/credits").respond(
+        403, json=error(403, "Only management keys can perform this operation")
+    )
     with pytest.raises(AuthError) as exc:
         provider(sleeps, management=True).fetch()
     assert "wrong key type" in str(exc.value)
+    assert not isinstance(exc.value, ProviderBudgetExceeded)
 
 
 def test_legacy_path_is_used_when_key_is_404(mock: respx.MockRouter, sleeps: Sleeps) -> None:
-    mock.get("/key").respond(404)
+    mock.get("/key").respond(404, json=error(404, "Not Found"))
     legacy = mock.get("/auth/key").respond(200, json=LEGACY_EXAMPLE)
     client = provider(sleeps)
     client.fetch()
@@ -165,9 +199,8 @@ def test_json_without_usage_is_a_bad_response(mock: respx.MockRouter, sleeps: Sl
 def test_management_key_reads_credits_and_pages_through_keys(
     mock: respx.MockRouter, sleeps: Sleeps
 ) -> None:
-    row = KEYS_EXAMPLE["data"][0]
-    page0 = [dict(row, hash=f"h{i}", label=f"l{i}") for i in range(100)]
-    page1 = [dict(row, hash="watched", label="sk-or-v1-au7...890", name="batch")]
+    page0 = [dict(ROW, hash=f"h{i}", label=f"l{i}") for i in range(100)]
+    page1 = [dict(ROW, hash="watched", label="sk-or-v1-au7...890", name="batch")]
     mock.get("/key").respond(200, json=KEY_EXAMPLE)
     mock.get("/credits").respond(200, json=CREDITS_EXAMPLE)
     keys = mock.get("/keys")
@@ -194,13 +227,207 @@ def test_zero_credits_from_a_non_management_answer_are_ignored(
 
 
 def test_disable_key_sends_a_patch(mock: respx.MockRouter, sleeps: Sleeps) -> None:
-    route = mock.patch("/keys/abc123").respond(200, json={"data": {"hash": "abc123"}})
+    route = mock.patch("/keys/abc123").respond(
+        200, json={"data": dict(ROW, hash="abc123", disabled=True)}
+    )
     provider(sleeps, management=True).set_key_disabled("abc123", True)
     assert route.calls.last.request.content == b'{"disabled":true}'
 
 
 def test_the_key_never_appears_in_an_error(mock: respx.MockRouter, sleeps: Sleeps) -> None:
-    mock.get("/key").respond(401, json={"error": {"code": 401, "message": f"bad key {KEY}"}})
+    mock.get("/key").respond(401, json=error(401, f"bad key {KEY}"))
     with pytest.raises(AuthError) as exc:
         provider(sleeps).fetch()
     assert KEY not in str(exc.value)
+
+
+# -- /keys: disabled keys too, page by page ------------------------------------------------
+
+
+def test_keys_are_listed_with_disabled_ones(mock: respx.MockRouter, sleeps: Sleeps) -> None:
+    """/keys leaves disabled keys out unless include_disabled=true: a key we disabled
+    would vanish from the account's keys (and its usage from the account's sum)."""
+    disabled = dict(ROW, hash="off", name="old batch", disabled=True, usage=40.0)
+    keys = mock.get("/keys")
+    keys.side_effect = lambda request: httpx.Response(
+        200,
+        json={
+            "data": [ROW, disabled]
+            if request.url.params.get("include_disabled") == "true"
+            else [ROW]
+        },
+    )
+    mock.get("/credits").respond(200, json=CREDITS_EXAMPLE)
+    client = OpenRouterProvider(BASE, None, MGMT, sleep=sleeps)
+    snapshot = client.fetch()
+    assert [k.hash for k in snapshot.keys] == [ROW["hash"], "off"]
+    assert snapshot.keys[1].disabled is True
+    assert keys.calls.last.request.url.params["include_disabled"] == "true"
+
+
+def test_a_disabled_watched_key_is_read_from_the_listing(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    mock.get("/key").respond(401, json=error(401, "User not found."))
+    mock.get("/credits").respond(200, json=CREDITS_EXAMPLE)
+    watched = dict(ROW, hash="watched", disabled=True, usage=30.0)
+    mock.get("/keys").mock(
+        side_effect=lambda request: httpx.Response(
+            200,
+            json={"data": [watched] if request.url.params.get("include_disabled") else []},
+        )
+    )
+    client = provider(sleeps, management=True)
+    client.remember_watched_key("watched")
+    snapshot = client.fetch()
+    assert snapshot.key is not None
+    assert (snapshot.key.hash, snapshot.key.usage) == ("watched", 30.0)
+
+
+def test_keys_page_by_the_rows_received_until_a_short_page(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    rows = [dict(ROW, hash=f"h{i:03}", label=f"l{i}") for i in range(250)]
+    rows.insert(100, rows[99])  # the list shifted between two pages: h099 is seen twice
+    keys = mock.get("/keys")
+
+    def page(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        return httpx.Response(200, json={"data": rows[offset : offset + 100]})
+
+    keys.side_effect = page
+    listed = OpenRouterProvider(BASE, None, MGMT, sleep=sleeps).list_keys()
+    assert [c.request.url.params["offset"] for c in keys.calls] == ["0", "100", "200"]
+    assert len(listed) == 250  # every key once
+    assert len({k.hash for k in listed}) == 250
+
+
+# -- 403: a used-up budget is not a wrong key ----------------------------------------------
+
+
+def test_a_403_for_a_used_up_workspace_budget_is_a_budget_error_not_an_auth_error(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    route = mock.get("/key").respond(403, json=BUDGET_403)
+    with pytest.raises(ProviderBudgetExceeded) as exc:
+        provider(sleeps).fetch()
+    assert exc.value.kind == "provider_budget"
+    assert exc.value.permanent is False
+    assert exc.value.status == 403
+    assert "Workspace monthly budget of $500.00 exceeded" in exc.value.message
+    assert not isinstance(exc.value, AuthError)
+    assert route.call_count == 1  # retrying in the same poll cannot help
+    assert sleeps == []
+
+
+def test_a_budget_named_in_the_error_metadata_is_a_budget_error(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    body = {"error": {"code": 403, "message": "Forbidden", "metadata": {"reason": "budget"}}}
+    mock.get("/key").respond(403, json=body)
+    with pytest.raises(ProviderBudgetExceeded):
+        provider(sleeps).fetch()
+
+
+def test_a_budget_error_message_is_scrubbed_of_the_keys(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    message = f"Workspace daily budget of $5.00 exceeded for {KEY} (management {MGMT})"
+    mock.get("/key").respond(403, json=error(403, message))
+    with pytest.raises(ProviderBudgetExceeded) as exc:
+        provider(sleeps, management=True).fetch()
+    assert KEY not in str(exc.value) and MGMT not in str(exc.value)
+
+
+# -- 429: X-RateLimit-Reset ------------------------------------------------------------------
+
+
+def limited(headers: dict[str, str], body: dict[str, Any] = RATE_LIMITED) -> httpx.Response:
+    return httpx.Response(429, headers=headers, json=body)
+
+
+@freeze_time("2026-11-27 12:00:00")
+def test_x_ratelimit_reset_in_epoch_milliseconds_is_honoured(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    reset_ms = int((time.time() + 6) * 1000)
+    mock.get("/key").mock(
+        side_effect=[
+            limited({"X-RateLimit-Reset": str(reset_ms)}),
+            httpx.Response(200, json=KEY_EXAMPLE),
+        ]
+    )
+    provider(sleeps).fetch()
+    assert 6 <= sleeps[0] < 6.7
+
+
+@freeze_time("2026-11-27 12:00:00")
+def test_a_far_x_ratelimit_reset_is_returned_bounded_not_slept(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    tomorrow_ms = int((time.time() + 20 * 3600) * 1000)  # a daily limit: resets tomorrow
+    mock.get("/key").respond(
+        429, headers={"X-RateLimit-Reset": str(tomorrow_ms)}, json=RATE_LIMITED
+    )
+    with pytest.raises(RateLimited) as exc:
+        provider(sleeps).fetch()
+    assert exc.value.retry_after == MAX_RETRY_AFTER == 3600
+    assert sleeps == []
+
+
+@freeze_time("2026-11-27 12:00:00")  # epoch 1795780800
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"X-RateLimit-Reset": "1795780812000"}, 12.0),  # epoch ms
+        ({"X-RateLimit-Reset": "1795780812"}, 12.0),  # epoch s
+        ({"X-RateLimit-Reset": "12"}, 12.0),  # seconds from now
+        ({"X-RateLimit-Reset": "1795780000000"}, 0.0),  # in the past: never negative
+        ({"X-RateLimit-Reset": "soon"}, None),
+        ({"Retry-After": "-5"}, 0.0),
+        ({"Retry-After": "9", "X-RateLimit-Reset": "1795780812000"}, 12.0),  # the later one
+        ({"Retry-After": "99999"}, 3600.0),  # bounded
+    ],
+)
+def test_rate_limit_waits_are_read_from_either_header(
+    mock: respx.MockRouter, sleeps: Sleeps, headers: dict[str, str], expected: float | None
+) -> None:
+    mock.get("/key").respond(429, headers=headers, json=RATE_LIMITED)
+    with pytest.raises(RateLimited) as exc:
+        provider(sleeps, attempts=1).fetch()
+    if expected is None:
+        assert exc.value.retry_after is None
+    else:
+        assert exc.value.retry_after == pytest.approx(expected)
+
+
+@freeze_time("2026-11-27 12:00:00")
+def test_the_reset_repeated_in_the_error_metadata_is_honoured(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    """OpenRouter repeats the limit's headers in error.metadata.headers."""
+    body = {
+        "error": {
+            "code": 429,
+            "message": "Rate limit exceeded: free-models-per-day.",
+            "metadata": {
+                "headers": {
+                    "X-RateLimit-Limit": "50",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": "1795780812000",
+                }
+            },
+        }
+    }
+    mock.get("/key").respond(429, json=body)
+    with pytest.raises(RateLimited) as exc:
+        provider(sleeps, attempts=1).fetch()
+    assert exc.value.retry_after == pytest.approx(12.0)
+
+
+def test_patch_sends_only_the_disabled_field(mock: respx.MockRouter, sleeps: Sleeps) -> None:
+    route = mock.patch("/keys/abc123").respond(
+        200, json={"data": dict(ROW, hash="abc123", disabled=False)}
+    )
+    provider(sleeps, management=True).set_key_disabled("abc123", False)
+    assert json.loads(route.calls.last.request.content) == {"disabled": False}

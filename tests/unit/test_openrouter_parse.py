@@ -34,26 +34,50 @@ KEY_EXAMPLE = {
         "usage_weekly": 25.5,
     }
 }
-# The example of GET /api/v1/keys (one row).
+# The example of GET /api/v1/keys in OpenRouter's OpenAPI document (one row). Its label
+# is not of the form /key reports: labels do not identify a key across the two.
 KEYS_EXAMPLE = {
     "data": [
         {
-            "hash": "f01d52606dc8f0a8303a7b5cc3fa07109c2e346cec7c0a16b40de462992ce943",
-            "name": "My Production Key",
-            "label": "Production API Key",
+            "byok_usage": 17.38,
+            "byok_usage_daily": 17.38,
+            "byok_usage_monthly": 17.38,
+            "byok_usage_weekly": 17.38,
+            "created_at": "2025-08-24T10:30:00Z",
+            "creator_user_id": "user_2dHFtVWx2n56w6HkM0000000000",
             "disabled": False,
+            "expires_at": "2027-12-31T23:59:59Z",
+            "hash": "f01d52606dc8f0a8303a7b5cc3fa07109c2e346cec7c0a16b40de462992ce943",
+            "include_byok_in_limit": False,
+            "label": "Production API Key",
             "limit": 100,
             "limit_remaining": 74.5,
             "limit_reset": "monthly",
-            "include_byok_in_limit": False,
+            "name": "My Production Key",
+            "updated_at": "2025-08-24T15:45:00Z",
             "usage": 25.5,
             "usage_daily": 25.5,
-            "usage_weekly": 25.5,
             "usage_monthly": 25.5,
-            "byok_usage": 17.38,
-            "created_at": "2025-08-24T10:30:00Z",
-            "updated_at": "2025-08-24T15:45:00Z",
+            "usage_weekly": 25.5,
             "workspace_id": "0df9e665-d932-5740-b2c7-b52af166bc11",
+        }
+    ]
+}
+# The example of GET /api/v1/activity (one row).
+ACTIVITY_EXAMPLE = {
+    "data": [
+        {
+            "byok_usage_inference": 0.012,
+            "completion_tokens": 125,
+            "date": "2025-08-24",
+            "endpoint_id": "550e8400-e29b-41d4-a716-446655440000",
+            "model": "openai/gpt-4.1",
+            "model_permaslug": "openai/gpt-4.1-2025-04-14",
+            "prompt_tokens": 50,
+            "provider_name": "OpenAI",
+            "reasoning_tokens": 25,
+            "requests": 5,
+            "usage": 0.015,
         }
     ]
 }
@@ -158,20 +182,82 @@ def test_negative_remaining_limit_is_kept() -> None:
 
 
 def test_activity_rows_parse_with_defaults() -> None:
-    row = parse_activity(
-        {
-            "date": "2026-11-20 00:00:00",
-            "model": "openai/gpt-4.1",
-            "provider_name": "OpenAI",
-            "usage": 0.015,
-            "requests": 5,
-            "prompt_tokens": 50,
-            "completion_tokens": 125,
-            "reasoning_tokens": 0,
-        }
-    )
+    row = parse_activity(dict(ACTIVITY_EXAMPLE["data"][0], date="2026-11-20 00:00:00"))
     assert row.date == date(2026, 11, 20)
     assert row.usage == 0.015
+    assert row.reasoning_tokens == 25
     assert parse_activity({"date": "2026-11-21"}).model == "unknown"
     with pytest.raises(BadResponse):
         parse_activity({"date": "yesterday"})
+
+
+# -- BYOK: count what the provider counts ---------------------------------------------------
+
+
+def test_byok_fields_are_kept_not_discarded() -> None:
+    key = parse_key(KEY_EXAMPLE["data"], "/key")
+    assert key.byok_usage == 17.38
+    assert (key.byok_usage_daily, key.byok_usage_weekly, key.byok_usage_monthly) == (
+        17.38,
+        17.38,
+        17.38,
+    )
+    assert key.include_byok_in_limit is False
+    listed = parse_key(KEYS_EXAMPLE["data"][0], "/keys")
+    assert listed.workspace_id == "0df9e665-d932-5740-b2c7-b52af166bc11"
+
+
+def test_byok_spend_counts_toward_the_key_limit_burn_when_the_provider_counts_it() -> None:
+    """With include_byok_in_limit the provider counts BYOK spend against the key's limit:
+    the counter the burn (and so the key_limit projection) is measured on must too."""
+    t0, t1 = datetime(2026, 11, 27, 12, tzinfo=UTC), datetime(2026, 11, 27, 13, tzinfo=UTC)
+    body = dict(KEY_EXAMPLE["data"], include_byok_in_limit=True)
+    before = Snapshot(t0, key=parse_key(body, "/key"))
+    later = dict(body, usage=26.5, usage_daily=26.5, byok_usage=21.38, byok_usage_daily=21.38)
+    after = Snapshot(t1, key=parse_key(later, "/key"))
+    assert before.usage == pytest.approx(25.5 + 17.38)
+    assert after.usage - before.usage == pytest.approx(1.0 + 4.0)  # $5/h, not $1/h
+    sample = after.to_sample()
+    assert sample.usage_daily == pytest.approx(26.5 + 21.38)  # the window goes with it
+    assert sample.byok_usage == pytest.approx(21.38)
+    assert sample.byok_usage_daily == pytest.approx(21.38)
+    assert sample.byok_counted is True
+
+
+def test_byok_spend_is_shown_apart_but_not_counted_when_the_limit_excludes_it() -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    snapshot = Snapshot(now, key=parse_key(KEY_EXAMPLE["data"], "/key"))
+    assert snapshot.usage == 25.5  # OpenRouter's lifetime counter, as before
+    sample = snapshot.to_sample()
+    assert sample.usage_daily == 25.5
+    assert sample.byok_usage == 17.38
+    assert sample.byok_counted is False
+
+
+def test_counted_byok_with_an_unknown_byok_window_leaves_that_window_unknown() -> None:
+    key = KeyUsage(usage=10.0, usage_daily=2.0, byok_usage=5.0, include_byok_in_limit=True)
+    assert key.counted_usage == 15.0
+    assert key.counted_window("usage_daily") is None  # never lower than the counter says
+    legacy = KeyUsage(usage=10.0, usage_daily=2.0, include_byok_in_limit=True)
+    assert legacy.counted_usage == 10.0  # BYOK unknown: nothing to add
+    assert legacy.counted_window("usage_daily") == 2.0
+
+
+def test_account_byok_is_summed_over_the_keys_and_usage_stays_credits() -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    keys = (
+        KeyUsage(usage=10, byok_usage=3.0, include_byok_in_limit=True),
+        KeyUsage(usage=20, byok_usage=1.0),
+    )
+    account = Snapshot(now, credits=Credits(50, 30), keys=keys)
+    assert account.usage == 30  # the account's counter: OpenRouter credits
+    assert account.byok_usage == 4.0
+    assert account.to_sample().byok_counted is False
+
+
+def test_a_byok_only_activity_row_is_not_zero() -> None:
+    row = parse_activity(dict(ACTIVITY_EXAMPLE["data"][0], usage=0, byok_usage_inference=0.012))
+    assert row.usage == 0
+    assert row.byok_usage == 0.012
+    assert row.spend == 0.012
+    assert parse_activity({"date": "2026-11-21"}).spend == 0.0  # missing: counts as 0

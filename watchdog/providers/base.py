@@ -33,6 +33,16 @@ class AuthError(ProviderError):
     permanent = True
 
 
+class ProviderBudgetExceeded(ProviderError):
+    """403 because a budget kept at the provider is used up (an OpenRouter workspace
+    budget: "Workspace monthly budget of $500.00 exceeded. Contact your org admin."), not
+    because the key is wrong. The provider refuses requests until the budget resets or is
+    raised: a budget finding, not an auth one. Not retried within a poll."""
+
+    kind = "provider_budget"
+    permanent = False
+
+
 class RateLimited(ProviderError):
     """429: the provider asks us to slow down."""
 
@@ -53,7 +63,9 @@ class BadResponse(ProviderError):
 
 @dataclass(frozen=True)
 class ActivityRow:
-    """One row of per-day, per-model spend (OpenRouter's /activity)."""
+    """One row of per-day, per-model spend (OpenRouter's /activity). `usage` is what
+    OpenRouter billed from its credits, `byok_usage` what ran on the operator's own
+    provider keys (`byok_usage_inference`); `spend` is both."""
 
     date: date
     model: str
@@ -62,6 +74,30 @@ class ActivityRow:
     requests: int
     prompt_tokens: int
     completion_tokens: int
+    byok_usage: float = 0.0
+    reasoning_tokens: int = 0
+
+    @property
+    def spend(self) -> float:
+        """All spend of the row: OpenRouter credits plus BYOK (a BYOK-only row is not $0)."""
+        return self.usage + self.byok_usage
+
+
+@dataclass(frozen=True)
+class KeyIdentity:
+    """How the watched key is known at the provider: its `hash` (what the provider-side
+    kill switch disables) and `source` (how it was found), or `problem`: why the switch
+    cannot act on it, in words for one clear log line. `pending`: not known yet; decided
+    by the first successful poll."""
+
+    hash: str | None = None
+    source: str = ""
+    problem: str | None = None
+    pending: bool = False
+
+    @property
+    def can_disable(self) -> bool:
+        return self.hash is not None and self.problem is None
 
 
 class Provider(Protocol):
@@ -73,6 +109,13 @@ class Provider(Protocol):
     def admin(self) -> AccountAdmin | None: ...
 
     def close(self) -> None: ...
+
+
+class KeyIdentifying(Protocol):
+    """A provider that can say whether the watched key can be disabled at the provider.
+    No I/O: the answer as of the last poll (or the configuration, before one)."""
+
+    def watched_key_identity(self) -> KeyIdentity: ...
 
 
 class AccountAdmin(Protocol):

@@ -2,13 +2,19 @@
 
 Every failure becomes a typed ProviderError; transient ones are retried a bounded number
 of times inside one poll. The retry loop is written here rather than taken from a retry
-library because it must honour `Retry-After` and stop early for permanent errors, which
-is about as much code as configuring one.
+library because it must honour `Retry-After` and `X-RateLimit-Reset` and stop early for
+permanent errors, which is about as much code as configuring one.
+
+The shapes follow OpenRouter's OpenAPI document (tests/spec/openrouter_required.json says
+where each field comes from); fields the parser does not need may be missing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -24,6 +30,8 @@ from watchdog.providers.base import (
     ActivityRow,
     AuthError,
     BadResponse,
+    KeyIdentity,
+    ProviderBudgetExceeded,
     ProviderError,
     RateLimited,
     TransientError,
@@ -32,6 +40,8 @@ from watchdog.providers.base import (
 USER_AGENT = f"budget-watchdog/{__version__} (+spend watchdog; python-httpx)"
 PAGE_SIZE = 100
 MAX_PAGES = 100  # 10,000 keys: far beyond any account we expect; stops a broken pager
+MAX_RETRY_AFTER = 3600.0  # a provider's request to wait, in seconds, is bounded to an hour
+BUDGET = re.compile(r"budget", re.IGNORECASE)
 
 
 def _utcnow() -> datetime:
@@ -40,7 +50,13 @@ def _utcnow() -> datetime:
 
 class OpenRouterProvider:
     """Reads spend from OpenRouter. With `api_key`, the watched key's usage (/key); with
-    `management_key`, the account's credits (/credits) and every key (/keys)."""
+    `management_key`, the account's credits (/credits) and every key (/keys).
+
+    The watched key's hash (what the provider-side kill switch disables) is found, in this
+    order: `key_hash` from the config; else `key_name`, when it names exactly one key;
+    else the one listed key whose hash is the SHA-256 of the API key, or whose label is
+    the label /key reports — only when exactly one key matches. `watched_key_identity`
+    says which, or why none."""
 
     def __init__(
         self,
@@ -48,6 +64,8 @@ class OpenRouterProvider:
         api_key: str | None,
         management_key: str | None = None,
         *,
+        key_hash: str | None = None,
+        key_name: str | None = None,
         timeout: float = 10.0,
         attempts: int = 3,
         backoff: float = 0.5,
@@ -60,6 +78,8 @@ class OpenRouterProvider:
             raise ValueError("OpenRouterProvider needs an API key or a management key")
         self._api_key = api_key
         self._management_key = management_key
+        self._key_hash = key_hash or None
+        self._key_name = key_name or None
         self._timeout = timeout
         self._attempts = max(1, attempts)
         self._backoff = backoff
@@ -67,7 +87,8 @@ class OpenRouterProvider:
         self._sleep = sleep
         self._clock = clock
         self._key_path = "/key"
-        self._watched_hash: str | None = None
+        self._watched_hash: str | None = self._key_hash
+        self._identity = self._configured_identity()
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout),
@@ -89,8 +110,33 @@ class OpenRouterProvider:
         self._client.close()
 
     def remember_watched_key(self, key_hash: str) -> None:
-        """The watched key's hash from an earlier run (see fetch: a disabled key)."""
-        self._watched_hash = key_hash
+        """The watched key's hash from an earlier run (see fetch: a disabled key). A
+        configured `key_hash` wins."""
+        if not self._key_hash:
+            self._watched_hash = key_hash
+
+    def watched_key_identity(self) -> KeyIdentity:
+        """Whether the provider-side kill switch can act on the watched key, and why not.
+        No I/O: before the first poll it is what the configuration allows (`pending` when
+        the first poll decides); after each poll, what that poll found."""
+        return self._identity
+
+    def _configured_identity(self) -> KeyIdentity:
+        if not self._api_key:
+            return KeyIdentity(
+                problem="no watched key (provider.api_key is not set): spend is the "
+                "account's, and no single key is disabled at the provider"
+            )
+        if not self._management_key:
+            return KeyIdentity(
+                hash=self._key_hash,
+                source="provider.key_hash" if self._key_hash else "",
+                problem="no management key (provider.management_key_file): the watched key "
+                "cannot be disabled at the provider",
+            )
+        if self._key_hash:
+            return KeyIdentity(self._key_hash, "provider.key_hash", pending=True)
+        return KeyIdentity(pending=True)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -110,18 +156,79 @@ class OpenRouterProvider:
         if self._management_key:
             keys = tuple(self.list_keys())
             credits = self._credits(keys)
-            if key is not None and key.hash is None:
-                # /key does not say the key's hash; /keys does, under the same label.
-                match = [k for k in keys if k.label and k.label == key.label]
-                if len(match) == 1:
-                    key = _with_identity(key, match[0])
-                    self._watched_hash = match[0].hash
+            if key is not None:
+                key, keys = self._identify(key, keys)
             if rejected is not None:
-                listed = [k for k in keys if k.hash == self._watched_hash]
-                if not listed or not listed[0].disabled:
+                assert self._watched_hash is not None
+                listed = self._find_hash(self._watched_hash, keys)
+                if listed is None or not listed.disabled:
                     raise rejected
-                key = listed[0]
+                if listed not in keys:
+                    keys += (listed,)
+                key = listed
         return Snapshot(taken_at=self._clock(), key=key, credits=credits, keys=keys)
+
+    def _identify(
+        self, key: KeyUsage, keys: tuple[KeyUsage, ...]
+    ) -> tuple[KeyUsage, tuple[KeyUsage, ...]]:
+        """The watched key with its hash, name and state from the listing, found by the
+        first rule that applies (see the class); the listing, with the watched key added
+        when only GET /keys/{hash} knows it (a key of another workspace). Sets the
+        identity either way."""
+        found: KeyUsage | None = None
+        if self._key_hash:
+            found = self._find_hash(self._key_hash, keys)
+            source, problem = "provider.key_hash", None
+            if found is None:
+                problem = (
+                    f"provider.key_hash {self._key_hash[:8]}… is not a key of this account "
+                    "(GET /keys/{hash} answers 404): the watched key cannot be disabled at "
+                    "the provider"
+                )
+        elif self._key_name:
+            named = [k for k in keys if k.name == self._key_name]
+            source, problem = "provider.key_name", None
+            if len(named) == 1:
+                found = named[0]
+            else:
+                problem = (
+                    f"provider.key_name {self._key_name!r} names {len(named)} of the "
+                    f"account's {len(keys)} keys, not exactly one: the watched key cannot be "
+                    "disabled at the provider; set provider.key_hash"
+                )
+        else:
+            assert self._api_key is not None
+            digest = hashlib.sha256(self._api_key.encode()).hexdigest()
+            hashed = [k for k in keys if k.hash and k.hash.lower() == digest]
+            labelled = [k for k in keys if key.label and k.label == key.label]
+            problem = None
+            if len(hashed) == 1:
+                found, source = hashed[0], "the SHA-256 of the API key"
+            elif len(labelled) == 1:
+                found, source = labelled[0], "its label"
+            else:
+                source = ""
+                how = "no listed key has" if not labelled else f"{len(labelled)} keys share"
+                problem = (
+                    f"the watched key is not identified among the account's {len(keys)} "
+                    f"keys ({how} the label GET /key reports): it cannot be disabled at the "
+                    "provider; set provider.key_hash (or provider.key_name)"
+                )
+        if found is None or found.hash is None:
+            self._identity = KeyIdentity(problem=problem or "the watched key has no hash")
+            return key, keys
+        self._watched_hash = found.hash
+        self._identity = KeyIdentity(found.hash, source)
+        if found not in keys:
+            keys += (found,)
+        return _with_identity(key, found), keys
+
+    def _find_hash(self, key_hash: str, keys: tuple[KeyUsage, ...]) -> KeyUsage | None:
+        """The key with this hash: from the listing, else GET /keys/{hash} (None on 404)."""
+        for listed in keys:
+            if listed.hash == key_hash:
+                return listed
+        return self.get_key(key_hash)
 
     def _watched_key(self) -> KeyUsage:
         assert self._api_key is not None
@@ -150,20 +257,45 @@ class OpenRouterProvider:
         return Credits(total_credits=total_credits, total_usage=total_usage)
 
     def list_keys(self) -> list[KeyUsage]:
-        """Every key of the account (management key), following pagination."""
+        """Every key of the account (management key), disabled ones included (the API
+        leaves them out unless asked), 100 a page until a short page. A key seen twice (the
+        list shifted between pages) counts once."""
         assert self._management_key is not None
         keys: list[KeyUsage] = []
-        for page in range(MAX_PAGES):
+        seen: set[str] = set()
+        offset = 0
+        for _ in range(MAX_PAGES):
             body = self._request(
-                "GET", "/keys", self._management_key, params={"offset": page * PAGE_SIZE}
+                "GET",
+                "/keys",
+                self._management_key,
+                params={"include_disabled": "true", "offset": offset},
             )
             rows = _data(body, "/keys")
             if not isinstance(rows, list):
                 raise BadResponse("/keys: 'data' is not a list")
-            keys += [parse_key(row, "/keys") for row in rows]
+            for row in rows:
+                key = parse_key(row, "/keys")
+                if key.hash is not None:
+                    if key.hash in seen:
+                        continue
+                    seen.add(key.hash)
+                keys.append(key)
+            offset += len(rows)
             if len(rows) < PAGE_SIZE:
                 break
         return keys
+
+    def get_key(self, key_hash: str) -> KeyUsage | None:
+        """One key by its hash (management key), None when the provider does not know it."""
+        assert self._management_key is not None
+        try:
+            body = self._request("GET", f"/keys/{key_hash}", self._management_key)
+        except ProviderError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return parse_key(_data(body, "/keys/{hash}"), "/keys/{hash}")
 
     def activity(self) -> list[ActivityRow]:
         """Per-day, per-model spend for the last 30 UTC days (management key)."""
@@ -192,7 +324,7 @@ class OpenRouterProvider:
                 return self._attempt(method, path, key, **kwargs)
             except ProviderError as exc:
                 error = exc
-            if error.permanent or error.status == 404 or attempt == self._attempts:
+            if _final(error) or attempt == self._attempts:
                 raise error
             wait = error.retry_after if error.retry_after is not None else delay
             if wait > self._max_wait:
@@ -204,15 +336,16 @@ class OpenRouterProvider:
     def _attempt(self, method: str, path: str, key: str, **kwargs: Any) -> Any:
         """One request: the parsed JSON body. Raise the ProviderError a failure amounts to."""
         headers = {"Authorization": f"Bearer {key}"}
+        secrets = (key, self._api_key or "", self._management_key or "")
         try:
             response = self._client.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException:
             raise TransientError(f"{method} {path}: no answer within {self._timeout:g}s") from None
         except httpx.HTTPError as exc:
-            detail = _scrub(str(exc), key)
+            detail = _scrub(str(exc), *secrets)
             raise TransientError(f"{method} {path}: {type(exc).__name__}: {detail}") from None
         if response.status_code >= 400:
-            raise _error_for(response, method, path, key)
+            raise _error_for(response, method, path, *secrets)
         try:
             return response.json()
         except ValueError:
@@ -223,51 +356,128 @@ class OpenRouterProvider:
             ) from None
 
 
-def _error_for(response: httpx.Response, method: str, path: str, key: str) -> ProviderError:
+def _final(error: ProviderError) -> bool:
+    """Errors that retrying within the same poll cannot heal."""
+    return error.permanent or error.status == 404 or isinstance(error, ProviderBudgetExceeded)
+
+
+def _error_for(response: httpx.Response, method: str, path: str, *secrets: str) -> ProviderError:
     status = response.status_code
-    detail = _scrub(_provider_message(response), key)
+    body = _json(response)
+    detail = _scrub(_provider_message(body), *secrets)
     where = f"{method} {path}: HTTP {status}"
     text = f"{where}: {detail}" if detail else where
+    if status == 403 and _is_budget(body):
+        return ProviderBudgetExceeded(
+            f"{text} (a budget kept at the provider is used up: it refuses requests until "
+            "the budget resets or is raised)",
+            status=status,
+        )
     if status in (401, 403):
         hint = "key invalid or disabled" if status == 401 else "wrong key type for this endpoint"
         return AuthError(f"{text} ({hint})", status=status)
     if status == 429:
-        return RateLimited(text, status=status, retry_after=_retry_after(response))
+        return RateLimited(text, status=status, retry_after=_retry_after(response, body))
     if status >= 500 or status == 408:
-        return TransientError(text, status=status, retry_after=_retry_after(response))
+        return TransientError(text, status=status, retry_after=_retry_after(response, body))
     return BadResponse(text, status=status)
 
 
-def _provider_message(response: httpx.Response) -> str:
+def _json(response: httpx.Response) -> Any:
     try:
-        body = response.json()
+        return response.json()
     except ValueError:
-        return ""
+        return None
+
+
+def _error_object(body: Any) -> Mapping[str, Any]:
     error = body.get("error") if isinstance(body, Mapping) else None
-    if isinstance(error, Mapping) and isinstance(error.get("message"), str):
-        return str(error["message"])[:200]
-    return ""
+    return error if isinstance(error, Mapping) else {}
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
+def _provider_message(body: Any) -> str:
+    message = _error_object(body).get("message")
+    return message[:200] if isinstance(message, str) else ""
+
+
+def _is_budget(body: Any) -> bool:
+    """Whether an error body says a budget is used up rather than the key is wrong. The
+    documented sign is the message ("Workspace monthly budget of $500.00 exceeded.");
+    a `code` or `metadata` naming a budget counts too, should the provider add one."""
+    error = _error_object(body)
+    texts = [error.get("message"), error.get("code")]
+    metadata = error.get("metadata")
+    if isinstance(metadata, Mapping):
+        texts += [*metadata.keys(), *metadata.values()]
+    return any(isinstance(t, str) and BUDGET.search(t) for t in texts)
+
+
+def _retry_after(response: httpx.Response, body: Any = None) -> float | None:
+    """How long the provider asks us to wait, in seconds: the later of `Retry-After`
+    (seconds or an HTTP date) and `X-RateLimit-Reset` (when the limit resets: epoch
+    milliseconds as OpenRouter sends it, epoch seconds, or seconds from now), from the
+    headers, else from `error.metadata.headers` of the body, where OpenRouter repeats
+    them. None when neither says; never negative; at most MAX_RETRY_AFTER."""
+    now = time.time()
+    headers: Mapping[str, Any] = response.headers
+    found = [
+        _retry_after_value(headers.get("retry-after"), now),
+        _reset_value(headers.get("x-ratelimit-reset"), now),
+    ]
+    if all(v is None for v in found):
+        metadata = _error_object(body).get("metadata")
+        inner = metadata.get("headers") if isinstance(metadata, Mapping) else None
+        if isinstance(inner, Mapping):
+            lowered = {str(k).lower(): v for k, v in inner.items()}
+            found = [
+                _retry_after_value(lowered.get("retry-after"), now),
+                _reset_value(lowered.get("x-ratelimit-reset"), now),
+            ]
+    waits = [v for v in found if v is not None]
+    return min(MAX_RETRY_AFTER, max(waits)) if waits else None
+
+
+def _retry_after_value(value: Any, now: float) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, when.timestamp() - now)
 
 
-def _scrub(text: str, key: str) -> str:
-    return text.replace(key, "****") if key else text
+def _reset_value(value: Any, now: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        stamp = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(stamp) or stamp < 0:
+        return None
+    if stamp >= 1e11:  # epoch milliseconds (OpenRouter: 13 digits)
+        return max(0.0, stamp / 1000 - now)
+    if stamp >= 1e9:  # epoch seconds
+        return max(0.0, stamp - now)
+    return stamp  # seconds from now
+
+
+def _scrub(text: str, *secrets: str) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "****")
+    return text
 
 
 def _data(body: Any, path: str) -> Any:
@@ -334,15 +544,32 @@ def parse_key(data: Any, path: str) -> KeyUsage:
         is_free_tier=_flag(data, "is_free_tier"),
         is_management_key=_flag(data, "is_management_key"),
         expires_at=_timestamp(data.get("expires_at")),
+        byok_usage=_number(data, "byok_usage"),
+        byok_usage_daily=_number(data, "byok_usage_daily"),
+        byok_usage_weekly=_number(data, "byok_usage_weekly"),
+        byok_usage_monthly=_number(data, "byok_usage_monthly"),
+        include_byok_in_limit=_flag(data, "include_byok_in_limit"),
+        workspace_id=_text(data, "workspace_id"),
     )
 
 
 def _with_identity(key: KeyUsage, listed: KeyUsage) -> KeyUsage:
-    return replace(key, hash=listed.hash, name=listed.name, disabled=listed.disabled)
+    """The watched key as /key reports it, with what only the listing says: its hash,
+    name, state and workspace (and whether BYOK counts, if /key did not say)."""
+    include = key.include_byok_in_limit
+    return replace(
+        key,
+        hash=listed.hash,
+        name=listed.name,
+        disabled=listed.disabled,
+        workspace_id=listed.workspace_id,
+        include_byok_in_limit=listed.include_byok_in_limit if include is None else include,
+    )
 
 
 def parse_activity(row: Mapping[str, Any]) -> ActivityRow:
-    """Given one /activity row, return an ActivityRow (missing numbers count as 0)."""
+    """Given one /activity row, return an ActivityRow (missing numbers count as 0). BYOK
+    spend (`byok_usage_inference`) is kept beside OpenRouter's `usage`."""
     raw_date = str(row.get("date", ""))[:10]
     try:
         day = date.fromisoformat(raw_date)
@@ -356,4 +583,6 @@ def parse_activity(row: Mapping[str, Any]) -> ActivityRow:
         requests=int(_number(row, "requests") or 0),
         prompt_tokens=int(_number(row, "prompt_tokens") or 0),
         completion_tokens=int(_number(row, "completion_tokens") or 0),
+        byok_usage=_number(row, "byok_usage_inference") or 0.0,
+        reasoning_tokens=int(_number(row, "reasoning_tokens") or 0),
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from watchdog.core.model import Credits, KeyUsage, Snapshot
-from watchdog.providers.base import ActivityRow, AuthError
+from watchdog.providers.base import ActivityRow, AuthError, KeyIdentity
 
 HOUR = 3600.0
 MODELS = (
@@ -146,6 +146,11 @@ class SimulatedAccount:
             disabled=disabled,
             is_free_tier=False,
             is_management_key=False,
+            byok_usage=0.0,
+            byok_usage_daily=0.0,
+            byok_usage_weekly=0.0,
+            byok_usage_monthly=0.0,
+            include_byok_in_limit=False,
         )
         credits = Credits(total_credits=round(self.credits_at(now), 6), total_usage=key.usage)
         return Snapshot(taken_at=now, key=key, credits=credits, keys=(key,))
@@ -185,6 +190,10 @@ class SimulatedAccount:
 
     def remember_watched_key(self, key_hash: str) -> None:
         """The simulated account has one key; nothing to remember."""
+
+    def watched_key_identity(self) -> KeyIdentity:
+        """The simulated account's one key can always be disabled."""
+        return KeyIdentity(SIM_KEY_HASH, "the simulated account")
 
     def close(self) -> None:
         return None
