@@ -136,7 +136,8 @@ def test_a_counter_going_backwards_and_a_top_up(fake: FakeOpenRouter, watched: W
         fake.account.usage_daily = 2.5
     wait_for(lambda: proc.events("usage_counter_reset"), what="the reset noticed")
     status = watched.status()
-    assert status["spent_today"] == 2.5
+    # the old key's $2.00 today still counts, plus the new key's $2.50
+    assert status["spent_today"] == 4.5
     assert status["burn_rate_per_hour"] is None or status["burn_rate_per_hour"] >= 0
     with fake.lock:
         fake.account.total_credits += 100.0  # a top-up

@@ -84,12 +84,14 @@ def test_revoke_disables_the_key_at_the_provider_and_rearm_enables_it(
     fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     permit = tmp_path / "run" / "permit"
+    # The balance is $200; under $180 is critical (a top-up brings it back the same day:
+    # a daily limit, once crossed, holds until the provider's day ends).
     config = base_config(
-        fake, tmp_path, management=True, extra="[budget]\ndaily_limit = 20.0\n"
+        fake, tmp_path, management=True, extra="[budget]\nmin_balance = 180.0\n"
     ).replace("[killswitch]\n", "[killswitch]\ndisable_keys = true\n")
     proc = daemon(config).start()
     wait_for(permit.exists, what="the permit")
-    fake.spend(25.0)  # over the daily limit
+    fake.spend(25.0)  # the balance falls to $175
     wait_for(lambda: fake.account.disabled, what="the key disabled at the provider")
     assert not permit.exists()
     wait_for(
@@ -98,7 +100,7 @@ def test_revoke_disables_the_key_at_the_provider_and_rearm_enables_it(
     )
     assert not [e for e in proc.events("poll") if "auth:critical" in e["findings"]]
     with fake.lock:
-        fake.account.usage_daily = 0.5  # a new day
+        fake.account.total_credits += 100.0  # a top-up: $275
     wait_for(lambda: not fake.account.disabled, what="the key enabled again")
     wait_for(permit.exists, what="the permit re-armed")
     patches = [(m, p) for m, p, _ in fake.requests if m == "PATCH"]
