@@ -10,7 +10,8 @@ plugin that hangs or crashes takes a child down, not the daemon.
 The child reads its orders as JSON on stdin (so URLs with secrets never show in `ps`),
 logs JSON lines to the daemon's stdout, and holds `<state>.courier.lock` while it
 delivers, so a child orphaned by a killed daemon and the next one never send the same
-message twice.
+message twice. Inside the child each target is drained on its own thread (see
+`watchdog.outbox`), so one slow target does not hold back the others.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import fcntl
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watchdog.notify import Target, make_target
+from watchdog.notify import Target, make_target, secret_parts
 
 if TYPE_CHECKING:  # the check child must not pay for the store (and pydantic)
     from watchdog.store import Store
@@ -121,8 +123,10 @@ class CourierOutbox:
                 {"url": t.url, "shown": t.shown, "severities": list(t.severities)}
                 for t in self.targets
             ],
-            # A URL without secrets is shown as itself; only scrub the ones that hide some.
-            "secrets": [s for s in self.secrets if s not in {t.shown for t in self.targets}],
+            # A URL without secrets is shown as itself; only scrub the ones that hide some,
+            # and every part a shown form hides (Apprise's own log lines may quote them).
+            "secrets": [s for s in self.secrets if s not in {t.shown for t in self.targets}]
+            + [part for t in self.targets for part in secret_parts(t.url)],
             "log_format": self.log_format,
         }
         try:
@@ -166,11 +170,17 @@ def _deliver(orders: dict[str, Any]) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return 0  # another courier is at it; the next round picks up what is left
-        now = datetime.fromisoformat(orders["now"])
+        # The daemon's time when it sent us, moved on by the real time since: a message's
+        # delay and `sent` mark are when it really went out (each target has its thread).
+        now, began = datetime.fromisoformat(orders["now"]), time.monotonic()
+
+        def clock() -> datetime:
+            return now + timedelta(seconds=time.monotonic() - began)
+
         targets = [make_target(t["url"], t["severities"], t["shown"]) for t in orders["targets"]]
         try:
             with Store(state) as store:
-                Outbox(store, AppriseTransport(), targets, lambda: now, logger).deliver()
+                Outbox(store, AppriseTransport(), targets, clock, logger).deliver()
         except StoreError as exc:
             logger.error("courier_failed", detail=str(exc))
             return 1

@@ -1,19 +1,29 @@
-"""Notification delivery through Apprise, one target at a time.
+"""Notification delivery through Apprise, and the one way a target URL is shown.
 
 A send either returns or raises DeliveryError with Apprise's own explanation; the outbox
 records it and retries. Apprise is imported lazily (inside functions): it loads every
-plugin at import, which commands that never notify should not pay for.
+plugin at import, which commands that never notify should not pay for. Sends to different
+targets may run in different threads (the courier drains each target on its own).
+
+`describe_target` masks every part of a URL that may carry a credential; check-config,
+notify-test, /status, the page and the logs show targets only in that form (metrics label
+them by `target_id`, a hash).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import sys
+import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import unquote
 
+from watchdog.core.messages import plain_text
 from watchdog.core.model import Recipient
 
 SEVERITY_TYPE = {"info": "info", "warning": "warning", "critical": "failure"}
@@ -58,31 +68,122 @@ class Transport(Protocol):
 
 
 class AppriseTransport:
-    """Sends through Apprise; one Apprise object per target, built on first use."""
+    """Sends through Apprise; one Apprise object per target, built on first use. Safe to
+    use from one thread per target."""
 
     def __init__(self, timeout: float = 15.0) -> None:
         self._timeout = timeout
-        self._objects: dict[str, Any] = {}
+        self._objects: dict[str, tuple[Any, Any]] = {}
+
+    def _object(self, target: Target) -> tuple[Any, Any]:
+        """The Apprise object for `target`, and its plugin."""
+        import apprise
+
+        built = self._objects.get(target.id)
+        if built is None:
+            plugin = _instantiate(target.url)
+            obj = apprise.Apprise()
+            if plugin is None or not obj.add(plugin):
+                raise DeliveryError("Apprise cannot use this URL")
+            built = self._objects[target.id] = (obj, plugin)
+        return built
 
     def send(self, target: Target, title: str, body: str, severity: str, resolved: bool) -> None:
         import apprise
 
-        obj = self._objects.get(target.id)
-        if obj is None:
-            register_console()
-            obj = apprise.Apprise()
-            if not obj.add(target.url):
-                raise DeliveryError("Apprise cannot use this URL")
-            self._objects[target.id] = obj
+        obj, plugin = self._object(target)
         kind = "success" if resolved else SEVERITY_TYPE.get(severity, "info")
+        content, body_format, plain = body, apprise.NotifyFormat.MARKDOWN, None
+        email = _email_format(plugin)
+        if email == apprise.NotifyFormat.TEXT:
+            content, body_format = plain_text(body), apprise.NotifyFormat.TEXT
+        elif email == apprise.NotifyFormat.HTML and _plain_part_hook():
+            # The HTML Apprise would make, and our own plain-text part beside it: Apprise's
+            # HTML-to-text conversion puts inline code on lines of its own.
+            from apprise.conversion import markdown_to_html
+
+            content, body_format = markdown_to_html(body), apprise.NotifyFormat.HTML
+            plain = plain_text(body)
         try:
-            result = obj.notify(
-                body=body, title=title, notify_type=kind, body_format=apprise.NotifyFormat.MARKDOWN
-            )
+            with _PlainPart(content, plain):
+                result = obj.notify(
+                    body=content, title=title, notify_type=kind, body_format=body_format
+                )
         except Exception as exc:  # a plugin bug must not take the loop down
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+            raise DeliveryError(scrub(target.url, f"{type(exc).__name__}: {exc}")) from None
         if not result:
-            raise DeliveryError(_why(result))
+            raise DeliveryError(scrub(target.url, _why(result)))
+
+
+# -- e-mail: our own plain-text part ------------------------------------------------------
+# Apprise builds an e-mail's text/plain part by converting the HTML part back to text,
+# which puts inline code on lines of its own and spaces bullets apart. The hook below
+# answers that one conversion with the plain text we made from the Markdown (keyed by the
+# HTML it was made for, so concurrent sends never mix them up); anything else is Apprise's.
+
+_plain_lock = threading.Lock()
+_plain_by_html: dict[str, str] = {}
+_plain_users: Counter[str] = Counter()
+_hook_installed: bool | None = None
+
+
+def _email_format(plugin: Any) -> Any:
+    """The format an e-mail plugin sends a Markdown body in (HTML or TEXT); None for a
+    plugin that is not e-mail."""
+    from apprise import NotifyFormat
+    from apprise.plugins.email.base import NotifyEmail
+
+    if not isinstance(plugin, NotifyEmail):
+        return None
+    resolve = getattr(plugin, "resolve_format", None)
+    return resolve(NotifyFormat.HTML) if resolve is not None else NotifyFormat.HTML
+
+
+def _plain_part_hook() -> bool:
+    """Install the hook (once); False when this Apprise builds e-mail differently."""
+    global _hook_installed
+    with _plain_lock:
+        if _hook_installed is None:
+            from apprise import NotifyFormat
+            from apprise.plugins.email import base
+
+            original = getattr(base, "convert_between", None)
+            if original is None:
+                _hook_installed = False
+            else:
+
+                def convert(from_format: Any, to_format: Any, content: Any) -> Any:
+                    if from_format == NotifyFormat.HTML and to_format == NotifyFormat.TEXT:
+                        with _plain_lock:
+                            plain = _plain_by_html.get(content)
+                        if plain is not None:
+                            return plain
+                    return original(from_format, to_format, content)
+
+                setattr(base, "convert_between", convert)  # noqa: B010 - not exported
+                _hook_installed = True
+        return _hook_installed
+
+
+class _PlainPart:
+    """While sending `html`, its e-mail's plain-text part is `plain`."""
+
+    def __init__(self, html: str, plain: str | None) -> None:
+        self.html, self.plain = html, plain
+
+    def __enter__(self) -> None:
+        if self.plain is not None:
+            with _plain_lock:
+                _plain_by_html[self.html] = self.plain
+                _plain_users[self.html] += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self.plain is not None:
+            with _plain_lock:
+                _plain_users[self.html] -= 1
+                if _plain_users[self.html] <= 0:
+                    del _plain_users[self.html]
+                    _plain_by_html.pop(self.html, None)
 
 
 def _why(result: Any) -> str:
@@ -94,23 +195,25 @@ def _why(result: Any) -> str:
 
 
 _console_registered = False
+_console_lock = threading.Lock()
 
 
 def register_console() -> None:
     """Register `console://`: an Apprise custom notification that prints the message to
     stderr. The demo uses it to show alerts; it works in any config too."""
     global _console_registered
-    if _console_registered:
-        return
-    from apprise.decorators import notify
+    with _console_lock:
+        if _console_registered:
+            return
+        from apprise.decorators import notify
 
-    @notify(on="console", name="budget-watchdog console")  # type: ignore[untyped-decorator,no-untyped-call]
-    def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
-        rule = "─" * min(78, max(len(title), 40))
-        print(f"\n{rule}\n{title}\n{rule}\n{body}\n{rule}\n", file=sys.stderr, flush=True)
-        return True
+        @notify(on="console", name="budget-watchdog console")  # type: ignore[untyped-decorator,no-untyped-call]
+        def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
+            rule = "─" * min(78, max(len(title), 40))
+            print(f"\n{rule}\n{title}\n{rule}\n{body}\n{rule}\n", file=sys.stderr, flush=True)
+            return True
 
-    _console_registered = True
+        _console_registered = True
 
 
 def _instantiate(url: str) -> Any:
@@ -121,36 +224,149 @@ def _instantiate(url: str) -> Any:
 
 
 def describe_target(url: str) -> str:
-    """Given an Apprise URL, return it with every secret masked (Apprise's privacy form),
-    or "scheme://…" when Apprise cannot parse it."""
-    plugin = _instantiate(url)
-    if plugin is not None:
-        return _without_defaults(str(plugin.url(privacy=True)))
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
-    return f"{scheme.group(1)}://…" if scheme else "(not a URL)"
+    """Given an Apprise URL, return it with every part that may carry a credential masked:
+    the scheme, a real host name (with a dot, an IP address, or localhost) and its port are
+    kept; user and password, a "host" that is a token (slack://TokenA/…, discord://id/…),
+    every path segment that is not a short plain word, and every query value whose key is
+    an Apprise header, payload or parameter (`+`, `-`, `:`), names a secret, or that looks
+    like a token become "****". Pure: Apprise is not needed to show a URL."""
+    return _masked(url)[0]
 
 
-# Apprise adds its defaults to every URL it prints; they only make a target harder to spot.
-_NOISE = {
-    "overflow",
-    "retry",
-    "wait",
-    "optional",
-    "method",
-    "cto",
-    "rto",
-    "format",
-    "emojis",
-    "verify",
-    "store",
-    "tz",
-}
+def secret_parts(url: str) -> list[str]:
+    """The parts of `url` that `describe_target` masks (as written and decoded), longest
+    first: to scrub them from anything else said about the target, e.g. an error."""
+    return _masked(url)[1]
 
 
-def _without_defaults(url: str) -> str:
-    base, _, query = url.partition("?")
-    kept = [p for p in query.split("&") if p and p.split("=", 1)[0] not in _NOISE]
-    return base + ("?" + "&".join(kept) if kept else "")
+def scrub(url: str, text: str) -> str:
+    """`text` (an error about the target at `url`) without any part of the URL that its
+    shown form masks."""
+    for part in secret_parts(url):
+        text = text.replace(part, MASK)
+    return text
+
+
+MASK = "****"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
+# A path segment or user name shown as is: lowercase words joined by - _ . (a leading
+# capital allowed), a version like v2, or a number of at most three digits.
+_PLAIN_WORD = re.compile(
+    r"^(?=.{1,24}$)[A-Za-z]?[a-z]{0,12}(?:[-_.][a-z]{1,12})*$|^v\d{1,2}$|^\d{1,3}$"
+)
+# A channel, user or phone number in an Apprise path: #ops, @alice, +15551234567.
+_SIGIL = "#@+!"
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_-]{12,}")
+_SECRET_KEYS = (
+    "token",
+    "key",
+    "secret",
+    "pass",
+    "pwd",
+    "auth",
+    "sig",
+    "webhook",
+    "hook",
+    "bearer",
+    "cred",
+    "session",
+    "cookie",
+    "private",
+    "access",
+    "user",
+    "login",
+    "code",
+    "otp",
+    "jwt",
+    "hmac",
+    "license",
+    "account",
+    "sid",
+)
+
+
+def _plain(text: str) -> bool:
+    return bool(_PLAIN_WORD.match(text))
+
+
+def _tokenish(text: str) -> bool:
+    """A run of 12+ word characters mixing letters and digits, or of 24+ of any."""
+    for run in _TOKEN_RUN.findall(text):
+        if len(run) >= 24 or (re.search(r"\d", run) and re.search(r"[A-Za-z]", run)):
+            return True
+    return False
+
+
+def _real_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    return (
+        len(labels) >= 2
+        and all(_LABEL.match(label) for label in labels)
+        and re.fullmatch(r"[A-Za-z]{2,24}", labels[-1]) is not None
+        and not _tokenish(host)
+    )
+
+
+def _masked(url: str) -> tuple[str, list[str]]:
+    """The shown form of `url` and the parts it hides."""
+    match = _SCHEME.match(url.strip())
+    if match is None:
+        return "(not a URL)", [url] if url else []
+    scheme, rest = match.groups()
+    hidden: list[str] = []
+
+    def hide(part: str) -> str:
+        if part:
+            hidden.append(part)
+        return MASK
+
+    rest, question, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    shown = f"{scheme}://"
+    if at:
+        user, colon, password = userinfo.partition(":")
+        shown += user if _plain(unquote(user)) else hide(user)
+        shown += (":" + hide(password) if colon else "") + "@"
+    host, port = hostport, ""
+    if hostport.startswith("["):  # IPv6
+        end = hostport.find("]")
+        host, port = hostport[: end + 1], hostport[end + 1 :].removeprefix(":")
+    elif ":" in hostport:
+        host, _, port = hostport.partition(":")
+    if host:
+        shown += host if _real_host(host) else hide(host)
+    if port:
+        shown += ":" + (port if re.fullmatch(r"\d{1,5}", port) else hide(port))
+    if slash:
+        segments = []
+        for segment in path.split("/"):
+            word = unquote(segment).lstrip(_SIGIL)
+            segments.append(segment if not segment or _plain(word) else hide(segment))
+        shown += "/" + "/".join(segments)
+    if question:
+        pairs = []
+        for pair in query.split("&"):
+            key, eq, value = pair.partition("=")
+            name = unquote(key).strip()
+            secret = name[:1] in ("+", "-", ":") or any(k in name.lower() for k in _SECRET_KEYS)
+            if eq and value and (secret or _tokenish(unquote(value))):
+                value = hide(value)
+            elif not eq and _tokenish(unquote(key)):
+                key = hide(key)
+            pairs.append(key + eq + value)
+        shown += "?" + "&".join(pairs)
+    decoded = [unquote(h) for h in hidden]
+    parts = {p for p in hidden + decoded if len(p) >= 4}
+    return shown, sorted(parts, key=len, reverse=True)
 
 
 def url_problem(url: str) -> str | None:

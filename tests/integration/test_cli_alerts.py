@@ -104,3 +104,41 @@ def test_a_state_file_the_user_may_not_write_is_a_clear_error(
         err = capsys.readouterr().err
         assert "cannot change the state file" in err and "readonly database" in err
         assert "Traceback" not in err
+
+
+# Credentials in query headers, payload fields and paths: Apprise's own privacy form
+# showed all of these.
+HEADER_TOKEN = "hdr-7f3a9c2e1b5d"
+PAYLOAD_SECRET = "payload-9b8c7d6e5f"
+PATH_TOKEN = "B08N2K9QWxZ7pQ4rT9mW"
+
+
+def secret_urls(port: int) -> list[str]:
+    return [
+        f"json://127.0.0.1:{port}/hook?+Authorization=Bearer%20{HEADER_TOKEN}",
+        f"jsons://127.0.0.1:{port}/services/{PATH_TOKEN}?-apikey={PAYLOAD_SECRET}",
+        f"json://user:{SECRET}@127.0.0.1:{port}/hook?+X-Token={HEADER_TOKEN}",
+    ]
+
+
+def no_secret_in(text: str) -> None:
+    for secret in (HEADER_TOKEN, PAYLOAD_SECRET, PATH_TOKEN, SECRET):
+        for i in range(len(secret) - 5):
+            assert secret[i : i + 6] not in text, secret
+
+
+def test_check_config_and_notify_test_show_no_credential_of_any_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()  # nobody listens: notify-test fails, and says so masked
+    targets = "".join(f'[[notify.targets]]\nurl = "{u}"\n' for u in secret_urls(port))
+    path = config(tmp_path, '[provider]\napi_key = "sk-or-v1-0123456789abcdef"\n' + targets)
+    assert main(["check-config", "--config", path]) == 0
+    shown = capsys.readouterr().out
+    assert f'url = "json://127.0.0.1:{port}/hook?+Authorization=****"' in shown
+    assert f'url = "jsons://127.0.0.1:{port}/services/****?-apikey=****"' in shown
+    no_secret_in(shown)
+    assert main(["notify-test", "--config", path]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count("FAILED") == 3
+    no_secret_in(captured.out + captured.err)

@@ -2,8 +2,15 @@
 resolved, with silences. `advance` turns the previous states and this tick's findings into
 new states and the events worth a message.
 
-Hysteresis is applied by the rules (they are told which findings are held), so a finding
-that disappears here has really cleared its threshold by the margin.
+Hysteresis is applied by the rules (they are told which findings are held, see `firing`),
+so a finding that disappears here has really cleared its threshold by the margin.
+
+Silences: a silenced rule's alerts change state but send nothing. Each state remembers
+that its rule was silenced (`suppressed`), so when the silence ends — by expiry or by
+`unsilence` — a finding still firing is sent again, whatever was sent before. A finding
+that ends under a silence after recipients heard of it keeps its state with `resolved_at`
+set; its resolution (saying when it happened) is sent when the silence ends. Nothing
+recipients were told of is left without its end.
 """
 
 from __future__ import annotations
@@ -19,9 +26,16 @@ from watchdog.core.model import (
     EventKind,
     Finding,
     Ident,
+    Severity,
     Silence,
 )
 from watchdog.core.words import span
+
+
+def firing(states: Mapping[Ident, AlertState]) -> dict[Ident, Severity]:
+    """The findings still firing, by severity: what the rules hold (hysteresis). An ended
+    finding whose resolution a silence holds is not among them."""
+    return {ident: s.severity for ident, s in states.items() if s.firing}
 
 
 def advance(
@@ -34,8 +48,7 @@ def advance(
     silences: Mapping[str, Silence] | None = None,
 ) -> tuple[dict[Ident, AlertState], list[Event]]:
     """Given the alert states before this tick, its findings and the time, return the new
-    states and the events to notify. Silenced rules change state but emit nothing; when
-    the silence ends while the finding still fires, it is sent again."""
+    states and the events to notify (see the module's docstring for silences)."""
     silences = silences or {}
     new_states: dict[Ident, AlertState] = {}
     events: list[Event] = []
@@ -46,23 +59,16 @@ def advance(
 
     for finding in findings:
         old = states.get(finding.ident)
+        if old is not None and not old.firing:
+            # It ended under the silence and is back: a new episode. Recipients last heard
+            # it firing (the held resolution is moot); the silence's end tells them now.
+            old = replace(old, since=now, resolved_at=None, suppressed=True)
         state, event = _step(old, finding, now, repeat_interval)
         if silenced(finding.rule):
-            if event is not None:
-                state = replace(state, suppressed=True, last_sent=old.last_sent if old else None)
-                event = None
-        elif state.suppressed:
-            if event is None:
-                event = Event(
-                    "unsilenced",
-                    finding.rule,
-                    finding.key,
-                    finding.severity,
-                    state.since,
-                    now,
-                    finding.message,
-                    finding,
-                )
+            state = replace(state, suppressed=True, last_sent=old.last_sent if old else None)
+            event = None
+        elif old is not None and old.suppressed:
+            event = _event("unsilenced", finding, state.since, now, previous=old.severity)
             state = replace(state, suppressed=False, last_sent=now)
         new_states[finding.ident] = state
         if event is not None:
@@ -71,19 +77,19 @@ def advance(
     for ident, old in states.items():
         if ident in new_states:
             continue
-        # The finding is gone: resolved (unless its messages were all held back).
-        if send_resolved and not silenced(old.rule) and old.last_sent is not None:
-            events.append(
-                Event(
-                    "resolved",
-                    old.rule,
-                    old.key,
-                    old.severity,
-                    old.since,
-                    now,
-                    _resolved_text(old, now),
-                )
-            )
+        told = send_resolved and old.last_sent is not None
+        if not old.firing:
+            # A resolution held by a silence: sent once the silence is over.
+            if silenced(old.rule):
+                new_states[ident] = old
+            elif told:
+                events.append(_resolved(old, old.resolved_at or now, held_until=now))
+        elif silenced(old.rule):
+            # Ended under a silence: hold the resolution if anyone heard it started.
+            if told:
+                new_states[ident] = replace(old, suppressed=True, resolved_at=now)
+        elif told:
+            events.append(_resolved(old, now))
     return new_states, events
 
 
@@ -104,17 +110,8 @@ def _step(
         )
 
     def event(kind: EventKind) -> Event:
-        return Event(
-            kind,
-            finding.rule,
-            finding.key,
-            finding.severity,
-            old.since if old else now,
-            now,
-            finding.message,
-            finding,
-            previous=old.severity if old else None,
-        )
+        since = old.since if old else now
+        return _event(kind, finding, since, now, previous=old.severity if old else None)
 
     if old is None:
         return state(now), event("firing")
@@ -131,5 +128,30 @@ def _step(
     return state(old.last_sent), None
 
 
-def _resolved_text(old: AlertState, now: datetime) -> str:
-    return f"Resolved after {span(now - old.since)}. It was: {old.message}"
+def _event(
+    kind: EventKind, finding: Finding, since: datetime, now: datetime, previous: Severity | None
+) -> Event:
+    return Event(
+        kind,
+        finding.rule,
+        finding.key,
+        finding.severity,
+        since,
+        now,
+        finding.message,
+        finding,
+        previous=previous,
+    )
+
+
+def _resolved(old: AlertState, at: datetime, held_until: datetime | None = None) -> Event:
+    return Event(
+        "resolved",
+        old.rule,
+        old.key,
+        old.severity,
+        old.since,
+        at,
+        f"Resolved after {span(at - old.since)}. It was: {old.message}",
+        held_until=held_until,
+    )
