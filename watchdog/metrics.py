@@ -1,5 +1,13 @@
-"""/metrics: the status view in Prometheus' text format (names `budget_watchdog_*`, units in
-the names). A collector reads the latest View; nothing is counted twice or kept here."""
+"""/metrics: the status view in Prometheus' text format, named by Prometheus' conventions
+(`promtool check metrics` passes): every name starts `budget_watchdog_`, carries its unit
+in base units (`_seconds`, `_usd`, `_ratio`), counters end `_total`, a moment is a
+`_timestamp_seconds` gauge. One label vocabulary: `window` is "day", "week" or "month" on
+every spend, limit, ratio and forecast series, so `spent_usd / on(window) limit_usd` needs
+no relabelling; a burn rate is labelled by the span it is averaged `over` ("10m", "1h",
+"24h", "7d"); per-target series by the target's id (`target`), never its URL.
+
+A collector reads the latest View; nothing is counted twice or kept here.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from watchdog.core.model import SEVERITY_ORDER
+from watchdog.core.model import SEVERITY_ORDER, TICK_FAILURES
 from watchdog.core.rules import RULES
 from watchdog.core.view import View
+from watchdog.core.words import DAY, HOUR
 
-ERROR_KINDS = ("auth", "rate_limited", "transient", "bad_response")
+# The provider errors' kinds (watchdog.providers.base), shown at 0 before the first one so
+# an alert on `increase(...)` has a series to watch. A kind not listed is exported too.
+POLL_ERROR_KINDS = ("auth", "bad_response", "error", "provider_budget", "rate_limited", "transient")
 
 
 class _Collector:
@@ -37,23 +48,19 @@ class _Collector:
                 "Unix time of the last successful poll.",
                 v.poll.last_success.timestamp(),
             )
-        polls = CounterMetricFamily("budget_watchdog_polls", "Polls attempted.")
+        polls = CounterMetricFamily("budget_watchdog_polls", "Polls (and ticks) attempted.")
         polls.add_metric([], v.poll.polls)
         yield polls
-        errors = CounterMetricFamily(
-            "budget_watchdog_poll_errors", "Failed polls by kind.", labels=["kind"]
-        )
-        by_kind = dict(v.poll.errors_by_kind)
-        for kind in sorted(set(ERROR_KINDS) | set(by_kind)):
-            errors.add_metric([kind], by_kind.get(kind, 0))
-        yield errors
+        yield from self._errors()
         severity = GaugeMetricFamily(
             "budget_watchdog_finding_severity",
-            "Each rule's finding: 0 none, 1 warning, 2 critical.",
+            "Each rule's finding: 0 none, 1 warning, 2 critical (the worst over keys).",
             labels=["rule"],
         )
-        active = {f.rule: SEVERITY_ORDER[f.severity] for f in v.findings}
-        for rule in RULES:
+        active: dict[str, int] = {}
+        for f in v.findings:
+            active[f.rule] = max(active.get(f.rule, 0), SEVERITY_ORDER[f.severity])
+        for rule in sorted(set(RULES) | set(active), key=_rule_order):
             severity.add_metric([rule], active.get(rule, 0))
         yield severity
         yield _gauge("reserved_usd", "USD held by pre-flight reservations.", self.reserved)
@@ -65,10 +72,12 @@ class _Collector:
             "balance_usd", "Credit left (the tighter of account and key).", m.balance
         )
         spent = GaugeMetricFamily(
-            "budget_watchdog_spent_usd", "Spend in the current window.", labels=["window"]
+            "budget_watchdog_spent_usd",
+            "Spend in the current day, week and month (budget time zone).",
+            labels=["window"],
         )
         for window, value in (
-            ("today", m.spent_today),
+            ("day", m.spent_today),
             ("week", m.spent_week),
             ("month", m.spent_month),
         ):
@@ -76,46 +85,78 @@ class _Collector:
                 spent.add_metric([window], known)
         yield spent
         limits = GaugeMetricFamily(
-            "budget_watchdog_limit_usd", "Configured limits.", labels=["window"]
+            "budget_watchdog_limit_usd", "Configured spend limits.", labels=["window"]
         )
         ratios = GaugeMetricFamily(
-            "budget_watchdog_limit_used_ratio", "Share of each limit spent.", labels=["window"]
+            "budget_watchdog_limit_used_ratio",
+            "Share of each configured limit spent (1 = the limit).",
+            labels=["window"],
         )
         for window, limit, used in (
-            ("daily", b.daily_limit, m.spent_today),
-            ("monthly", b.monthly_limit, m.spent_month),
-            ("key", m.key_limit, None),
+            ("day", b.daily_limit, m.spent_today),
+            ("month", b.monthly_limit, m.spent_month),
         ):
             if limit:
                 limits.add_metric([window], limit)
                 if (known := _finite(used)) is not None:
                     ratios.add_metric([window], known / limit)
-        remaining = _finite(m.key_limit_remaining)
-        if m.key_limit and remaining is not None:
-            ratios.add_metric(["key"], (m.key_limit - remaining) / m.key_limit)
         yield limits
         yield ratios
-        rates = GaugeMetricFamily(
-            "budget_watchdog_burn_rate_usd_per_hour",
-            "Burn rate over each window.",
+        forecast = GaugeMetricFamily(
+            "budget_watchdog_forecast_spent_usd",
+            "Projected spend at the end of the window (24 h rate).",
             labels=["window"],
         )
-        for window, rate in v.rates():
+        if (known := _finite(m.forecast_month)) is not None:
+            forecast.add_metric(["month"], known)
+            yield forecast
+        if m.key_limit:
+            yield _gauge("key_limit_usd", "The provider's own limit on the key.", m.key_limit)
+            remaining = _finite(m.key_limit_remaining)
+            if remaining is not None:
+                yield _gauge(
+                    "key_limit_used_ratio",
+                    "Share of the provider's key limit used (1 = used up).",
+                    (m.key_limit - remaining) / m.key_limit,
+                )
+        rates = GaugeMetricFamily(
+            "budget_watchdog_burn_rate_usd_per_second",
+            "Burn rate averaged over the last 10m, 1h, 24h and 7d (× 3600 for USD/h).",
+            labels=["over"],
+        )
+        for over, rate in v.rates():
             if (known := _finite(rate.per_hour)) is not None:
-                rates.add_metric([window], known)
+                rates.add_metric([over], known / HOUR)
         yield rates
+        runway = _finite(m.runway_days)
         yield from _optional(
-            "average_daily_spend_usd", "Average daily spend (7 days).", m.avg_daily.per_day
-        )
-        yield from _optional(
-            "runway_days", "Days of credit left at the average burn.", m.runway_days
-        )
-        yield from _optional(
-            "forecast_month_usd", "Projected spend at month end.", m.forecast_month
+            "runway_seconds",
+            "Seconds of credit left at the 7-day average burn.",
+            None if runway is None else runway * DAY,
         )
         yield from _optional(
             "headroom_usd", "USD that may still be spent before a critical threshold.", v.headroom
         )
+
+    def _errors(self) -> Iterator[Metric]:
+        """Failures by kind: the provider's (`poll_errors_total`) apart from the tick's own
+        ("state": the state could not be written, "tick": anything else). Every kind the
+        view counted is exported, the known ones at 0 before they first happen."""
+        polls = CounterMetricFamily(
+            "budget_watchdog_poll_errors", "Failed polls by kind.", labels=["kind"]
+        )
+        ticks = CounterMetricFamily(
+            "budget_watchdog_tick_errors",
+            'Ticks that failed on their own side, by kind ("state", "tick").',
+            labels=["kind"],
+        )
+        counts = dict(self.view.poll.errors_by_kind)
+        for kind in sorted(set(POLL_ERROR_KINDS) | (set(counts) - set(TICK_FAILURES))):
+            polls.add_metric([kind], counts.get(kind, 0))
+        for kind in TICK_FAILURES:
+            ticks.add_metric([kind], counts.get(kind, 0))
+        yield polls
+        yield ticks
 
     def _targets(self) -> Iterator[Metric]:
         # Labelled by the target's id, never its URL (which may hold credentials).
@@ -141,6 +182,10 @@ class _Collector:
         yield sent
         yield failed
         yield pending
+
+
+def _rule_order(rule: str) -> tuple[int, str]:
+    return (RULES.index(rule) if rule in RULES else len(RULES), rule)
 
 
 def _finite(value: float | None) -> float | None:

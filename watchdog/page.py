@@ -7,14 +7,18 @@ it works on an air-gapped host and in a terminal browser (the chart degrades to 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from html import escape
 
 from watchdog.core.burn import Rate
-from watchdog.core.model import BudgetPolicy, Finding
+from watchdog.core.model import BudgetPolicy, Finding, PermitChange, Silence
 from watchdog.core.view import TargetView, View
-from watchdog.core.words import days, duration, percent, timestamp, usd
+from watchdog.core.words import clock, days, duration, percent, timestamp, usd
 from watchdog.core.words import rate as rate_text
+
+# When each finding started, by (rule, key): the alert states' `since`.
+Since = Mapping[tuple[str, str], datetime]
 
 COLORS = {"ok": "#1a7f37", "warning": "#b35900", "critical": "#c62828", "unknown": "#57606a"}
 CSS = """
@@ -41,12 +45,16 @@ ul.findings li{background:#fff;border:1px solid #d0d7de;border-left:5px solid;bo
 svg{background:#fff;border:1px solid #d0d7de;border-radius:8px;width:100%;height:auto}
 table{border-collapse:collapse;width:100%;font-size:13px}
 td,th{text-align:left;padding:4px 6px;border-bottom:1px solid #eaeef2}
+ul.silences{padding-left:18px;margin:6px 0}
 """
 
 
-def render(view: View, now: datetime, reserved: float = 0.0) -> str:
-    """The whole page for `view` at `now`."""
+def render(view: View, now: datetime, reserved: float = 0.0, since: Since | None = None) -> str:
+    """The whole page for `view` at `now`. Every time is shown in the budget's zone and
+    relative to `now` ("15:02 CET, 7 min ago"). `since`: when each finding started, by
+    (rule, key), where known."""
     m, b = view.metrics, view.budget
+    tz = b.tz
     state, armed = view.state, view.armed
     head = (
         f'<span class="badge" style="background:{COLORS.get(state, COLORS["unknown"])}">'
@@ -55,7 +63,10 @@ def render(view: View, now: datetime, reserved: float = 0.0) -> str:
         f"PERMIT {'ARMED' if armed else 'REVOKED'}</span>"
     )
     reason = (
-        "" if armed else f'<div class="sub">Launches blocked: {escape(view.permit_reason)}</div>'
+        ""
+        if armed
+        else f'<div class="sub">Launches blocked: {escape(view.permit_reason)}'
+        f"{_blocked_since(view.permit_history, tz, now)}</div>"
     )
     cards = [
         _limit_card("Spent today", m.spent_today if m else None, b.daily_limit, "daily limit", b),
@@ -74,14 +85,14 @@ def render(view: View, now: datetime, reserved: float = 0.0) -> str:
     if m is not None and m.key_limit:
         used = m.key_limit - (m.key_limit_remaining or 0.0)
         cards.append(_limit_card("Key limit (provider)", used, m.key_limit, "key limit", b))
-    age = view.data_age(now)
+    silences = tuple(s for s in view.silences if s.until > now)
+    started = dict(since or {})
     last = view.poll.last_success
-    poll = (
-        f"Last poll {escape(last.isoformat() if last is not None else 'never')}"
-        + ("" if age is None else f" ({duration(age)} ago)")
-        + ("" if view.fresh(now) else ' — <b style="color:#c62828">STALE</b>')
+    if last is not None:  # the stale finding started when the data went stale
+        started.setdefault(("stale", _stale_key(view.findings)), last + b.stale_after)
+    poll = f"Last poll {_when(last, tz, now)}" + (
+        "" if view.fresh(now) else ' — <b style="color:#c62828">STALE</b>'
     )
-    error = f"<br>Last error: {escape(view.poll.last_error)}" if view.poll.last_error else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
@@ -92,16 +103,52 @@ def render(view: View, now: datetime, reserved: float = 0.0) -> str:
 <div class="sub">{head}</div>{reason}
 <div class="grid">{"".join(cards)}</div>
 <h2>Findings</h2>
-{_findings(view.findings)}
+{_findings(view.findings, started, {s.rule for s in silences}, tz, now)}
+<h2>Silences</h2>
+{_silences(silences, tz, now)}
 <h2>Burn, last 7 days (USD per hour)</h2>
-{chart(view.chart, b.timezone, b.tz)}
+{chart(view.chart, b.timezone, tz)}
+<h2>Permit history</h2>
+{_permit_history(view.permit_history, tz, now)}
 <h2>Notifications</h2>
-{_targets(view.targets)}
-<p class="muted">{poll}{error}<br>Generated {escape(now.isoformat(timespec="seconds"))} ·
-budget-watchdog {escape(view.version)} · <a href="/status">/status</a> ·
-<a href="/metrics">/metrics</a></p>
+{_targets(view.targets, tz, now)}
+<p class="muted">{poll}{_last_error(view, now)}<br>Generated {escape(timestamp(now, tz))} ·
+times in {escape(b.timezone)} · budget-watchdog {escape(view.version)} ·
+<a href="/status">/status</a> · <a href="/metrics">/metrics</a></p>
 </main></body></html>
 """
+
+
+def _when(when: datetime | None, tz: tzinfo, now: datetime) -> str:
+    """A moment for a person, escaped: "14:40 CET, 12 min ago", "Nov 28 09:15 CET, in
+    2 h", "never"."""
+    if when is None:
+        return "never"
+    seconds = (now - when).total_seconds()
+    relative = f"{duration(seconds)} ago" if seconds >= 0 else f"in {duration(-seconds)}"
+    return escape(f"{clock(when, tz, now)}, {relative}")
+
+
+def _stale_key(findings: tuple[Finding, ...]) -> str:
+    return next((f.key for f in findings if f.rule == "stale"), "")
+
+
+def _blocked_since(history: tuple[PermitChange, ...], tz: tzinfo, now: datetime) -> str:
+    """The revocation in force, from the newest audit line: " — revoked 15:02 CET, 7 min
+    ago by rules"; "" when that line is not a revocation."""
+    latest = history[0] if history else None
+    if latest is None or latest.state in ("armed", "arm requested"):
+        return ""
+    return f" — {escape(latest.state)} {_when(latest.at, tz, now)} by {escape(latest.by)}"
+
+
+def _last_error(view: View, now: datetime) -> str:
+    poll = view.poll
+    if not poll.last_error:
+        return ""
+    kind = f" ({escape(poll.last_error_kind)})" if poll.last_error_kind else ""
+    at = f" {_when(poll.last_error_at, view.budget.tz, now)}" if poll.last_error_at else ""
+    return f"<br>Last error{kind}{at}: {escape(poll.last_error)}"
 
 
 def _bar(share: float, color: str) -> str:
@@ -179,28 +226,87 @@ def _headroom_card(headroom: float | None, reserved: float) -> str:
     )
 
 
-def _findings(findings: tuple[Finding, ...]) -> str:
+def _findings(
+    findings: tuple[Finding, ...],
+    since: Since,
+    silenced: set[str],
+    tz: tzinfo,
+    now: datetime,
+) -> str:
     if not findings:
         return '<p class="muted">No findings: spend is within every limit.</p>'
+    items = []
+    for f in findings:
+        notes = []
+        started = since.get(f.ident)
+        if started is not None:
+            notes.append(f"since {_when(started, tz, now)}")
+        if f.rule in silenced:
+            notes.append("notifications silenced")
+        note = f'<br><span class="muted">{" · ".join(notes)}</span>' if notes else ""
+        items.append(
+            f'<li style="border-left-color:{COLORS.get(f.severity, "#57606a")}">'
+            f"<b>{escape(f.severity.upper())} · {escape(f.rule)}</b><br>"
+            f"{escape(f.message)}{note}</li>"
+        )
+    return f'<ul class="findings">{"".join(items)}</ul>'
+
+
+def _silences(silences: tuple[Silence, ...], tz: tzinfo, now: datetime) -> str:
+    """Active silences: which rule, until when, why, since when. A silence holds back
+    notifications only; the permit still follows the findings."""
+    if not silences:
+        return '<p class="muted">No active silences: every alert is delivered.</p>'
     items = "".join(
-        f'<li style="border-left-color:{COLORS.get(f.severity, "#57606a")}">'
-        f"<b>{escape(f.severity.upper())} · {escape(f.rule)}</b><br>"
-        f"{escape(f.message)}</li>"
-        for f in findings
+        f"<li><b>{escape(s.rule)}</b> silenced until {_when(s.until, tz, now)}"
+        + (f" — {escape(s.reason)}" if s.reason else " — no reason given")
+        + (
+            f' <span class="muted">(set {_when(s.created_at, tz, now)})</span>'
+            if s.created_at is not None
+            else ""
+        )
+        + "</li>"
+        for s in sorted(silences, key=lambda s: (s.until, s.rule))
     )
-    return f'<ul class="findings">{items}</ul>'
+    return (
+        f'<ul class="silences">{items}</ul><p class="muted">Silences hold back '
+        "notifications only: the permit still follows the findings.</p>"
+    )
 
 
-def _targets(targets: tuple[TargetView, ...]) -> str:
+def _permit_history(history: tuple[PermitChange, ...], tz: tzinfo, now: datetime) -> str:
+    """The permit's audit trail, newest first: when, what, by whom or which rule, why."""
+    if not history:
+        return '<p class="muted">No permit changes recorded yet.</p>'
+    rows = "".join(
+        f"<tr><td>{_when(c.at, tz, now)}</td>"
+        f'<td><b style="color:{_PERMIT_COLORS.get(c.state, COLORS["unknown"])}">'
+        f"{escape(c.state)}</b></td>"
+        f"<td>by {escape(c.by)}</td><td>{escape(c.reason)}</td></tr>"
+        for c in history
+    )
+    return f"<table>{rows}</table>"
+
+
+_PERMIT_COLORS = {
+    "armed": COLORS["ok"],
+    "arm requested": COLORS["ok"],
+    "revoked": COLORS["critical"],
+    "tripped": COLORS["critical"],
+}
+
+
+def _targets(targets: tuple[TargetView, ...], tz: tzinfo, now: datetime) -> str:
     if not targets:
         return '<p class="muted">No notification targets configured.</p>'
     rows = "".join(
         f"<tr><td>{escape(t.shown)}</td><td>{t.health.sent} sent</td>"
         f"<td>{t.health.pending} pending</td><td>"
         + (
-            "ok"
+            "ok" + (f" (last {_when(t.health.last_ok, tz, now)})" if t.health.last_ok else "")
             if t.health.healthy
-            else f'<b style="color:#c62828">failing</b>: {escape(str(t.health.last_error))}'
+            else f'<b style="color:#c62828">failing</b> (last error '
+            f"{_when(t.health.last_error_at, tz, now)}): {escape(str(t.health.last_error))}"
         )
         + "</td></tr>"
         for t in targets

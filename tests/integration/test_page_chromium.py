@@ -7,12 +7,14 @@ import shutil
 import struct
 import subprocess
 import threading
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_server import NOW, view
-from watchdog.core.model import Finding
+from watchdog.core.model import Finding, PermitChange, Silence
 from watchdog.log import get_logger
 from watchdog.server import StatusServer, create_app
 
@@ -34,6 +36,14 @@ def test_the_page_renders_in_chromium(tmp_path: Path) -> None:
             ),
             Finding("spike", "warning", 9.0, 2.0, "Burning $9.00/h, 18.0x the usual $0.50/h."),
         ],
+    )
+    v = replace(
+        v,
+        silences=(Silence("spike", NOW + timedelta(hours=2), "load test", NOW),),
+        permit_history=(
+            PermitChange(NOW - timedelta(minutes=7), "revoked", "rules", "daily_limit critical"),
+            PermitChange(NOW - timedelta(hours=3), "armed", "alice", "manual arm"),
+        ),
     )
     server = StatusServer(
         create_app(view=lambda: v, clock=lambda: NOW), "127.0.0.1", 0, get_logger()
@@ -92,6 +102,8 @@ def test_the_page_renders_in_chromium(tmp_path: Path) -> None:
     assert len(png) > 20_000  # a rendered page, not a blank one
     rendered = dom.read_text()
     assert "PERMIT REVOKED" in rendered
+    assert "silenced until" in rendered and "load test" in rendered
+    assert "by rules" in rendered and "by alice" in rendered
     assert rendered.count("<rect") >= 168  # the SVG chart made it into the DOM
     keep = Path("/tmp/budget-watchdog-status-page.png")
     keep.write_bytes(png)  # for a person to look at after the run

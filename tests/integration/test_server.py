@@ -244,13 +244,13 @@ def test_metrics_use_prometheus_names_with_units() -> None:
         for s in f.samples
     }
     assert samples[("budget_watchdog_balance_usd", ())] == 80.0
-    assert samples[("budget_watchdog_spent_usd", (("window", "today"),))] == 12.0
-    assert samples[("budget_watchdog_limit_used_ratio", (("window", "daily"),))] == 0.6
+    assert samples[("budget_watchdog_spent_usd", (("window", "day"),))] == 12.0
+    assert samples[("budget_watchdog_limit_used_ratio", (("window", "day"),))] == 0.6
     assert samples[("budget_watchdog_finding_severity", (("rule", "spike"),))] == 1
     assert samples[("budget_watchdog_finding_severity", (("rule", "daily_limit"),))] == 0
     assert samples[("budget_watchdog_poll_errors_total", (("kind", "transient"),))] == 2
     assert samples[("budget_watchdog_permit_armed", ())] == 1
-    assert samples[("budget_watchdog_runway_days", ())] == 8.0
+    assert samples[("budget_watchdog_runway_seconds", ())] == 8 * 86400
     assert ("budget_watchdog_last_successful_poll_timestamp_seconds", ()) in samples
 
 
