@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from watchdog.config import Settings
-from watchdog.core import burn, rules, view
+from watchdog.core import alerts, burn, rules, view
 from watchdog.core.decide import HORIZON_FACTOR
 from watchdog.core.model import PollHealth
 from watchdog.core.permit import Decision
@@ -36,7 +36,7 @@ def status_from_store(store: Store, settings: Settings, now: datetime) -> dict[s
         last_error_kind=kind,
         last_error_at=at,
     )
-    held = {ident: a.severity for ident, a in store.load_alerts().items()}
+    held = alerts.firing(store.load_alerts())
     findings = rules.evaluate(
         metrics, policy.budget, poll, horizon=policy.poll_interval * HORIZON_FACTOR, held=held
     )

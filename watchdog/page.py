@@ -19,7 +19,6 @@ from watchdog.core.words import rate as rate_text
 
 # When each finding started, by (rule, key): the alert states' `since`.
 Since = Mapping[tuple[str, str], datetime]
-
 COLORS = {"ok": "#1a7f37", "warning": "#b35900", "critical": "#c62828", "unknown": "#57606a"}
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;
@@ -49,10 +48,9 @@ ul.silences{padding-left:18px;margin:6px 0}
 """
 
 
-def render(view: View, now: datetime, reserved: float = 0.0, since: Since | None = None) -> str:
+def render(view: View, now: datetime, reserved: float = 0.0) -> str:
     """The whole page for `view` at `now`. Every time is shown in the budget's zone and
-    relative to `now` ("15:02 CET, 7 min ago"). `since`: when each finding started, by
-    (rule, key), where known."""
+    relative to `now` ("15:02 CET, 7 min ago")."""
     m, b = view.metrics, view.budget
     tz = b.tz
     state, armed = view.state, view.armed
@@ -86,7 +84,7 @@ def render(view: View, now: datetime, reserved: float = 0.0, since: Since | None
         used = m.key_limit - (m.key_limit_remaining or 0.0)
         cards.append(_limit_card("Key limit (provider)", used, m.key_limit, "key limit", b))
     silences = tuple(s for s in view.silences if s.until > now)
-    started = dict(since or {})
+    started = view.started()
     last = view.poll.last_success
     if last is not None:  # the stale finding started when the data went stale
         started.setdefault(("stale", _stale_key(view.findings)), last + b.stale_after)

@@ -374,6 +374,7 @@ class Store:
                 value=r["value"],
                 threshold=r["threshold"],
                 suppressed=bool(r["suppressed"]),
+                resolved_at=_dt_or_none(r["resolved_at"]),
             )
             for r in self._all("SELECT * FROM alerts")
         ]
@@ -552,7 +553,7 @@ class Unit:
         self.db.execute("DELETE FROM alerts")
         self.db.executemany(
             "INSERT INTO alerts (rule, key, severity, since, last_sent, message, value, "
-            "threshold, suppressed) VALUES (?,?,?,?,?,?,?,?,?)",
+            "threshold, suppressed, resolved_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     s.rule,
@@ -564,6 +565,7 @@ class Unit:
                     s.value,
                     s.threshold,
                     int(s.suppressed),
+                    _ms(s.resolved_at) if s.resolved_at else None,
                 )
                 for s in states.values()
             ],

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from watchdog import permitfile
-from watchdog.log import scrub
 from watchdog.core import burn, view
 from watchdog.core.burn import Metrics
 from watchdog.core.decide import Inputs, Outcome, decide
@@ -41,6 +40,7 @@ from watchdog.core.model import (
 from watchdog.core.permit import Decision, PermitState, key_actions
 from watchdog.core.view import View
 from watchdog.core.words import money, rounded
+from watchdog.log import scrub
 from watchdog.notify import Target
 from watchdog.providers.base import AccountAdmin, AuthError, Provider, ProviderError
 from watchdog.store import Store, StoreError, WatchedKey
@@ -375,6 +375,7 @@ class Tick:
             permit_history=self.store.audit_log(10),
             chart=m.history.hourly(now, 168),
             stale_revokes=self.policy.killswitch.on_stale == "revoke",
+            finding_since={a.ident: a.since for a in o.alerts.values() if a.firing},
         )
 
     def _apply_permit(self, o: Outcome) -> None:

@@ -87,7 +87,7 @@ def test_the_page_shows_when_each_finding_started() -> None:
         ("spike", "*"): NOW - timedelta(minutes=40),
         ("daily_limit", "batch"): NOW - timedelta(days=1, hours=2),
     }
-    page = text(render(v, NOW + timedelta(minutes=2), since=since))
+    page = text(render(replace(v, finding_since=tuple(since.items())), NOW + timedelta(minutes=2)))
     assert "Burning fast. since 14:29 CET, 42 min ago" in page
     assert "Close to the limit. since Nov 26 13:09 CET, 26 h 2 min ago" in page
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,7 +28,7 @@ def steady(
     per_hour: float = 1.0,
     step: timedelta = timedelta(minutes=1),
     usage0: float = 100.0,
-    **fields: float,
+    **fields: Any,
 ) -> list[Sample]:
     """A counter rising `per_hour` from `start` to `end`, sampled every `step`."""
     out, t = [], start

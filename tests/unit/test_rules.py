@@ -321,3 +321,13 @@ def test_a_value_held_constant_never_flips(
     assert seen[1] == seen[2] == seen[3]
     assert {r for r, _ in seen[0]} <= {r for r, _ in seen[1]}  # holding only keeps, never drops
     assert dataclasses.is_dataclass(m)
+
+
+def test_a_spike_minutes_old_is_judged_and_told_by_the_10_minute_rate() -> None:
+    """Right after a $3.70 step the hour average says $0.41/h while the last 10 minutes
+    burn $59.69/h: the spike fires on, and names, the rate that explains it."""
+    fast = Rate(59.69, timedelta(minutes=10), timedelta(minutes=10), "own samples, full 10 min")
+    m = metrics(rate_now=fast, rate_1h=rate(0.41), hourly_baseline=rate(0.4))
+    spike = run(m)["spike"]
+    assert spike.value == 59.69 and spike.window == "10m"
+    assert "$59.69/h" in spike.message and "own samples, full 10 min" in spike.message

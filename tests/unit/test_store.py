@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from watchdog.store import MIGRATIONS, RAW_RETENTION, Store, StoreError, StoreLo
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def sample(minutes: float, usage: float = 0.0, **kwargs: float) -> Sample:
+def sample(minutes: float, usage: float = 0.0, **kwargs: Any) -> Sample:
     return Sample(ts=T0 + timedelta(minutes=minutes), usage=usage, **kwargs)
 
 

@@ -72,7 +72,7 @@ def decide(i: Inputs) -> Outcome:
     """Given one tick's inputs, return its outcome (see the module's docstring)."""
     policy = i.policy
     metrics = burn.measure(i.history, i.now, policy.budget.tz, i.prior)
-    held = {ident: state.severity for ident, state in i.alerts.items()}
+    held = alerts.firing(i.alerts)  # a resolution held by a silence gets no hysteresis
     findings = rules.evaluate(
         metrics,
         policy.budget,

@@ -313,7 +313,12 @@ class _Context:
         return None
 
     def spike(self) -> Finding | None:
-        rate, base = self.m.rate_1h, self.m.hourly_baseline
+        # The faster of the 10-minute and 1-hour rates, as predictions use: the hour
+        # average hides a runaway that began minutes ago, and the message names the rate
+        # that explains it (with its basis).
+        known = [r for r in (self.m.rate_now, self.m.rate_1h) if r.per_hour is not None]
+        rate = max(known, key=lambda r: r.per_hour or 0.0) if known else self.m.rate_1h
+        base = self.m.hourly_baseline
         if rate.per_hour is None or base.per_hour is None:
             return None
         relax = self._relax("spike", "warning")
@@ -332,7 +337,7 @@ class _Context:
             rate.per_hour,
             threshold,
             message,
-            window="1h",
+            window="10m" if rate is self.m.rate_now else "1h",
             unit="usd_per_hour",
             basis=rate.basis,
         )

@@ -64,6 +64,9 @@ class View:
     key_name: str = "watched key"
     scope: str = "key"
     stale_revokes: bool = True  # killswitch.on_stale == "revoke"
+    # When each finding started: ((rule, key), since) from the alert states (a tuple, so
+    # the view stays hashable: the server caches per view).
+    finding_since: tuple[tuple[tuple[str, str], datetime], ...] = ()
     version: str = __version__
 
     @property
@@ -128,7 +131,9 @@ class View:
             "runway_days": rounded(m.runway_days, 2) if m else None,
             "forecast_month": money(m.forecast_month) if m else None,
             "headroom_usd": money(self.headroom),
-            "findings": [finding_json(f) for f in self.findings],
+            "findings": [
+                finding_json(f) | {"since": iso(self.started().get(f.ident))} for f in self.findings
+            ],
             "last_poll_at": iso(self.poll.last_success),
             "last_error": self.poll.last_error,
             "last_error_kind": self.poll.last_error_kind,
@@ -164,6 +169,10 @@ class View:
         }
         return body
 
+    def started(self) -> dict[tuple[str, str], datetime]:
+        """When each finding started, by (rule, key), where known."""
+        return dict(self.finding_since)
+
     def rates(self) -> list[tuple[str, Rate]]:
         """The burn rates by window name ("10m", "1h", "24h", "7d"); [] before any data."""
         m = self.metrics
@@ -192,6 +201,7 @@ def build(
     permit_history: Sequence[PermitChange] = (),
     chart: Sequence[tuple[datetime, float | None]] = (),
     stale_revokes: bool = True,
+    finding_since: Mapping[tuple[str, str], datetime] | None = None,
 ) -> View:
     """Given one tick's results, return the View the server and CLI show. Before the first
     successful poll since start the state is "unknown", whatever the rules said."""
@@ -216,6 +226,7 @@ def build(
         key_name=key_name,
         scope=scope,
         stale_revokes=stale_revokes,
+        finding_since=tuple((finding_since or {}).items()),
     )
 
 
