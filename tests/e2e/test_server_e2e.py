@@ -75,9 +75,7 @@ def test_status_command_reads_the_running_daemon_then_the_state_file(
     tighter.chmod(0o600)
     judged = json.loads(cli(tighter, "status", "--json").stdout)
     assert judged["state"] == "critical"
-    assert [f["severity"] for f in judged["findings"] if f["rule"] == "daily_limit"] == [
-        "critical"
-    ]
+    assert [f["severity"] for f in judged["findings"] if f["rule"] == "daily_limit"] == ["critical"]
     assert API_KEY not in live.stdout + offline.stdout
 
 
