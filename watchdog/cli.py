@@ -276,6 +276,8 @@ def _setup_logging(ns: argparse.Namespace, loaded: Loaded) -> Any:
     logger = log.get_logger()
     for warning in loaded.warnings:
         logger.warning("config_permissions", detail=warning)
+    for note in loaded.notes:  # e.g. a default key location that could not be read
+        logger.info("config_note", detail=note)
     return logger
 
 
@@ -395,6 +397,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
         p.base_url,
         p.api_key.get_secret_value() if p.api_key else None,
         p.management_key.get_secret_value() if p.management_key else None,
+        key_hash=p.key_hash,
+        key_name=p.key_name,
         timeout=p.timeout.total_seconds(),
         max_wait=min(30.0, p.poll_interval.total_seconds() / 2),
     )
@@ -698,6 +702,8 @@ def _serve(
     except StoreError as exc:
         logger.error("state_unavailable", detail=str(exc))
         raise CommandError(f"error: {exc}") from None
+    if policy.killswitch.disable_keys:
+        _say_whether_keys_can_be_disabled(provider, logger)
     memory = resume(store, policy, now())
     published = LatestView(view.starting(memory.poll.started_at, policy.budget, memory.poll))
     # Reservations live beside the state, so a restart does not grant the same money twice.
@@ -775,6 +781,26 @@ def _serve(
         provider.close()
         store.close()
     return code
+
+
+def _say_whether_keys_can_be_disabled(provider: Provider, logger: Any) -> None:
+    """With `killswitch.disable_keys`, say at start — once, clearly — when the switch at
+    the provider cannot act (no management key, or the watched key not identified)."""
+    admin = provider.admin()
+    if admin is None:
+        logger.warning(
+            "key_switch_unavailable",
+            detail="killswitch.disable_keys is set but no management key is configured: "
+            "keys cannot be disabled at the provider (the permit still works)",
+        )
+        return
+    identity = admin.watched_key_identity()
+    if identity.problem:
+        logger.warning("key_switch_unavailable", detail=identity.problem)
+    elif identity.pending:
+        logger.info("key_switch_pending", detail="the watched key is identified at the first poll")
+    else:
+        logger.info("key_switch_ready", key_hash=identity.hash, found_by=identity.source)
 
 
 def _courier(

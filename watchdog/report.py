@@ -35,7 +35,7 @@ def by_model(rows: Sequence[ActivityRow], since: date) -> list[ModelSpend]:
         if row.date < since:
             continue
         acc = totals[(row.model, row.provider_name)]
-        acc[0] += row.usage
+        acc[0] += row.spend  # credits and BYOK alike: a BYOK-only row is not $0
         acc[1] += row.requests
         acc[2] += row.prompt_tokens
         acc[3] += row.completion_tokens

@@ -42,7 +42,13 @@ from watchdog.core.view import View
 from watchdog.core.words import money, rounded
 from watchdog.log import scrub
 from watchdog.notify import Target
-from watchdog.providers.base import AccountAdmin, AuthError, Provider, ProviderError
+from watchdog.providers.base import (
+    AccountAdmin,
+    AuthError,
+    Provider,
+    ProviderBudgetExceeded,
+    ProviderError,
+)
 from watchdog.store import Store, StoreError, WatchedKey
 
 # Thin old samples about once an hour: the query is cheap but not free on a year of rows.
@@ -66,6 +72,7 @@ class Memory:
     permit_error: str | None = None
     last_thin: datetime | None = None
     last_activity: datetime | None = None
+    identity_told: bool = False
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,7 @@ class Tick:
                 scrub(error.message),
                 retry_after=error.retry_after,
                 auth=isinstance(error, AuthError),
+                budget=isinstance(error, ProviderBudgetExceeded),
             )
         self._refresh_prior(now)
         silences = self.store.silences(now)
@@ -314,7 +322,23 @@ class Tick:
             m.watched = WatchedKey("the account", m.watched.hash)
         m.snapshot = snapshot
         m.poll = m.poll.succeeded(now, auth_error)
+        self._tell_identity()
         return sample
+
+    def _tell_identity(self) -> None:
+        """Once the first poll has identified the watched key, say whether the switch at
+        the provider can act on it (with `killswitch.disable_keys`): once, not per tick."""
+        m = self.memory
+        if m.identity_told or self.admin is None or not self.policy.killswitch.disable_keys:
+            return
+        identity = self.admin.watched_key_identity()
+        if identity.pending:
+            return
+        m.identity_told = True
+        if identity.problem:
+            self.log.warning("key_switch_unavailable", detail=identity.problem)
+        else:
+            self.log.info("key_switch_ready", key_hash=identity.hash, found_by=identity.source)
 
     def _refresh_prior(self, now: datetime) -> None:
         """The account's 30-day activity as a cold-start baseline (management key only,

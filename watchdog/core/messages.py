@@ -38,6 +38,8 @@ ADVICE = {
     "`budget-watchdog report`.",
     "stale": "The watchdog cannot read the provider: check the network, the provider's status "
     "page and `budget-watchdog status` for the last error.",
+    "provider_budget": "A provider-side budget (the workspace's) is reached: raise it at the "
+    "provider, or wait for it to reset; jobs using the key fail until then.",
     "auth": "Check the key: it may have been revoked, disabled, replaced, or be of the wrong type.",
     "key_disable": "The key could not be disabled at the provider: stop running jobs by hand.",
     "clock": "Check the host's clock (timedatectl, NTP): launches resume when it has caught "

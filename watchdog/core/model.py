@@ -332,6 +332,7 @@ class PollHealth:
     errors_by_kind: tuple[tuple[str, int], ...] = ()
     not_before: datetime | None = None  # Retry-After: no poll before this
     auth_error: str | None = None  # set while the provider rejects the key
+    budget_error: str | None = None  # set while a provider-side budget refuses the key
 
     def data_age(self, now: datetime) -> float | None:
         """Seconds since the last successful poll (0 if it seems to be in the future)."""
@@ -362,6 +363,7 @@ class PollHealth:
             consecutive_failures=0,
             not_before=None,
             auth_error=auth_error,
+            budget_error=None,
         )
 
     def failed(
@@ -372,9 +374,11 @@ class PollHealth:
         *,
         retry_after: float | None = None,
         auth: bool = False,
+        budget: bool = False,
     ) -> PollHealth:
         """After a failed poll (or tick) at `now`: counted by kind; a provider's request to
-        wait is honoured; a rejected key is remembered until a poll succeeds."""
+        wait is honoured; a rejected key, or a provider-side budget reached, is remembered
+        until a poll succeeds."""
         counts = dict(self.errors_by_kind)
         counts[kind] = counts.get(kind, 0) + 1
         return replace(
@@ -387,6 +391,7 @@ class PollHealth:
             last_error_at=now,
             not_before=now + timedelta(seconds=retry_after) if retry_after is not None else None,
             auth_error=message if auth else self.auth_error,
+            budget_error=message if budget else self.budget_error,
         )
 
 

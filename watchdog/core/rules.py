@@ -38,6 +38,7 @@ RULES = (
     "spike",
     "stale",
     "auth",
+    "provider_budget",
     "key_disable",
     "permit_write",
     "clock",
@@ -88,6 +89,7 @@ def evaluate(
         ctx.spike(),
         _stale(metrics.now, poll, budget, held),
         _auth(poll),
+        _provider_budget(poll),
         _key_disable(disable_error),
         _permit_write(permit_error),
         _clock_behind(metrics),
@@ -385,6 +387,21 @@ def _after(now: datetime, hours: float) -> datetime | None:
     if not math.isfinite(hours) or hours > 24 * 400:
         return None
     return now + timedelta(hours=max(0.0, hours))
+
+
+def _provider_budget(poll: PollHealth) -> Finding | None:
+    """A budget at the provider (a workspace's) refuses the key: spending has stopped there,
+    whatever ours say. A budget finding, not a wrong key: critical, as a crossed limit."""
+    if poll.budget_error is None:
+        return None
+    return Finding(
+        "provider_budget",
+        "critical",
+        None,
+        None,
+        f"A budget at the provider refuses the key: {poll.budget_error}.",
+        unit="",
+    )
 
 
 def _key_disable(error: str | None) -> Finding | None:
