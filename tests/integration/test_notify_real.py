@@ -168,8 +168,8 @@ def test_an_outage_delays_alerts_and_delivers_each_once_in_order(tmp_path: Path)
     snaps = [
         Snapshot(
             T0 + timedelta(minutes=i),
-            key=KeyUsage(usage=100 + i * 0.01, usage_daily=1.0 + i * 0.01, label="batch"),
-            credits=Credits(total_credits=100 + i * 0.01 + b, total_usage=100 + i * 0.01),
+            key=KeyUsage(usage=100 + i * 0.001, usage_daily=1.0 + i * 0.001, label="batch"),
+            credits=Credits(total_credits=100 + i * 0.001 + b, total_usage=100 + i * 0.001),
         )
         for i, b in enumerate(balances)
     ]
