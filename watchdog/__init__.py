@@ -4,4 +4,4 @@ Nothing is imported here on purpose: `budget-watchdog gate` must start as fast a
 Python itself, so every submodule is imported only by the command that needs it.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

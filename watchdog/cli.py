@@ -177,7 +177,8 @@ def _parser() -> argparse.ArgumentParser:
         "unsilence",
         parents=[config],
         help="end a silence now",
-        description="End the silence of RULE now.",
+        description="End the silence of RULE now: a finding still firing is sent again, and "
+        "one that ended during the silence is sent as resolved.",
     )
     unsilence.add_argument("rule", metavar="RULE")
     unsilence.set_defaults(func=cmd_unsilence)
