@@ -73,6 +73,10 @@ def test_the_unit_has_the_contracted_pieces() -> None:
         assert line in text, line
 
 
+# The install test (tests/integration/test_install.py) installs, runs the unit's command
+# as an unprivileged user and uninstalls in `make test`; this older, wider walk through
+# the tree stays in `make test-slow`.
+@pytest.mark.slow
 def test_install_into_a_temporary_root_and_uninstall(tmp_path: Path) -> None:
     root = tmp_path / "root"
     env = {k: v for k, v in os.environ.items() if k != "DESTDIR"}
