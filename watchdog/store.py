@@ -129,6 +129,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE alerts ADD COLUMN resolved_at INTEGER;
     """,
+    # 5: bring-your-own-key spend, shown on its own; byok_counted says whether `usage` and
+    # its windows already include it (the key's limit counts BYOK spend).
+    """
+    ALTER TABLE samples ADD COLUMN byok_usage REAL;
+    ALTER TABLE samples ADD COLUMN byok_usage_daily REAL;
+    ALTER TABLE samples ADD COLUMN byok_usage_monthly REAL;
+    ALTER TABLE samples ADD COLUMN byok_counted INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -476,8 +484,9 @@ class Unit:
         """Keep polls' samples. A sample at an existing timestamp replaces it."""
         self.db.executemany(
             "INSERT OR REPLACE INTO samples (ts, usage, usage_daily, usage_weekly, "
-            "usage_monthly, balance, total_credits, key_limit, key_limit_remaining) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
+            "usage_monthly, balance, total_credits, key_limit, key_limit_remaining, "
+            "byok_usage, byok_usage_daily, byok_usage_monthly, byok_counted) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     _ms(s.ts),
@@ -489,6 +498,10 @@ class Unit:
                     s.total_credits,
                     s.key_limit,
                     s.key_limit_remaining,
+                    s.byok_usage,
+                    s.byok_usage_daily,
+                    s.byok_usage_monthly,
+                    int(s.byok_counted),
                 )
                 for s in samples
             ],
@@ -686,6 +699,10 @@ def _sample(r: sqlite3.Row) -> Sample:
         total_credits=r["total_credits"],
         key_limit=r["key_limit"],
         key_limit_remaining=r["key_limit_remaining"],
+        byok_usage=r["byok_usage"],
+        byok_usage_daily=r["byok_usage_daily"],
+        byok_usage_monthly=r["byok_usage_monthly"],
+        byok_counted=bool(r["byok_counted"]),
     )
 
 

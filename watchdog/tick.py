@@ -400,6 +400,7 @@ class Tick:
             chart=m.history.hourly(now, 168),
             stale_revokes=self.policy.killswitch.on_stale == "revoke",
             finding_since={a.ident: a.since for a in o.alerts.values() if a.firing},
+            latest=m.history.last,
         )
 
     def _apply_permit(self, o: Outcome) -> None:

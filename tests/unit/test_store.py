@@ -159,3 +159,11 @@ def test_a_second_daemon_through_a_symlink_is_refused(tmp_path: Path) -> None:
             Store(alias, lock=True)
         with pytest.raises(StoreLocked):
             Store(tmp_path / "elsewhere" / ".." / "s.db", lock=True)
+
+
+def test_byok_spend_round_trips(tmp_path: Path) -> None:
+    kept = sample(0, 12.5, byok_usage=3.0, byok_usage_daily=1.0, byok_counted=True)
+    with Store(tmp_path / "s.db") as store, store.unit() as unit:
+        unit.add_samples([kept])
+    with Store(tmp_path / "s.db") as store:
+        assert store.last_sample() == kept

@@ -19,6 +19,7 @@ from watchdog.core.model import (
     Finding,
     PermitChange,
     PollHealth,
+    Sample,
     Severity,
     Silence,
     TargetHealth,
@@ -67,6 +68,7 @@ class View:
     # When each finding started: ((rule, key), since) from the alert states (a tuple, so
     # the view stays hashable: the server caches per view).
     finding_since: tuple[tuple[tuple[str, str], datetime], ...] = ()
+    latest: Sample | None = None  # the newest sample (BYOK spend is shown from it)
     version: str = __version__
 
     @property
@@ -161,6 +163,7 @@ class View:
                 {"at": c.at.isoformat(), "state": c.state, "by": c.by, "reason": c.reason}
                 for c in self.permit_history
             ],
+            "byok": byok_json(self.latest),
             "key": self.key_name,
             "scope": self.scope,
             "timezone": b.timezone,
@@ -202,6 +205,7 @@ def build(
     chart: Sequence[tuple[datetime, float | None]] = (),
     stale_revokes: bool = True,
     finding_since: Mapping[tuple[str, str], datetime] | None = None,
+    latest: Sample | None = None,
 ) -> View:
     """Given one tick's results, return the View the server and CLI show. Before the first
     successful poll since start the state is "unknown", whatever the rules said."""
@@ -227,7 +231,21 @@ def build(
         scope=scope,
         stale_revokes=stale_revokes,
         finding_since=tuple((finding_since or {}).items()),
+        latest=latest,
     )
+
+
+def byok_json(latest: Sample | None) -> dict[str, Any] | None:
+    """Bring-your-own-key spend as the provider reports it, and whether the spend figures
+    above already include it (they do when the key's limit counts BYOK spend)."""
+    if latest is None or latest.byok_usage is None:
+        return None
+    return {
+        "spent_total": money(latest.byok_usage),
+        "spent_today": money(latest.byok_usage_daily),
+        "spent_month": money(latest.byok_usage_monthly),
+        "included_in_spend": latest.byok_counted,
+    }
 
 
 def finding_json(finding: Finding) -> dict[str, Any]:
