@@ -12,6 +12,7 @@ import httpx
 import pytest
 import respx
 
+from tests.fake_openrouter import key_row
 from tests.fakes import Clock, ScriptedProvider, build_tick
 from watchdog import gate
 from watchdog.config import Settings, load
@@ -164,27 +165,17 @@ def test_stale_data_revokes_or_keeps_as_configured(tmp_path: Path) -> None:
 # -- provider-side key disable ----------------------------------------------------------------
 
 
+# Fields GET /keys has that GET /key does not.
+KEYS_ONLY = ("hash", "name", "disabled", "created_at", "updated_at", "workspace_id")
+
+
 class FakeAdmin:
     """A management API in respx: keys, their usage today, disable/enable by PATCH."""
 
     def __init__(self, router: respx.MockRouter) -> None:
         self.keys: dict[str, dict[str, Any]] = {
-            "h-watched": {
-                "hash": "h-watched",
-                "label": "sk-or-v1-w...1",
-                "name": "batch",
-                "disabled": False,
-                "usage": 100.0,
-                "usage_daily": 1.0,
-            },
-            "h-other": {
-                "hash": "h-other",
-                "label": "sk-or-v1-o...2",
-                "name": "other",
-                "disabled": True,
-                "usage": 5.0,
-                "usage_daily": 0.0,
-            },
+            "h-watched": key_row("h-watched", "batch", usage=100.0, usage_daily=1.0),
+            "h-other": key_row("h-other", "other", disabled=True, usage=5.0),
         }
         self.patches: list[tuple[str, bool]] = []
         self.fail_patch = False
@@ -201,7 +192,11 @@ class FakeAdmin:
         key = self.keys["h-watched"]
         if key["disabled"]:
             return httpx.Response(401, json={"error": {"code": 401, "message": "Key disabled"}})
-        return httpx.Response(200, json={"data": {k: v for k, v in key.items() if k != "hash"}})
+        # GET /key: the key's own view, as the spec gives it (no hash, name or workspace)
+        own = {k: v for k, v in key.items() if k not in KEYS_ONLY}
+        own |= {"is_free_tier": False, "is_management_key": False, "is_provisioning_key": False}
+        own["rate_limit"] = {"interval": "10s", "note": "deprecated", "requests": 10}
+        return httpx.Response(200, json={"data": own})
 
     def _patch(self, request: httpx.Request, h: str) -> httpx.Response:
         if self.fail_patch:
