@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,8 @@ class Memory:
     last_thin: datetime | None = None
     last_activity: datetime | None = None
     identity_told: bool = False
+    # The account's activity (date, model, provider, spend), for the page's charts.
+    activity: tuple[tuple[date, str, str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -341,20 +343,22 @@ class Tick:
             self.log.info("key_switch_ready", key_hash=identity.hash, found_by=identity.source)
 
     def _refresh_prior(self, now: datetime) -> None:
-        """The account's 30-day activity as a cold-start baseline (management key only,
-        and only when it describes what we watch: the account, or its only key)."""
+        """The account's 30-day activity (management key only), once a day: the page's
+        charts, and a cold-start baseline when it describes what we watch (the account,
+        or its only key)."""
         m = self.memory
         if self.admin is None or m.snapshot is None:
             return
         if m.last_activity is not None and now - m.last_activity < ACTIVITY_EVERY:
             return
         m.last_activity = now
-        if m.snapshot.scope == "key" and len(m.snapshot.keys) != 1:
-            return
         try:
             rows = self.admin.activity()
         except ProviderError as exc:
             self.log.warning("activity_failed", error=exc.message, kind=exc.kind)
+            return
+        m.activity = tuple((r.date, r.model, r.provider_name, r.spend) for r in rows)
+        if m.snapshot.scope == "key" and len(m.snapshot.keys) != 1:
             return
         prior = burn.prior_from_activity([(r.date, r.usage) for r in rows], now.date())
         if prior is not None:
@@ -401,6 +405,7 @@ class Tick:
             stale_revokes=self.policy.killswitch.on_stale == "revoke",
             finding_since={a.ident: a.since for a in o.alerts.values() if a.firing},
             latest=m.history.last,
+            activity=m.activity,
         )
 
     def _apply_permit(self, o: Outcome) -> None:

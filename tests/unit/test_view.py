@@ -54,3 +54,24 @@ def test_byok_spend_is_shown_with_whether_spend_includes_it() -> None:
         "included_in_spend": True,
     }
     assert built().to_json(T0)["byok"] is None
+
+
+def test_the_activity_gives_30_full_days_and_the_top_models() -> None:
+    from datetime import date
+
+    now = datetime(2026, 11, 27, 9, tzinfo=UTC)
+    activity = [
+        (date(2026, 11, 26), "openai/gpt-4.1", "OpenAI", 3.0),
+        (date(2026, 11, 26), "anthropic/claude", "Anthropic", 1.0),
+        (date(2026, 11, 20), "openai/gpt-4.1", "Azure", 2.5),
+        (date(2026, 10, 1), "old/model", "X", 99.0),  # beyond the 30 days
+        (date(2026, 11, 27), "openai/gpt-4.1", "OpenAI", 7.0),  # today: not complete
+    ]
+    daily = view.daily_from(activity, now)
+    assert len(daily) == 30 and daily[0][0] == date(2026, 10, 28)
+    assert daily[-1] == (date(2026, 11, 26), 4.0)
+    assert dict(daily)[date(2026, 11, 21)] == 0.0  # a day without rows spent nothing
+    top = view.top_models_from(activity, now)
+    assert top[0] == ("openai/gpt-4.1", "OpenAI", 10.0)
+    assert [m for m, _, _ in top] == ["openai/gpt-4.1", "openai/gpt-4.1", "anthropic/claude"]
+    assert view.daily_from([], now) == ()

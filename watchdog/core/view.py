@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from watchdog import __version__
@@ -69,6 +69,10 @@ class View:
     # the view stays hashable: the server caches per view).
     finding_since: tuple[tuple[tuple[str, str], datetime], ...] = ()
     latest: Sample | None = None  # the newest sample (BYOK spend is shown from it)
+    # The account's activity, for the page: spend per UTC day (the last 30, oldest first)
+    # and the models that took the most over them (model, provider, spend), largest first.
+    daily: tuple[tuple[date, float], ...] = ()
+    top_models: tuple[tuple[str, str, float], ...] = ()
     version: str = __version__
 
     @property
@@ -206,6 +210,7 @@ def build(
     stale_revokes: bool = True,
     finding_since: Mapping[tuple[str, str], datetime] | None = None,
     latest: Sample | None = None,
+    activity: Sequence[tuple[date, str, str, float]] = (),
 ) -> View:
     """Given one tick's results, return the View the server and CLI show. Before the first
     successful poll since start the state is "unknown", whatever the rules said."""
@@ -232,7 +237,41 @@ def build(
         stale_revokes=stale_revokes,
         finding_since=tuple((finding_since or {}).items()),
         latest=latest,
+        daily=daily_from(activity, now),
+        top_models=top_models_from(activity, now),
     )
+
+
+# The page's window on the account's activity (the provider keeps 30 days).
+ACTIVITY_DAYS = 30
+
+
+def daily_from(
+    activity: Sequence[tuple[date, str, str, float]], now: datetime
+) -> tuple[tuple[date, float], ...]:
+    """Spend per UTC day for the last ACTIVITY_DAYS complete days before `now`'s, every day
+    present (a day without rows spent nothing), oldest first; () without activity."""
+    if not activity:
+        return ()
+    today = now.astimezone(UTC).date()
+    totals: dict[date, float] = {}
+    for day, _, _, spend in activity:
+        totals[day] = totals.get(day, 0.0) + spend
+    days = [today - timedelta(days=k) for k in range(ACTIVITY_DAYS, 0, -1)]
+    return tuple((day, totals.get(day, 0.0)) for day in days)
+
+
+def top_models_from(
+    activity: Sequence[tuple[date, str, str, float]], now: datetime, top: int = 5
+) -> tuple[tuple[str, str, float], ...]:
+    """The (model, provider) pairs that took the most over the window, largest first."""
+    since = now.astimezone(UTC).date() - timedelta(days=ACTIVITY_DAYS)
+    totals: dict[tuple[str, str], float] = {}
+    for day, model, provider, spend in activity:
+        if day >= since:
+            totals[(model, provider)] = totals.get((model, provider), 0.0) + spend
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+    return tuple((model, provider, spend) for (model, provider), spend in ranked[:top])
 
 
 def byok_json(latest: Sample | None) -> dict[str, Any] | None:
