@@ -53,6 +53,8 @@ from watchdog.store import Store, StoreError, WatchedKey
 
 # Thin old samples about once an hour: the query is cheap but not free on a year of rows.
 THIN_EVERY = timedelta(hours=1)
+# The page's hourly chart is redrawn this often.
+CHART_EVERY = timedelta(minutes=5)
 # The account's activity (a cold-start baseline) changes once a day; ask that often.
 ACTIVITY_EVERY = timedelta(hours=24)
 
@@ -75,6 +77,9 @@ class Memory:
     identity_told: bool = False
     # The account's activity (date, model, provider, spend), for the page's charts.
     activity: tuple[tuple[date, str, str, float], ...] = ()
+    # The page's 7-day hourly chart and when it was drawn (see Tick._chart).
+    chart: tuple[tuple[datetime, float | None], ...] = ()
+    chart_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -401,12 +406,24 @@ class Tick:
                 for t in self.targets
             ],
             permit_history=self.store.audit_log(10),
-            chart=m.history.hourly(now, 168),
+            chart=self._chart(now),
             stale_revokes=self.policy.killswitch.on_stale == "revoke",
             finding_since={a.ident: a.since for a in o.alerts.values() if a.firing},
             latest=m.history.last,
             activity=m.activity,
+            month_days=burn.daily_spend(
+                m.history, now, now.astimezone(self.policy.budget.tz).day, self.policy.budget.tz
+            ),
         )
+
+    def _chart(self, now: datetime) -> tuple[tuple[datetime, float | None], ...]:
+        """The 7-day hourly chart, redrawn every CHART_EVERY (and at each new hour): it
+        was the costliest part of a tick, and a bar per hour needs no per-poll precision."""
+        m = self.memory
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        if m.chart_at is None or now - m.chart_at >= CHART_EVERY or m.chart_at < hour:
+            m.chart, m.chart_at = tuple(m.history.hourly(now, 168)), now
+        return m.chart
 
     def _apply_permit(self, o: Outcome) -> None:
         try:

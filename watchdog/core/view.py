@@ -73,6 +73,9 @@ class View:
     # and the models that took the most over them (model, provider, spend), largest first.
     daily: tuple[tuple[date, float], ...] = ()
     top_models: tuple[tuple[str, str, float], ...] = ()
+    # Spend per local day of this month so far (ours, else the activity's for that date;
+    # None where neither knows), for the cumulative chart against the monthly limit.
+    month_days: tuple[tuple[date, float | None], ...] = ()
     version: str = __version__
 
     @property
@@ -211,10 +214,12 @@ def build(
     finding_since: Mapping[tuple[str, str], datetime] | None = None,
     latest: Sample | None = None,
     activity: Sequence[tuple[date, str, str, float]] = (),
+    month_days: Sequence[tuple[date, float | None]] = (),
 ) -> View:
     """Given one tick's results, return the View the server and CLI show. Before the first
     successful poll since start the state is "unknown", whatever the rules said."""
     rooms = preflight.rooms(metrics, budget)
+    daily = daily_from(activity, now)
     known = poll.last_success is not None and poll.last_success >= poll.started_at
     state = severity_of(list(findings)) if known or findings else UNKNOWN
     return View(
@@ -237,8 +242,9 @@ def build(
         stale_revokes=stale_revokes,
         finding_since=tuple((finding_since or {}).items()),
         latest=latest,
-        daily=daily_from(activity, now),
+        daily=daily,
         top_models=top_models_from(activity, now),
+        month_days=_filled(month_days, daily),
     )
 
 
@@ -272,6 +278,14 @@ def top_models_from(
             totals[(model, provider)] = totals.get((model, provider), 0.0) + spend
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
     return tuple((model, provider, spend) for (model, provider), spend in ranked[:top])
+
+
+def _filled(
+    own: Sequence[tuple[date, float | None]], activity: Sequence[tuple[date, float]]
+) -> tuple[tuple[date, float | None], ...]:
+    """Our own days, with the activity's figure where ours know nothing (a fresh install)."""
+    known = dict(activity)
+    return tuple((day, value if value is not None else known.get(day)) for day, value in own)
 
 
 def byok_json(latest: Sample | None) -> dict[str, Any] | None:
