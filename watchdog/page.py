@@ -1,19 +1,23 @@
 """GET /: a small status page a person reads, rendered on the server.
 
-Plain HTML and inline CSS, the 7-day burn chart as inline SVG: no CDN, no JavaScript, so
-it works on an air-gapped host and in a terminal browser (the chart degrades to text).
+Plain HTML and inline CSS, the charts as inline SVG of fixed viewBox (they scale with the
+window): this month's cumulative spend against the monthly limit with the forecast to
+month end, the last 30 days of daily spend, where the money goes, and the 7-day hourly
+burn. No CDN, no JavaScript (a meta refresh reloads it every minute), so it works on an
+air-gapped host and in a terminal browser: each chart has a line of text beside it.
 """
 
 from __future__ import annotations
 
+import calendar
 import math
-from collections.abc import Mapping
-from datetime import datetime, tzinfo
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, tzinfo
 from html import escape
 
 from watchdog.core.burn import Rate
 from watchdog.core.model import BudgetPolicy, Finding, PermitChange, Silence
-from watchdog.core.view import TargetView, View
+from watchdog.core.view import UNKNOWN, TargetView, View
 from watchdog.core.words import clock, days, duration, percent, timestamp, usd
 from watchdog.core.words import rate as rate_text
 
@@ -42,6 +46,12 @@ ul.findings{list-style:none;padding:0;margin:0}
 ul.findings li{background:#fff;border:1px solid #d0d7de;border-left:5px solid;border-radius:6px;
   padding:8px 12px;margin:6px 0}
 svg{background:#fff;border:1px solid #d0d7de;border-radius:8px;width:100%;height:auto}
+p.caption{margin:4px 0 14px}
+h2.chart{margin:22px 0 6px}
+ul.savings{list-style:none;padding:0;margin:8px 0}
+ul.savings li{background:#fff;border:1px solid #d0d7de;border-left:5px solid #1a7f37;
+  border-radius:6px;padding:6px 12px;margin:6px 0}
+ul.savings b{display:inline-block;min-width:90px;color:#1a7f37}
 table{border-collapse:collapse;width:100%;font-size:13px}
 td,th{text-align:left;padding:4px 6px;border-bottom:1px solid #eaeef2}
 ul.silences{padding-left:18px;margin:6px 0}
@@ -94,18 +104,24 @@ def render(view: View, now: datetime, reserved: float = 0.0) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="refresh" content="30">
+<meta http-equiv="refresh" content="60">
 <title>budget-watchdog: {escape(state)}</title><style>{CSS}</style></head>
 <body><main>
 <h1>budget-watchdog · {escape(view.key_name)}</h1>
 <div class="sub">{head}</div>{reason}
 <div class="grid">{"".join(cards)}</div>
 <h2>Findings</h2>
-{_findings(view.findings, started, {s.rule for s in silences}, tz, now)}
+{_findings(view.findings, started, {s.rule for s in silences}, tz, now, view.state)}
+<h2 class="chart">This month against the limit</h2>
+{month_chart(view, now)}
+<h2 class="chart">Daily spend, last 30 days</h2>
+{daily_chart(view.daily, b.daily_limit)}
+<h2 class="chart">Where the money goes</h2>
+{models_chart(view.top_models, view.daily)}
+<h2 class="chart">Burn, last 7 days (USD per hour)</h2>
+{chart(view.chart, b.timezone, tz)}
 <h2>Silences</h2>
 {_silences(silences, tz, now)}
-<h2>Burn, last 7 days (USD per hour)</h2>
-{chart(view.chart, b.timezone, tz)}
 <h2>Permit history</h2>
 {_permit_history(view.permit_history, tz, now)}
 <h2>Notifications</h2>
@@ -162,6 +178,7 @@ def _limit_card(
     budget: BudgetPolicy,
     forecast: float | None = None,
 ) -> str:
+    spent = _finite(spent)
     body = f'<div class="big">{usd(spent)}</div>'
     if limit and spent is not None:
         share = spent / limit
@@ -174,6 +191,8 @@ def _limit_card(
         )
         body += _bar(share, color)
         body += f'<div class="muted">{percent(share)} of the {usd(limit)} {name}</div>'
+    elif limit:
+        body += f'<div class="muted">against the {usd(limit)} {name}</div>'
     else:
         body += f'<div class="muted">no {name} set</div>'
     if forecast is not None:
@@ -230,7 +249,10 @@ def _findings(
     silenced: set[str],
     tz: tzinfo,
     now: datetime,
+    state: str = "ok",
 ) -> str:
+    if not findings and state == UNKNOWN:
+        return '<p class="muted">No findings yet: nothing is known until a poll answers.</p>'
     if not findings:
         return '<p class="muted">No findings: spend is within every limit.</p>'
     items = []
@@ -355,6 +377,324 @@ def chart(
         f'<text x="4" y="{height - bottom}" font-size="11" fill="#57606a">{usd(0.0)}</text>'
     )
     return (
-        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="hourly spend, last 7 days'
+        f'<svg id="burn-chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="hourly spend, last 7 days'
         f' ({escape(zone)})">{axis}{"".join(bars)}</svg>'
     )
+
+
+# -- the spend charts ---------------------------------------------------------------------
+# Each is a fixed viewBox, CHART_W wide, drawn in user units; the page scales it to fit.
+
+CHART_W = 940
+MONTH_H = 240
+DAILY_H = 200
+MODELS_H = 200
+TOP_ROWS = 5  # models drawn (the view keeps the top five)
+INK, MUTED, GRID, BLUE, UNKNOWN_FILL = "#1f2328", "#57606a", "#eaeef2", "#0969da", "#d0d7de"
+# A white outline under a label drawn across bars, so it stays readable.
+HALO = 'paint-order="stroke" stroke="#fff" stroke-width="4" stroke-linejoin="round"'
+
+# One colour per model row, largest first.
+MODEL_COLORS = ("#0969da", "#8250df", "#bf3989", "#1a7f37", "#b35900")
+
+
+def _day(day: date) -> str:
+    """A date on an axis: "Nov 3"."""
+    return f"{day:%b} {day.day}"
+
+
+def _scale(top: float, most: int = 5) -> tuple[float, float]:
+    """A round axis top at or above `top`, and its grid step: the smallest step of 1, 2,
+    2.5 or 5 times a power of ten ($0.01 at the least) that needs at most `most` lines."""
+    if not math.isfinite(top) or top <= 0:
+        top = 1.0
+    magnitude = 10 ** math.floor(math.log10(max(top / most, 0.01)))
+    for step in (m * magnitude * scale for scale in (1, 10) for m in (1, 2, 2.5, 5)):
+        step = max(step, 0.01)
+        lines = math.ceil(top / step - 1e-9)
+        if lines <= most:
+            return lines * step, step
+    raise AssertionError("unreachable: ten times the magnitude always fits")
+
+
+def _grid(top: float, step: float, left: int, right: float, base: float, plot_h: float) -> str:
+    """Horizontal grid lines with their amounts at the left."""
+    out = []
+    k = 0
+    while k * step <= top * (1 + 1e-9):
+        y = base - k * step / top * plot_h
+        out.append(
+            f'<line x1="{left}" x2="{right:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" fill="{MUTED}" '
+            f'text-anchor="end">{usd(k * step)}</text>'
+        )
+        k += 1
+    return "".join(out)
+
+
+def _svg(ident: str, width: int, height: int, label: str, body: str) -> str:
+    return (
+        f'<svg id="{ident}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(label)}">{body}</svg>'
+    )
+
+
+def _empty(width: int, height: int, message: str) -> str:
+    return (
+        f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" font-size="15" fill="{MUTED}" '
+        f'text-anchor="middle" {HALO}>{escape(message)}</text>'
+    )
+
+
+def _caption(text: str) -> str:
+    """A chart's line of text (already escaped), for people and terminal browsers."""
+    return f'<p class="muted caption">{text}</p>'
+
+
+def _pace_color(value: float, limit: float | None, warn_ratio: float, base: str) -> str:
+    if not limit:
+        return base
+    if value >= limit:
+        return COLORS["critical"]
+    return COLORS["warning"] if value >= warn_ratio * limit else base
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def month_chart(view: View, now: datetime, width: int = CHART_W, height: int = MONTH_H) -> str:
+    """This month so far as cumulative bars per local day, the monthly limit as a line, and
+    a dashed projection from today's spend to the forecast on the month's last day.
+
+    Days nobody knows (no sample, no activity) are grey and carry the total so far. The
+    projection starts at today's total: the larger of the bars' sum and the month's spend
+    as the card shows it (the forecast's own base); they agree once the provider's monthly
+    counter has been read."""
+    m, b = view.metrics, view.budget
+    limit = b.monthly_limit or None
+    spent = _finite(m.spent_month) if m is not None else None
+    forecast = _finite(m.forecast_month) if m is not None else None
+    today = now.astimezone(b.tz).date()
+    length = calendar.monthrange(today.year, today.month)[1]
+    last = today.replace(day=length)
+    own = [(d, v) for d, v in view.month_days if (d.year, d.month) == (today.year, today.month)]
+    cumulative: list[tuple[date, float, bool]] = []  # (day, total so far, known that day)
+    total = 0.0
+    for day, value in sorted(own):
+        if value is not None:
+            total += max(0.0, value)
+        cumulative.append((day, total, value is not None))
+    anything = any(known for _, _, known in cumulative)
+    # Both figures are lower bounds (ours miss what happened before install or while
+    # down; the provider's counter counts from its own UTC month): the larger is the best.
+    bounds = [v for v in (spent, total if anything else None) if v is not None]
+    start = max(bounds) if bounds else None
+
+    left, right, top_pad, bottom = 76, 16, 14, 26
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
+    base = height - bottom
+    slot = plot_w / length
+    peak = max([total if anything else 0.0, start or 0.0, forecast or 0.0, limit or 0.0])
+    top, step = _scale(peak * 1.05)
+
+    def x_of(day: date) -> float:
+        return left + (day.day - 1 + 0.5) * slot
+
+    def y_of(value: float) -> float:
+        return base - max(0.0, value) / top * plot_h
+
+    parts = [_grid(top, step, left, width - right, base, plot_h)]
+    if today < last:  # the rest of the month, shaded
+        x = left + today.day * slot
+        parts.append(
+            f'<rect x="{x:.1f}" y="{top_pad}" width="{left + plot_w - x:.1f}" '
+            f'height="{plot_h}" fill="#f6f8fa"/>'
+        )
+    for day, value, known in cumulative:
+        x, w = left + (day.day - 1) * slot + slot * 0.15, slot * 0.7
+        h = max(value / top * plot_h, 2.0)
+        fill = _pace_color(value, limit, b.warn_ratio, BLUE) if known else UNKNOWN_FILL
+        note = f"{usd(value)} this month by the end of it" if known else "unknown"
+        if day == today:
+            note = f"{usd(value)} this month so far (today)" if known else "today: unknown"
+        parts.append(
+            f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{w:.1f}" height="{h:.1f}" '
+            f'fill="{fill}"><title>{escape(_day(day))}: {escape(note)}</title></rect>'
+        )
+    # Weekly labels from the 1st, and the last day's (a weekly one too close to it yields).
+    for k in [*range(1, length - 2, 7), length]:
+        day = today.replace(day=k)
+        parts.append(
+            f'<text x="{x_of(day):.1f}" y="{height - 8}" font-size="11" fill="{MUTED}" '
+            f'text-anchor="middle">{escape(_day(day))}</text>'
+        )
+    if limit is not None:
+        y = y_of(limit)
+        parts.append(
+            f'<line id="month-limit" x1="{left}" x2="{width - right}" y1="{y:.1f}" '
+            f'y2="{y:.1f}" stroke="{COLORS["critical"]}" stroke-width="2"/>'
+            f'<text x="{left + 6}" y="{y - 6:.1f}" font-size="12" fill="{COLORS["critical"]}" '
+            f"{HALO}>"
+            f"monthly limit {usd(limit)}</text>"
+        )
+    if start is not None and forecast is not None:
+        color = _pace_color(forecast, limit, b.warn_ratio, MUTED)
+        x1, y1, x2, y2 = x_of(today), y_of(start), x_of(last), y_of(forecast)
+        label_y = y2 - 10 if y2 - 10 > top_pad + 10 else y2 + 18
+        parts.append(
+            f'<line id="month-forecast" x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" '
+            f'y2="{y2:.1f}" stroke="{color}" stroke-width="2.5" stroke-dasharray="7 5"/>'
+            f'<circle cx="{x2:.1f}" cy="{y2:.1f}" r="4" fill="{color}"/>'
+            f'<text x="{x2:.1f}" y="{label_y:.1f}" font-size="12" font-weight="600" '
+            f'fill="{color}" text-anchor="end" {HALO}>forecast {usd(forecast)}</text>'
+        )
+    if not anything and start is None:
+        parts.append(_empty(width, height - bottom, "No spend known for this month yet"))
+    svg = _svg(
+        "month-chart",
+        width,
+        height,
+        "cumulative spend this month per day, the monthly limit and the forecast to month end",
+        "".join(parts),
+    )
+    said = [f"Spent {usd(start)} this month so far" if start is not None else "Spent: unknown"]
+    if forecast is not None:
+        said.append(f"forecast {usd(forecast)} by {_day(last)}")
+    if limit is not None and start is not None:
+        said.append(f"{percent(start / limit)} of the {usd(limit)} monthly limit")
+        if forecast is not None and forecast > limit:
+            said.append(f"the forecast is {usd(forecast - limit)} over it")
+    elif limit is not None:
+        said.append(f"monthly limit {usd(limit)}")
+    else:
+        said.append("no monthly limit set")
+    return svg + _caption(escape("; ".join(said)) + ".")
+
+
+_NO_ACTIVITY = (
+    "No activity read yet: these figures come from the provider's activity, which needs a "
+    "management key (an account without spend in 30 days has none either)."
+)
+
+
+def daily_chart(
+    daily: Sequence[tuple[date, float]],
+    daily_limit: float | None,
+    width: int = CHART_W,
+    height: int = DAILY_H,
+) -> str:
+    """The account's spend per UTC day over the last 30 complete days, from the provider's
+    activity (so a fresh install has them), the tallest bar labelled, and the daily limit
+    drawn when it is at most 2.5 times the tallest day (higher, it would flatten the bars)."""
+    left, right, top_pad, bottom = 76, 16, 22, 26
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
+    base = height - bottom
+    if not daily:
+        top, step = _scale(daily_limit or 1.0)
+        body = _grid(top, step, left, width - right, base, plot_h) + _empty(
+            width, height - bottom, "No activity yet"
+        )
+        return _svg("daily-chart", width, height, "daily spend, last 30 days", body) + _caption(
+            escape(_NO_ACTIVITY)
+        )
+    highest = max(v for _, v in daily)
+    shows_limit = bool(daily_limit) and daily_limit is not None and daily_limit <= 2.5 * highest
+    top, step = _scale(max(highest, daily_limit if shows_limit and daily_limit else 0.0) * 1.05)
+    slot = plot_w / len(daily)
+    parts = [_grid(top, step, left, width - right, base, plot_h)]
+    peak_at = max(range(len(daily)), key=lambda i: (daily[i][1], i))
+    for i, (day, value) in enumerate(daily):
+        x, w = left + i * slot + slot * 0.12, slot * 0.76
+        h = max(value / top * plot_h, 1.0)
+        parts.append(
+            f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{w:.1f}" height="{h:.1f}" '
+            f'fill="{_pace_color(value, daily_limit, 2.0, BLUE)}">'
+            f"<title>{escape(_day(day))} (UTC): {usd(value)}</title></rect>"
+        )
+        if (i % 7 == 0 and i < len(daily) - 3) or i == len(daily) - 1:
+            parts.append(
+                f'<text x="{x + w / 2:.1f}" y="{height - 8}" font-size="11" fill="{MUTED}" '
+                f'text-anchor="middle">{escape(_day(day))}</text>'
+            )
+        if i == peak_at and value > 0:
+            parts.append(
+                f'<text x="{x + w / 2:.1f}" y="{base - h - 5:.1f}" font-size="11" '
+                f'fill="{INK}" text-anchor="middle">{usd(value)}</text>'
+            )
+    if shows_limit and daily_limit:
+        y = base - daily_limit / top * plot_h
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{COLORS["critical"]}" stroke-dasharray="4 4"/>'
+            f'<text x="{left + 6}" y="{y - 5:.1f}" font-size="11" '
+            f'fill="{COLORS["critical"]}" {HALO}>daily limit {usd(daily_limit)}</text>'
+        )
+    total = sum(v for _, v in daily)
+    svg = _svg("daily-chart", width, height, "daily spend, last 30 days", "".join(parts))
+    said = (
+        f"From the provider's activity, per UTC day: {usd(total)} over {len(daily)} days "
+        f"({_day(daily[0][0])} to {_day(daily[-1][0])}), {usd(total / len(daily))}/day on "
+        f"average, the most {usd(highest)} on {_day(daily[peak_at][0])}."
+    )
+    return svg + _caption(escape(said))
+
+
+def models_chart(
+    top_models: Sequence[tuple[str, str, float]],
+    daily: Sequence[tuple[date, float]],
+    width: int = CHART_W,
+    height: int = MODELS_H,
+) -> str:
+    """The models that took the most over the last 30 days as bars, each with its amount
+    and its share of the account's spend over them."""
+    rows = list(top_models[:TOP_ROWS])
+    if not rows:
+        body = _empty(width, height, "No activity yet")
+        return _svg("models-chart", width, height, "spend by model, last 30 days", body) + (
+            _caption(escape(_NO_ACTIVITY))
+        )
+    shown = sum(spend for _, _, spend in rows)
+    total = max(sum(v for _, v in daily), sum(spend for _, _, spend in top_models))
+    largest = max(spend for _, _, spend in rows) or 1.0
+    left, bar_max, row_h, top_pad = 12, 640, (height - 12) / TOP_ROWS, 8
+    parts = []
+    for i, (model, provider, spend) in enumerate(rows):
+        y = top_pad + i * row_h
+        color = MODEL_COLORS[i % len(MODEL_COLORS)]
+        share = spend / total if total > 0 else 0.0
+        w = max(spend / largest * bar_max, 2.0)
+        parts.append(
+            f'<text x="{left}" y="{y + 13:.1f}" font-size="13" fill="{INK}">'
+            f'<tspan font-weight="600">{escape(model)}</tspan>'
+            f'<tspan fill="{MUTED}"> via {escape(provider or "unknown provider")}</tspan></text>'
+            f'<rect x="{left}" y="{y + 18:.1f}" width="{w:.1f}" height="{row_h - 24:.1f}" '
+            f'rx="3" fill="{color}"><title>{escape(model)} via {escape(provider)}: '
+            f"{usd(spend)}, {percent(share)}</title></rect>"
+            f'<text x="{left + w + 8:.1f}" y="{y + row_h - 9:.1f}" font-size="13" '
+            f'fill="{INK}"><tspan font-weight="600">{usd(spend)}</tspan>'
+            f'<tspan fill="{MUTED}"> · {percent(share)}</tspan></text>'
+        )
+    svg = _svg("models-chart", width, height, "spend by model, last 30 days", "".join(parts))
+    said = (
+        f"From the provider's activity, the last 30 days: the top {len(rows)} "
+        f"(model, provider) took {usd(shown)} of {usd(total)}"
+        + (f" ({percent(shown / total)})" if total > 0 else "")
+        + "."
+    )
+    return svg + _caption(escape(said))
+
+
+def savings(found: Sequence[tuple[str, float]]) -> str:
+    """The savings the audit found, largest first: each estimate with its basis in its
+    message; "" when there are none to show."""
+    if not found:
+        return ""
+    ranked = sorted(found, key=lambda item: -item[1] if math.isfinite(item[1]) else 0.0)
+    items = "".join(
+        f"<li><b>{usd(saving)}</b> {escape(message)}</li>" for message, saving in ranked
+    )
+    total = sum(s for _, s in found if math.isfinite(s) and s > 0)
+    said = f"Together {usd(total)}: estimates, each on the basis its message gives."
+    return f'<h3>Savings found</h3><ul class="savings">{items}</ul>{_caption(escape(said))}'
