@@ -72,6 +72,7 @@ def test_the_activity_gives_30_full_days_and_the_top_models() -> None:
     assert daily[-1] == (date(2026, 11, 26), 4.0)
     assert dict(daily)[date(2026, 11, 21)] == 0.0  # a day without rows spent nothing
     top = view.top_models_from(activity, now)
-    assert top[0] == ("openai/gpt-4.1", "OpenAI", 10.0)
+    assert top[0] == ("openai/gpt-4.1", "OpenAI", 3.0)  # today's partial day left out
     assert [m for m, _, _ in top] == ["openai/gpt-4.1", "openai/gpt-4.1", "anthropic/claude"]
+    assert sum(spend for _, _, spend in top) == sum(value for _, value in daily)
     assert view.daily_from([], now) == ()

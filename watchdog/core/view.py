@@ -270,11 +270,13 @@ def daily_from(
 def top_models_from(
     activity: Sequence[tuple[date, str, str, float]], now: datetime, top: int = 5
 ) -> tuple[tuple[str, str, float], ...]:
-    """The (model, provider) pairs that took the most over the window, largest first."""
-    since = now.astimezone(UTC).date() - timedelta(days=ACTIVITY_DAYS)
+    """The (model, provider) pairs that took the most over the window (the same complete
+    days as `daily_from`), largest first."""
+    today = now.astimezone(UTC).date()
+    since = today - timedelta(days=ACTIVITY_DAYS)
     totals: dict[tuple[str, str], float] = {}
     for day, model, provider, spend in activity:
-        if day >= since:
+        if since <= day < today:
             totals[(model, provider)] = totals.get((model, provider), 0.0) + spend
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
     return tuple((model, provider, spend) for (model, provider), spend in ranked[:top])
