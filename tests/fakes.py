@@ -68,6 +68,7 @@ def build_tick(
     """A Tick wired as `budget-watchdog run` wires it, on the settings' state and permit
     (`admin`: True for the provider's own management side, or an explicit one, or None)."""
     from watchdog.log import get_logger
+    from watchdog.permitfile import Issuer
     from watchdog.store import Store
     from watchdog.tick import Tick
 
@@ -76,7 +77,7 @@ def build_tick(
         provider=provider,
         admin=provider.admin() if admin is True else (admin or None),
         store=Store(settings.state.path),
-        permit_path=settings.killswitch.path,
+        permit=Issuer(settings.killswitch.path, clock),
         clock=clock,
         log=log or get_logger(),
         targets=targets,

@@ -222,6 +222,21 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--days", type=_days_arg, default=14, help="how many days (default 14)")
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
     report.set_defaults(func=cmd_report)
+
+    audit = sub.add_parser(
+        "audit",
+        parents=[config],
+        help="where the money goes, and what it would cost done right",
+        description="Spend by model and provider from the provider's activity (management "
+        "key), each model's tier, input share and the savings found: a cheaper provider for "
+        "the same tokens, a mid-tier model for short outputs, a shorter prompt, cached "
+        "input. Estimates at today's prices (fetched at most once an hour, no key needed).",
+    )
+    audit.add_argument(
+        "--days", type=int, default=30, metavar="N", help="how many days, 1 to 30 (default 30)"
+    )
+    audit.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    audit.set_defaults(func=cmd_audit)
     return parser
 
 
@@ -654,6 +669,83 @@ def cmd_report(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit(ns: argparse.Namespace) -> int:
+    import contextlib
+    import json
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    from watchdog import pricing, report
+    from watchdog.core import audit
+    from watchdog.providers.base import ProviderError
+    from watchdog.providers.openrouter import OpenRouterProvider
+    from watchdog.store import Store, StoreError
+
+    if not 1 <= ns.days <= 30:
+        raise CommandError(
+            "error: --days must be from 1 to 30 (the provider keeps 30 days of activity)",
+            EXIT_USAGE,
+        )
+    loaded = _load(ns, require_key=False)
+    settings = loaded.settings
+    p = settings.provider
+    if p.management_key is None:
+        raise CommandError(
+            "error: the audit reads per-model activity, which needs a management key "
+            "(provider.management_key_file or OPENROUTER_MANAGEMENT_KEY)",
+            EXIT_USAGE,
+        )
+    now = datetime.now(UTC)
+    warnings: list[str] = []
+    provider = OpenRouterProvider(
+        p.base_url, None, p.management_key.get_secret_value(), timeout=p.timeout.total_seconds()
+    )
+    with contextlib.ExitStack() as stack:
+        stack.callback(provider.close)
+        try:
+            rows = provider.activity()
+        except ProviderError as exc:
+            raise CommandError(
+                f"error: the provider's activity is unavailable: {exc.message}"
+            ) from None
+        # The provider reports completed UTC days (today's row, should one come, counts).
+        end = max([now.date() - timedelta(days=1)] + [r.date for r in rows if r.date <= now.date()])
+        start = end - timedelta(days=ns.days - 1)
+        models = {r.model for r in rows if start <= r.date <= end} | {settings.audit.reference_mid}
+        cache: pricing.StoreCache | None = None
+        path = settings.state.path
+        # Prices are cached in the daemon's state file when there is one this user may
+        # write; the audit never creates it (it would be this user's, not the service's).
+        try:
+            if path.exists():
+                cache = pricing.StoreCache(stack.enter_context(Store(path)))
+            else:
+                warnings.append(f"prices not cached: no state at {path} (has the daemon run?)")
+        except (StoreError, sqlite3.Error, OSError) as exc:
+            warnings.append(f"prices not cached: cannot use the state file {path}: {exc}")
+        lookup = pricing.current_prices(models, provider, cache, now)
+        if cache is not None and cache.problem:
+            warnings.append(f"prices not cached: {cache.problem}")
+    if lookup.problem:
+        warnings.append(
+            f"{lookup.problem}; "
+            + ("using the cached prices" if lookup.prices else "no savings estimated")
+        )
+    policy = audit.AuditPolicy(
+        frontier_min=settings.audit.frontier_min,
+        light_max=settings.audit.light_max,
+        reference_mid=settings.audit.reference_mid,
+    )
+    result = audit.audit(rows, lookup.prices, policy, start=start, end=end)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if ns.json:
+        print(json.dumps(audit.as_json(result), indent=2))
+    else:
+        sys.stdout.write(report.render_audit(result, now=now))
+    return EXIT_OK
+
+
 # -- the daemon: the composition root ----------------------------------------------------
 
 
@@ -682,7 +774,7 @@ def _serve(
     from watchdog.core import view
     from watchdog.daemon import Daemon, Prepared
     from watchdog.sdnotify import Notifier
-    from watchdog.server import Reservations, StatusServer, create_app
+    from watchdog.server import HoldsUnreadable, Reservations, StatusServer, create_app
     from watchdog.store import Store, StoreError
     from watchdog.tick import LatestView, Tick, resume
 
@@ -705,11 +797,29 @@ def _serve(
         raise CommandError(f"error: {exc}") from None
     if policy.killswitch.disable_keys:
         _say_whether_keys_can_be_disabled(provider, logger)
+    # The permit's lease runs on the wall clock jobs read it with (the demo's accelerated
+    # clock is for the simulated account only).
+    issuer = permitfile.Issuer(permit_path, lambda: datetime.now(UTC))
+    # A permit left behind by a daemon that died stays "go" until its lease ends: this one
+    # does not know yet, so it is removed now, before anything else (no permit at boot).
+    if issuer.revoke():
+        logger.info("permit_removed", reason="starting: no successful poll since start")
     memory = resume(store, policy, now())
     published = LatestView(view.starting(memory.poll.started_at, policy.budget, memory.poll))
-    # Reservations live beside the state, so a restart does not grant the same money twice.
+    # Reservations live beside the state, so a restart does not grant the same money twice;
+    # each change re-issues the permit with its headroom less what they hold.
     state = settings.state.path
-    holds = Reservations(path=state.with_name(state.name + ".holds.json"))
+    holds_path = state.with_name(state.name + ".holds.json")
+    try:
+        holds = Reservations(path=holds_path, on_change=issuer.reissue)
+    except HoldsUnreadable as exc:
+        store.close()
+        logger.error("holds_unreadable", detail=str(exc))
+        raise CommandError(
+            f"error: {exc}: starting without them could grant the same money twice; move "
+            "the file away to start without them",
+            EXIT_USAGE,
+        ) from None
 
     def prepare() -> Prepared | None:
         """The courier's verdict on the notification URLs (the server answers meanwhile);
@@ -727,13 +837,12 @@ def _serve(
             provider=provider,
             admin=provider.admin(),
             store=store,
-            permit_path=settings.killswitch.path,
+            permit=issuer,
             clock=now,
             log=logger,
             targets=targets,
             memory=memory,
             published=published,
-            lease_clock=lambda: datetime.now(UTC),
             reserved=holds.total,
         )
         if not targets:
@@ -743,8 +852,11 @@ def _serve(
 
     def on_stop() -> None:
         # A stopped watchdog leaves no permit: launches stop until it runs again.
-        if permitfile.revoke(settings.killswitch.path):
-            logger.info("permit_removed", reason="daemon stopped")
+        try:
+            if issuer.revoke():
+                logger.info("permit_removed", reason="daemon stopped")
+        except OSError as exc:  # e.g. the path became a directory: say so, stop cleanly
+            logger.error("permit_revoke_failed", path=str(permit_path), error=str(exc))
 
     daemon = Daemon(
         prepare,

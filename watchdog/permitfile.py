@@ -10,9 +10,12 @@ file in the same directory, fsync, rename; revoking is an unlink. The file is 06
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -69,3 +72,57 @@ def revoke(path: Path) -> bool:
         return False
     atomicfile.fsync_dir(path.parent)
     return True
+
+
+class Issuer:
+    """Writes and removes the permit, and remembers the lease it last wrote, so that a new
+    reservation can re-issue it at once with less headroom (`gate --cost` reading the file
+    then agrees with `gate --url` asking the daemon, without waiting for the next tick).
+    Thread-safe: the tick arms and revokes, the server re-issues."""
+
+    def __init__(self, path: Path, clock: Callable[[], datetime]) -> None:
+        self.path = path
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._lease: tuple[datetime, datetime, float | None, float | None, float | None] | None
+        self._lease = None
+
+    def arm(
+        self,
+        lease: timedelta,
+        balance: float | None,
+        runway_days: float | None,
+        headroom: float | None,
+        reserved: float,
+    ) -> None:
+        """Write the permit for `lease` from now; `headroom` before reservations. OSError."""
+        with self._lock:
+            issued = self.clock()
+            self._lease = (issued, issued + lease, balance, runway_days, headroom)
+            self._write(reserved)
+
+    def revoke(self) -> bool:
+        """Remove the permit; True if there was one. OSError."""
+        with self._lock:
+            self._lease = None
+            return revoke(self.path)
+
+    def reissue(self, reserved: float) -> None:
+        """The reservations changed: rewrite the armed permit's headroom (same lease). A
+        permit that cannot be rewritten is removed rather than left saying too much."""
+        with self._lock:
+            if self._lease is None or self._lease[1] <= self.clock():
+                return
+            try:
+                self._write(reserved)
+            except OSError:
+                self._lease = None
+                with contextlib.suppress(OSError):
+                    revoke(self.path)
+
+    def _write(self, reserved: float) -> None:
+        assert self._lease is not None
+        issued, expires, balance, runway, headroom = self._lease
+        left = None if headroom is None else max(0.0, headroom - reserved)
+        body = permit_body(issued, expires - issued, balance, runway, left)
+        write(self.path, body)

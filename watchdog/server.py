@@ -74,9 +74,16 @@ class Reservations:
     every change: the same $15 is not granted twice). Thread-safe: the tick reads the sum
     for the permit's headroom while the server changes it."""
 
-    def __init__(self, capacity: int = MAX_HOLDS, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        capacity: int = MAX_HOLDS,
+        path: Path | None = None,
+        on_change: Callable[[float], None] | None = None,
+    ) -> None:
         self.capacity = capacity
         self.path = path
+        # Told the total held after every change, so the permit's headroom follows at once.
+        self.on_change = on_change
         self._lock = threading.RLock()
         self._holds: dict[str, Hold] = {}
         self._expiry: list[tuple[datetime, str]] = []
@@ -153,11 +160,16 @@ class Reservations:
                 raise
             heapq.heappush(self._expiry, (until, hold.id))
             self._recount()
-            return hold
+        if self.on_change is not None:
+            self.on_change(self._total)
+        return hold
 
     def release(self, hold_id: str) -> bool:
         with self._lock:
-            return self._release_locked(hold_id)
+            released = self._release_locked(hold_id)
+        if released and self.on_change is not None:
+            self.on_change(self._total)
+        return released
 
     def _release_locked(self, hold_id: str) -> bool:
         if self._holds.pop(hold_id, None) is None:
@@ -171,20 +183,33 @@ class Reservations:
         return True
 
 
+class HoldsUnreadable(Exception):
+    """The saved reservations exist but cannot be read: starting without them would grant
+    the same money twice, so the daemon refuses to start and says which file."""
+
+
 def _load_holds(path: Path | None) -> list[Hold]:
-    """The holds saved at `path` (none when there is no file, or it is unreadable: a
-    corrupt file must not keep the daemon from starting; jobs just hold again)."""
+    """The holds saved at `path` (none when there is no file). Raise HoldsUnreadable when
+    the file is there but unreadable or not what we write."""
     if path is None:
         return []
     try:
-        saved = json.loads(path.read_bytes())
-        return [
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise HoldsUnreadable(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        saved = json.loads(raw)
+        holds = [
             Hold(str(h["id"]), float(h["amount"]), datetime.fromisoformat(h["until"]), h["label"])
             for h in saved["holds"]
-            if math.isfinite(float(h["amount"])) and float(h["amount"]) >= 0
         ]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HoldsUnreadable(f"{path} is not a reservations file ({exc})") from None
+    if any(not math.isfinite(h.amount) or h.amount < 0 or h.until.tzinfo is None for h in holds):
+        raise HoldsUnreadable(f"{path} holds an amount or time that is not valid")
+    return holds
 
 
 # -- answers ------------------------------------------------------------------------------
@@ -420,6 +445,11 @@ def create_app(
         if failing is not None:
             # Fresh data is no comfort when the tick cannot use it (a full disk, a bug).
             reason = f"the last tick failed ({failing}): {v.poll.last_error}"
+            return _json({"ok": False, "reason": reason, "data_age_s": rounded(age)}, 503)
+        started = v.poll.started_at
+        if v.poll.last_success is not None and v.poll.last_success < started:
+            # Data from before a restart is not this daemon's: not healthy until it polls.
+            reason = "starting: no successful poll since start"
             return _json({"ok": False, "reason": reason, "data_age_s": rounded(age)}, 503)
         if v.fresh(now):
             return _json(

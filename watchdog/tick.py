@@ -17,7 +17,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from watchdog import permitfile
@@ -158,24 +157,23 @@ class Tick:
         provider: Provider,
         admin: AccountAdmin | None,
         store: Store,
-        permit_path: Path,
+        permit: permitfile.Issuer,
         clock: Callable[[], datetime],
         log: Any,
         targets: Sequence[Target] = (),
         memory: Memory | None = None,
         published: LatestView | None = None,
-        lease_clock: Callable[[], datetime] | None = None,
         reserved: Callable[[datetime], float] | None = None,
     ) -> None:
         self.policy = policy
         self.provider = provider
         self.admin = admin
         self.store = store
-        self.permit_path = permit_path
+        # The permit file; its lease runs on the issuer's clock (the wall clock that jobs
+        # read it with; only the demo's accelerated clock differs from the tick's).
+        self.permit = permit
+        self.permit_path = permit.path
         self.clock = clock
-        # The permit is a lease in real time, read by jobs with the wall clock; only the
-        # demo's accelerated clock differs from it.
-        self.lease_clock = lease_clock or clock
         # Money held by pre-flight reservations: the permit's headroom leaves it out.
         self.reserved = reserved or (lambda now: 0.0)
         self.log = log
@@ -233,7 +231,7 @@ class Tick:
         )
         self.log.exception("tick_failed", kind=kind, error=message)
         try:
-            permitfile.revoke(self.permit_path)
+            self.permit.revoke()
         except OSError as revoke_error:
             self.log.error("permit_revoke_failed", error=str(revoke_error))
         return TickResult(now, None, None, False, None, failure=message)
@@ -427,17 +425,17 @@ class Tick:
 
     def _apply_permit(self, o: Outcome) -> None:
         try:
+            now = o.metrics.now
             if o.decision.armed:
-                body = permitfile.permit_body(
-                    self.lease_clock(),
-                    self._lease(o.metrics.now),
+                self.permit.arm(
+                    self._lease(now),
                     o.metrics.balance,
                     o.metrics.runway_days,
-                    self._headroom(o.metrics.now),
+                    self.view.headroom,  # measured once per tick, in the view
+                    self.reserved(now),  # held by reservations: left out of the headroom
                 )
-                permitfile.write(self.permit_path, body)
             else:
-                permitfile.revoke(self.permit_path)
+                self.permit.revoke()
         except OSError as exc:
             # Jobs see no permit (fail-closed); the view must not say otherwise, and the
             # next tick raises a critical finding until a write succeeds.
@@ -450,12 +448,6 @@ class Tick:
                 )
         else:
             self.memory.permit_error = None
-
-    def _headroom(self, now: datetime) -> float | None:
-        """What a job may still spend: the view's headroom less what reservations hold,
-        so `gate --cost` (the file) and `gate --url` (the daemon) agree."""
-        headroom = self.view.headroom  # measured once per tick, in the view
-        return None if headroom is None else max(0.0, headroom - self.reserved(now))
 
     def _lease(self, now: datetime) -> timedelta:
         """How long the permit written now may stand: the ttl, but never past the moment

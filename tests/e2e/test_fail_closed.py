@@ -341,3 +341,81 @@ def test_while_the_provider_hangs_staleness_follows_the_clock(
     assert any(f["rule"] == "stale" for f in status["findings"])
     assert gate(permit).returncode == 1  # the lease ended with the data's freshness
     fake.clear_faults()
+
+
+def test_a_crashed_daemons_permit_is_removed_at_boot_before_any_poll(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    config = on_port(fake, tmp_path, port).replace('timeout = "2s"', 'timeout = "20s"')
+    first = daemon(config).start()
+    permit = tmp_path / "run" / "permit"
+    wait_for(permit.exists, timeout=20, what="the first permit")
+    first.stop()  # SIGKILL: its permit stays behind, still within its lease
+    assert permit.exists() and gate(permit).returncode == 0
+    fake.fault(Fault(status=200, delay=15))  # the restarted daemon's first poll hangs
+    daemon(config).start()
+    health = wait_for(lambda: get(port, "/healthz"), timeout=20, what="the server")
+    assert not permit.exists()  # removed before the server answered, before any poll
+    assert gate(permit).returncode == 1
+    assert health.status_code == 503 and "starting" in health.json()["reason"]
+    fake.clear_faults()
+
+
+def test_corrupt_saved_reservations_stop_the_start_with_one_line(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    (tmp_path / "state").mkdir()
+    holds = tmp_path / "state" / "state.db.holds.json"
+    holds.write_text('{"holds": [{"id": "x", "amount": 15.0, "until": "2099-01-01T00:00:00+00:00"')
+    proc = daemon(base_config(fake, tmp_path)).start()
+    assert proc.wait(timeout=20) == 2
+    err = proc.stderr_path.read_text()
+    assert str(holds) in err and "grant the same money twice" in err
+    assert "Traceback" not in proc.output() and len(err.strip().splitlines()) == 1
+
+
+def test_a_hold_changes_the_permits_headroom_at_once(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    """No tick needed between the hold and the file: gate --cost agrees with --url."""
+    import json
+
+    port = free_port()
+    extra = "[budget]\ndaily_limit = 20.0\n"
+    config = (
+        on_port(fake, tmp_path, port, extra=extra)
+        .replace('poll_interval = "1s"', 'poll_interval = "30s"')
+        .replace("[killswitch]\n", '[killswitch]\nttl = "2m"\n')
+    )
+    config = config.replace("[budget]\n", '[budget]\nstale_after = "5m"\n')
+    daemon(config).start()
+    permit = tmp_path / "run" / "permit"
+    wait_for(permit.exists, timeout=20, what="the permit")
+    assert json.loads(permit.read_text())["headroom_usd"] == 18.0
+    held = httpx.post(f"http://127.0.0.1:{port}/preflight?cost=15&hold=1h", timeout=5)
+    assert held.status_code == 200
+    assert json.loads(permit.read_text())["headroom_usd"] == 3.0  # at once, not next tick
+    assert gate(permit, "--cost", "5").returncode == 1
+    released = httpx.delete(
+        f"http://127.0.0.1:{port}/preflight/{held.json()['reservation']['id']}", timeout=5
+    )
+    assert released.status_code == 200
+    assert json.loads(permit.read_text())["headroom_usd"] == 18.0
+
+
+def test_a_permit_path_turned_directory_still_stops_cleanly(
+    fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    import signal
+
+    proc = daemon(base_config(fake, tmp_path)).start()
+    permit = tmp_path / "run" / "permit"
+    wait_for(permit.exists, timeout=20, what="the permit")
+    permit.unlink()
+    permit.mkdir()
+    wait_for(lambda: proc.events("permit_write_failed"), timeout=20)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    assert "Traceback" not in proc.output()
+    assert proc.events("stopped")

@@ -6,7 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from watchdog.server import Reservations
+import pytest
+
+from watchdog.server import HoldsUnreadable, Reservations
 
 NOW = datetime(2026, 11, 27, 14, tzinfo=UTC)
 
@@ -31,20 +33,29 @@ def test_expired_holds_are_dropped_on_reload(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"holds": []}
 
 
-def test_a_corrupt_file_starts_empty_instead_of_failing(tmp_path: Path) -> None:
+def test_a_corrupt_file_is_refused_rather_than_forgotten(tmp_path: Path) -> None:
+    """Starting without the holds would grant the same money twice: refuse, say which."""
     path = tmp_path / "holds.json"
-    path.write_text("{not json")
-    assert Reservations(path=path).total(NOW) == 0.0
+    path.write_text('{"holds": [{"id": "a", "amount": 15.0, "until": "x"}]} junk')
+    with pytest.raises(HoldsUnreadable, match=r"holds\.json"):
+        Reservations(path=path)
+
+
+def test_a_change_re_issues_with_the_total_held(tmp_path: Path) -> None:
+    told: list[float] = []
+    holds = Reservations(path=tmp_path / "holds.json", on_change=told.append)
+    kept = holds.add(15.0, NOW + timedelta(hours=1))
+    holds.add(2.5, NOW + timedelta(hours=1))
+    holds.release(kept.id)
+    assert told == [15.0, 17.5, 2.5]
 
 
 def test_a_hold_that_cannot_be_saved_is_not_granted(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    holds = Reservations(path=blocker / "holds.json")
-    try:
+    directory = tmp_path / "state"
+    directory.mkdir()
+    holds = Reservations(path=directory / "holds.json")
+    directory.rmdir()
+    directory.write_text("the state's directory is gone: a file stands there")
+    with pytest.raises(OSError):
         holds.add(1.0, NOW + timedelta(hours=1))
-    except OSError:
-        pass
-    else:
-        raise AssertionError("the hold was granted without being saved")
     assert holds.total(NOW) == 0.0

@@ -187,6 +187,7 @@ class FakeAdmin:
             200, json={"data": {"total_credits": 500, "total_usage": 105}}
         )
         router.patch(url__regex=r".*/keys/(?P<h>[\w-]+)$").mock(side_effect=self._patch)
+        router.get("/activity").respond(200, json={"data": []})
 
     def _key(self, request: httpx.Request) -> httpx.Response:
         key = self.keys["h-watched"]

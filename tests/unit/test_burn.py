@@ -394,3 +394,16 @@ def test_a_gap_across_utc_midnight_is_pinned_by_usage_daily() -> None:
     )
     m = burn.measure(history, after, UTC)
     assert m.spent_today == pytest.approx(3.0)  # the provider pinned 7 to yesterday
+
+
+def test_a_clock_behind_the_data_still_reads_the_spend_the_data_shows() -> None:
+    """The clock stepped back a day: 'today' by the wrong clock has no samples, but spend
+    must not read $0 — it is the newest data's day."""
+    data_at = datetime(2026, 11, 27, 15, tzinfo=UTC)
+    history = burn.History.from_samples(
+        [Sample(data_at, 500.0, usage_daily=7.5, usage_monthly=90.0)]
+    )
+    clock = data_at - timedelta(days=1, hours=2)
+    m = burn.measure(history, clock, UTC)
+    assert m.spent_today == 7.5 and m.spent_month == 90.0
+    assert m.now == clock and m.last_sample_at == data_at  # the clock rule sees the step

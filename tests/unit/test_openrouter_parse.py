@@ -131,7 +131,6 @@ def test_null_limit_means_unlimited_and_odd_optional_fields_are_ignored() -> Non
         limit_remaining=None,
         expires_at="soon",
         is_free_tier="no",
-        usage_daily="n/a",
         brand_new_field={"x": 1},
     )
     key = parse_key(body, "/key")
@@ -139,7 +138,35 @@ def test_null_limit_means_unlimited_and_odd_optional_fields_are_ignored() -> Non
     assert key.limit_remaining is None
     assert key.expires_at is None
     assert key.is_free_tier is None
-    assert key.usage_daily is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("usage", 1e400),
+        ("usage", float("nan")),
+        ("usage_daily", "NaN"),
+        ("usage_daily", "n/a"),
+        ("usage_monthly", "-Infinity"),
+        ("usage_weekly", "1e400"),
+        ("limit", "NaN"),
+        ("usage", -5),
+        ("usage_daily", -1),
+        ("byok_usage", True),
+    ],
+)
+def test_a_counter_that_is_not_a_finite_number_makes_the_answer_unreadable(
+    field: str, value: object
+) -> None:
+    """A spend counter read as NaN, infinity or a negative number made spend read $0 and
+    the permit say go: such an answer is a failed poll (no-go), said with the field."""
+    with pytest.raises(BadResponse, match=field):
+        parse_key(dict(KEY_EXAMPLE["data"], **{field: value}), "/key")
+
+
+def test_a_negative_remaining_limit_is_still_read() -> None:
+    key = parse_key(dict(KEY_EXAMPLE["data"], limit_remaining=-3.25), "/key")
+    assert key.limit_remaining == -3.25
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 from tests.fakes import Clock, ScriptedProvider
 from watchdog.config import Settings, load
 from watchdog.log import get_logger
+from watchdog.permitfile import Issuer
 from watchdog.providers.base import AuthError, RateLimited, TransientError
 from watchdog.store import Store
 from watchdog.tick import Tick, TickResult
@@ -36,7 +37,7 @@ def make_tick(settings: Settings, provider: ScriptedProvider, clock: Clock) -> T
         provider=provider,
         admin=None,
         store=Store(settings.state.path),
-        permit_path=settings.killswitch.path,
+        permit=Issuer(settings.killswitch.path, clock),
         clock=clock,
         log=get_logger(),
     )

@@ -300,9 +300,17 @@ def measure(history: History, now: datetime, tz: tzinfo, prior: Prior | None = N
     """Given the spend curve, the time and the budget's zone, return this tick's Metrics.
 
     Pure: reads nothing but its arguments. Cost is independent of history length (a few
-    binary searches), so it stays fast on a year of samples."""
+    binary searches), so it stays fast on a year of samples.
+
+    When the clock is behind the newest sample (it stepped back), the windows are those
+    of the newest data, not of the clock: spend today is what the provider last counted,
+    never $0 because "today" by a wrong clock has no samples (the `clock` rule says the
+    clock is wrong; `Metrics.now` stays the clock's reading)."""
     prior = prior or Prior()
     latest = history.last
+    clock_now = now
+    if latest is not None and latest.ts > now:
+        now = latest.ts
     day_start, day_end = day_bounds(now, tz)
     month_start, month_end = month_bounds(now, tz)
     wk_start = week_start(now, tz)
@@ -364,7 +372,7 @@ def measure(history: History, now: datetime, tz: tzinfo, prior: Prior | None = N
         forecast = spent_month + rate_24h.per_hour * left_h
 
     return Metrics(
-        now=now,
+        now=clock_now,
         last_sample_at=latest.ts if latest is not None else None,
         spent_today=spent_today,
         spent_today_source=today_source,

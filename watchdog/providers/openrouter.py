@@ -21,10 +21,12 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import parse_qs, quote, urlparse
 
 import httpx
 
 from watchdog import __version__
+from watchdog.core.audit import Endpoint, Price
 from watchdog.core.model import Credits, KeyUsage, Snapshot
 from watchdog.providers.base import (
     ActivityRow,
@@ -315,6 +317,86 @@ class OpenRouterProvider:
             "PATCH", f"/keys/{key_hash}", self._management_key, json={"disabled": disabled}
         )
 
+    # -- public prices (no key) ------------------------------------------------------
+
+    def list_models(self) -> dict[str, Price | None]:
+        """Every model's listed price (GET /models, every output modality), by model id:
+        USD per token; None for a model whose price is missing or not a price (a router's
+        variable price). Needs no key and sends none. Follows `links.next` should the list
+        come in pages. Raise a ProviderError subclass on failure."""
+        models: dict[str, Price | None] = {}
+        params: dict[str, str | int] = {"output_modalities": "all"}
+        for _ in range(MAX_PAGES):
+            body = self._public_request("/models", params)
+            rows = _data(body, "/models")
+            if not isinstance(rows, list):
+                raise BadResponse("/models: 'data' is not a list")
+            for row in rows:
+                if isinstance(row, Mapping) and isinstance(row.get("id"), str):
+                    models[row["id"]] = parse_price(row.get("pricing"))
+            following = _next_page(body)
+            if following is None or not rows:
+                break
+            params = {"output_modalities": "all", **following}
+        return models
+
+    def model_endpoints(self, model: str) -> list[Endpoint] | None:
+        """Each provider endpoint of `model` ("author/slug") with its price (GET
+        /models/{author}/{slug}/endpoints); None when the provider does not know the model
+        (404). Endpoints without a readable price are left out. Needs no key and sends
+        none. Raise a ProviderError subclass on other failures."""
+        author, _, slug = model.partition("/")
+        if not author or not slug:
+            return None
+        path = f"/models/{quote(author, safe='')}/{quote(slug, safe=':')}/endpoints"
+        try:
+            body = self._public_request(path)
+        except ProviderError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = _data(body, "/models/{author}/{slug}/endpoints")
+        if not isinstance(data, Mapping) or not isinstance(data.get("endpoints"), list):
+            raise BadResponse("/models/{author}/{slug}/endpoints: no 'endpoints' list")
+        return [e for e in map(parse_endpoint, data["endpoints"]) if e is not None]
+
+    def _public_request(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:
+        """GET a public endpoint without a key, retried like `_request`."""
+        delay = self._backoff
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return self._public_attempt(path, params)
+            except ProviderError as exc:
+                error = exc
+            if _final(error) or attempt == self._attempts:
+                raise error
+            wait = error.retry_after if error.retry_after is not None else delay
+            if wait > self._max_wait:
+                raise error
+            self._sleep(wait * (1 + random.random() * 0.1))
+            delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _public_attempt(self, path: str, params: Mapping[str, str | int] | None) -> Any:
+        secrets = (self._api_key or "", self._management_key or "")
+        try:
+            response = self._client.get(path, params=params)
+        except httpx.TimeoutException:
+            raise TransientError(f"GET {path}: no answer within {self._timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            detail = _scrub(str(exc), *secrets)
+            raise TransientError(f"GET {path}: {type(exc).__name__}: {detail}") from None
+        if response.status_code >= 400:
+            raise _error_for(response, "GET", path, *secrets)
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise BadResponse(
+                f"GET {path}: HTTP {response.status_code} but not JSON ({kind})",
+                status=response.status_code,
+            ) from None
+
     # -- HTTP ------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, key: str, **kwargs: Any) -> Any:
@@ -486,18 +568,30 @@ def _data(body: Any, path: str) -> Any:
     return body["data"]
 
 
-def _number(data: Mapping[str, Any], name: str) -> float | None:
+def _number(data: Mapping[str, Any], name: str, *, negative_ok: bool = False) -> float | None:
+    """The field `name` as a float, None when absent or null. A value that is there but is
+    not a finite number (NaN, infinity, 1e400, "NaN", true) — or is negative where the
+    provider's counters cannot be — makes the whole answer a BadResponse: a poll we cannot
+    read is a failed poll (no-go), never a number quietly read as 0 or skipped."""
     value = data.get(name)
-    if value is None or isinstance(value, bool):
+    if value is None:
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
         try:
-            return float(value)
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            number = None
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
         except ValueError:
-            return None
-    return None
+            number = None
+    if number is None or not math.isfinite(number):
+        raise BadResponse(f"{name} is not a finite number ({str(value)[:40]!r})")
+    if number < 0 and not negative_ok:
+        raise BadResponse(f"{name} is negative ({number:g}); the provider's counters cannot be")
+    return number
 
 
 def _text(data: Mapping[str, Any], name: str) -> str | None:
@@ -535,7 +629,7 @@ def parse_key(data: Any, path: str) -> KeyUsage:
         name=_text(data, "name"),
         hash=_text(data, "hash"),
         limit=_number(data, "limit"),
-        limit_remaining=_number(data, "limit_remaining"),
+        limit_remaining=_number(data, "limit_remaining", negative_ok=True),
         limit_reset=_text(data, "limit_reset"),
         usage_daily=_number(data, "usage_daily"),
         usage_weekly=_number(data, "usage_weekly"),
@@ -586,3 +680,51 @@ def parse_activity(row: Mapping[str, Any]) -> ActivityRow:
         byok_usage=_number(row, "byok_usage_inference") or 0.0,
         reasoning_tokens=int(_number(row, "reasoning_tokens") or 0),
     )
+
+
+def _price_value(pricing: Mapping[str, Any], name: str) -> float | None:
+    """A price string ("0.000003", USD per token) as a float; None when missing, not a
+    number, negative (a router's variable price) or not finite."""
+    value = pricing.get(name)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def parse_price(pricing: Any) -> Price | None:
+    """Given a `pricing` object of GET /models or of an endpoint, return its Price (USD
+    per token), or None when `prompt` or `completion` is not a price."""
+    if not isinstance(pricing, Mapping):
+        return None
+    prompt = _price_value(pricing, "prompt")
+    completion = _price_value(pricing, "completion")
+    if prompt is None or completion is None:
+        return None
+    return Price(prompt, completion, _price_value(pricing, "input_cache_read"))
+
+
+def parse_endpoint(row: Any) -> Endpoint | None:
+    """Given one entry of an endpoints list, return its Endpoint (provider, price, tag),
+    or None without a provider name or a readable price."""
+    if not isinstance(row, Mapping):
+        return None
+    provider = _text(row, "provider_name")
+    price = parse_price(row.get("pricing"))
+    if not provider or price is None:
+        return None
+    return Endpoint(provider, price, _text(row, "tag") or "")
+
+
+def _next_page(body: Any) -> dict[str, str] | None:
+    """The offset and limit of the next page of GET /models (its `links.next`), or None."""
+    links = body.get("links") if isinstance(body, Mapping) else None
+    following = links.get("next") if isinstance(links, Mapping) else None
+    if not isinstance(following, str) or not following:
+        return None
+    query = parse_qs(urlparse(following).query)
+    page = {k: query[k][0] for k in ("offset", "limit") if query.get(k)}
+    return page or None
