@@ -1,12 +1,14 @@
 """A small fake OpenRouter HTTP server on 127.0.0.1, with fault injection.
 
 Serves /api/v1/key, /auth/key, /credits, /keys (paginated), GET and PATCH /keys/{hash}
-and /activity from a mutable account state, in the shapes OpenRouter's OpenAPI document
-gives (tests/spec/openrouter_required.json; tests/integration/test_provider_contract.py
-holds every answer to it): every required field, disabled keys listed only with
-`include_disabled=true`, 100 keys a page by `offset`, a PATCH that changes only the fields
-it sends. Tests change the state (spend, top up) and queue faults (status bursts, slow
-answers, HTML, missing fields, a workspace budget's 403) between polls.
+and /activity from a mutable account state, and the public price list (/models and
+/models/{author}/{slug}/endpoints, no key needed) from `models` and `endpoints`, in the
+shapes OpenRouter's OpenAPI document gives (tests/spec/openrouter_required.json;
+tests/integration/test_provider_contract.py holds every answer to it): every required
+field, disabled keys listed only with `include_disabled=true`, 100 keys a page by
+`offset`, a PATCH that changes only the fields it sends. Tests change the state (spend,
+top up) and queue faults (status bursts, slow answers, HTML, missing fields, a workspace
+budget's 403) between polls.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 API_KEY = "sk-or-v1-e2e-watched-key-0123456789abcdef0123456789abcdef"
 MANAGEMENT_KEY = "sk-or-v1-e2e-management-key-fedcba9876543210fedcba987654"
@@ -97,6 +99,151 @@ class Account:
         return round(self.limit - used, 6)
 
 
+def per_token(per_million: float) -> str:
+    """A price as OpenRouter writes it: USD per token, as a decimal string."""
+    return f"{per_million / 1_000_000:.12f}".rstrip("0").rstrip(".") or "0"
+
+
+def pricing(prompt: float, completion: float, cache_read: float | None = None) -> dict[str, Any]:
+    """A `pricing` object from prices in USD per million tokens."""
+    body: dict[str, Any] = {
+        "prompt": per_token(prompt),
+        "completion": per_token(completion),
+        "request": "0",
+        "image": "0",
+    }
+    if cache_read is not None:
+        body["input_cache_read"] = per_token(cache_read)
+    return body
+
+
+ARCHITECTURE = {
+    "input_modalities": ["text"],
+    "instruct_type": None,
+    "modality": "text->text",
+    "output_modalities": ["text"],
+    "tokenizer": "Other",
+}
+
+
+def model_row(
+    model: str, prompt: float, completion: float, cache_read: float | None = None
+) -> dict[str, Any]:
+    """A model as GET /models lists it, every required field present (prices per million
+    tokens)."""
+    return {
+        "id": model,
+        "canonical_slug": model,
+        "name": model.split("/", 1)[-1],
+        "created": 1735689600,
+        "description": f"{model} (fake)",
+        "pricing": pricing(prompt, completion, cache_read),
+        "context_length": 131072,
+        "architecture": dict(ARCHITECTURE),
+        "top_provider": {
+            "context_length": 131072,
+            "is_moderated": False,
+            "max_completion_tokens": 16384,
+        },
+        "per_request_limits": None,
+        "supported_parameters": ["temperature", "max_tokens"],
+        "default_parameters": None,
+        "supported_voices": None,
+        "expiration_date": None,
+        "knowledge_cutoff": None,
+        "links": {"details": f"/api/v1/models/{model}/endpoints"},
+    }
+
+
+def endpoint_row(
+    model: str, provider: str, prompt: float, completion: float, cache_read: float | None = None
+) -> dict[str, Any]:
+    """A provider's endpoint as GET /models/{author}/{slug}/endpoints lists it (prices per
+    million tokens)."""
+    return {
+        "name": f"{provider} | {model}",
+        "model_id": model,
+        "model_name": model.split("/", 1)[-1],
+        "context_length": 131072,
+        "pricing": pricing(prompt, completion, cache_read),
+        "provider_name": provider,
+        "tag": provider.lower().replace(" ", "-"),
+        "quantization": "bf16",
+        "max_completion_tokens": 16384,
+        "max_prompt_tokens": None,
+        "supported_parameters": ["temperature", "max_tokens"],
+        "status": 0,
+        "uptime_last_30m": 99.5,
+        "uptime_last_5m": 100,
+        "uptime_last_1d": 99.8,
+        "supports_implicit_caching": cache_read is not None,
+        "latency_last_30m": None,
+        "throughput_last_30m": None,
+    }
+
+
+def activity_row(
+    day: date,
+    model: str,
+    provider: str,
+    usage: float,
+    requests: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+    byok: float = 0.0,
+) -> dict[str, Any]:
+    """One /activity row, every required field present."""
+    return {
+        "date": day.isoformat(),
+        "model": model,
+        "model_permaslug": f"{model}-2025",
+        "endpoint_id": f"{provider}-{model}".lower().replace(" ", "-"),
+        "provider_name": provider,
+        "usage": round(usage, 9),
+        "byok_usage_inference": round(byok, 9),
+        "requests": requests,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "reasoning_tokens": 0,
+    }
+
+
+# The audit's account (FakeOpenRouter.audit_account): prices in USD per million tokens,
+# (prompt, completion, cache read) per provider, the first entry the model's listed price.
+AUDIT_PRICES: dict[str, dict[str, tuple[float, float, float | None]]] = {
+    "anthropic/claude-sonnet-4": {
+        "": (3.0, 15.0, 0.30),
+        "Anthropic": (3.0, 15.0, 0.30),
+        "Amazon Bedrock": (3.0, 15.0, 0.30),
+        "Google Vertex": (3.6, 18.0, 0.36),
+    },
+    "openai/gpt-4.1": {"": (2.0, 8.0, 0.50), "OpenAI": (2.0, 8.0, 0.50)},
+    "meta-llama/llama-3.3-70b-instruct": {
+        "": (0.13, 0.40, None),
+        "DeepInfra": (0.13, 0.40, None),
+        "Groq": (0.59, 0.79, None),
+        "Together": (0.88, 0.88, None),
+    },
+    "mistralai/mistral-small-3.1-24b-instruct": {
+        "": (0.05, 0.10, None),
+        "Mistral": (0.05, 0.10, None),
+    },
+}
+# Per day: (model, provider, requests, prompt tokens, completion tokens, BYOK). Sonnet does
+# short classifications through a dear provider with a long prompt; Llama partly ran at a
+# provider that no longer lists it (Lepton); some GPT-4.1 spend went through the
+# operator's own OpenAI key (BYOK).
+AUDIT_DAY: tuple[tuple[str, str, int, int, int, bool], ...] = (
+    ("anthropic/claude-sonnet-4", "Google Vertex", 400, 1_200_000, 24_000, False),
+    ("anthropic/claude-sonnet-4", "Anthropic", 100, 300_000, 6_000, False),
+    ("openai/gpt-4.1", "OpenAI", 50, 150_000, 40_000, False),
+    ("openai/gpt-4.1", "OpenAI", 20, 60_000, 16_000, True),
+    ("meta-llama/llama-3.3-70b-instruct", "Together", 300, 600_000, 150_000, False),
+    ("meta-llama/llama-3.3-70b-instruct", "Lepton", 20, 40_000, 10_000, False),
+    ("mistralai/mistral-small-3.1-24b-instruct", "Mistral", 1000, 500_000, 100_000, False),
+)
+
+
 def key_row(key_hash: str, name: str, **fields: Any) -> dict[str, Any]:
     """A key as GET /keys lists it, every required field present; `fields` override."""
     row: dict[str, Any] = {
@@ -145,6 +292,9 @@ class FakeOpenRouter:
                 "reasoning_tokens": 0,
             },
         ]
+        # The public price list: GET /models rows, and endpoint rows by model id.
+        self.models: list[dict[str, Any]] = []
+        self.endpoints: dict[str, list[dict[str, Any]]] = {}
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.queries: list[tuple[str, str, dict[str, list[str]]]] = []
@@ -188,6 +338,48 @@ class FakeOpenRouter:
             for window in ("", "_daily", "_weekly", "_monthly"):
                 setattr(a, f"usage{window}", getattr(a, f"usage{window}") + amount)
                 setattr(a, f"byok_usage{window}", getattr(a, f"byok_usage{window}") + byok)
+
+    def price(
+        self,
+        model: str,
+        listed: tuple[float, float, float | None] | None,
+        endpoints: dict[str, tuple[float, float, float | None]],
+    ) -> None:
+        """List `model` at `listed` (prompt, completion, cache read: USD per million tokens;
+        None: not in GET /models) with one endpoint per provider."""
+        with self.lock:
+            self.models = [m for m in self.models if m["id"] != model]
+            if listed is not None:
+                self.models.append(model_row(model, *listed))
+            self.endpoints[model] = [
+                endpoint_row(model, provider, *prices) for provider, prices in endpoints.items()
+            ]
+
+    def audit_account(self, today: date | None = None, days: int = 30) -> None:
+        """Several models at several providers with prices (AUDIT_PRICES), and `days` of
+        activity (AUDIT_DAY each day, the last completed UTC days before `today`) billed
+        at those prices, as OpenRouter bills: spend is tokens times the provider's price
+        (Lepton: the listed price)."""
+        today = today or datetime.now(UTC).date()
+        for model, prices in AUDIT_PRICES.items():
+            listed = prices[""]
+            self.price(model, listed, {p: v for p, v in prices.items() if p})
+        rows = []
+        for back in range(1, days + 1):
+            day = today - timedelta(days=back)
+            for model, provider, requests, prompt, completion, byok in AUDIT_DAY:
+                prices = AUDIT_PRICES[model]
+                p, c, _ = prices.get(provider, prices[""])
+                cost = (prompt * p + completion * c) / 1_000_000
+                # BYOK: the provider bills the operator; OpenRouter charges a 5% fee.
+                usage, byok_usage = (cost * 0.05, cost) if byok else (cost, 0.0)
+                row = activity_row(
+                    day, model, provider, usage, requests, prompt, completion, byok_usage
+                )
+                if byok:
+                    row["endpoint_id"] += "-byok"
+                rows.append(row)
+        self.activity = rows
 
     def fault(self, fault: Fault) -> None:
         with self.lock:
@@ -304,6 +496,10 @@ class FakeOpenRouter:
         self, method: str, path: str, auth: str, query: dict[str, list[str]], body: bytes
     ) -> tuple[int, Any]:
         a = self.account
+        if method == "GET" and path == "/models":
+            return self._models(query)  # public: no key needed
+        if method == "GET" and path.startswith("/models/") and path.endswith("/endpoints"):
+            return self._endpoints(unquote(path.removeprefix("/models/")[: -len("/endpoints")]))
         watched = auth == f"Bearer {API_KEY}"
         management = auth == f"Bearer {MANAGEMENT_KEY}"
         if not (watched or management):
@@ -332,6 +528,43 @@ class FakeOpenRouter:
         if path == "/activity" and method == "GET":
             return 200, {"data": [dict(row) for row in self.activity]}
         return error(404, "Not Found")
+
+    def _models(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        """GET /models: the whole list without offset and limit, else that page."""
+        rows = [dict(m) for m in self.models]
+        if "offset" not in query and "limit" not in query:
+            return 200, {"data": rows, "total_count": len(rows), "links": {"next": None}}
+        try:
+            offset = int(query.get("offset", ["0"])[0])
+            limit = int(query.get("limit", ["500"])[0])
+        except ValueError:
+            return error(400, "offset and limit must be integers")
+        if offset < 0 or not 1 <= limit <= 1000:
+            return error(400, "Invalid request parameters")
+        following = None
+        if offset + limit < len(rows):
+            following = f"/api/v1/models?offset={offset + limit}&limit={limit}"
+        return 200, {
+            "data": rows[offset : offset + limit],
+            "total_count": len(rows),
+            "links": {"next": following},
+        }
+
+    def _endpoints(self, model: str) -> tuple[int, Any]:
+        """GET /models/{author}/{slug}/endpoints."""
+        listed = [m for m in self.models if m["id"] == model]
+        if not listed and model not in self.endpoints:
+            return error(404, "Resource not found")
+        return 200, {
+            "data": {
+                "id": model,
+                "name": model.split("/", 1)[-1],
+                "created": 1735689600,
+                "description": f"{model} (fake)",
+                "architecture": dict(ARCHITECTURE),
+                "endpoints": [dict(e) for e in self.endpoints.get(model, [])],
+            }
+        }
 
     def _list(self, query: dict[str, list[str]]) -> tuple[int, Any]:
         try:

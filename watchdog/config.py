@@ -343,8 +343,9 @@ class NotifyTarget(_Section):
         description="Any Apprise URL (slack://, mailtos://, json://).",
         examples=["slack://TokenA/TokenB/TokenC"],
     )
-    severities: list[Literal["info", "warning", "critical"]] = Field(
-        ["warning", "critical"], description="Severities sent to this target."
+    severities: list[Literal["info", "warning", "critical", "digest"]] = Field(
+        ["warning", "critical"],
+        description='Severities sent to this target ("digest": the scheduled digest).',
     )
 
 
@@ -431,6 +432,80 @@ class StateConfig(_Section):
     )
 
 
+class AuditConfig(_Section):
+    """[audit]: how `budget-watchdog audit` and the digest judge where the money goes."""
+
+    frontier_min: Annotated[Amount, Field(gt=0)] = Field(
+        3.0,
+        description='USD per million output tokens at or above which a model is "frontier".',
+    )
+    light_max: Annotated[Amount, Field(gt=0)] = Field(
+        0.20, description='Below this (USD per million output tokens), "light"; between, "mid".'
+    )
+    reference_mid: str = Field(
+        "meta-llama/llama-3.3-70b-instruct",
+        pattern=r"^[^/\s]+/[^/\s]+$",
+        description="The model (author/slug) a tier-down is priced against.",
+    )
+
+    @model_validator(mode="after")
+    def _tiers_in_order(self) -> AuditConfig:
+        if self.light_max > self.frontier_min:
+            _reject(
+                [
+                    (
+                        "light_max",
+                        f"light_max ({self.light_max:g}) is above frontier_min "
+                        f"({self.frontier_min:g}): no model could be mid-tier",
+                    )
+                ]
+            )
+        return self
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class DigestConfig(_Section):
+    """[digest]: the scheduled summary sent to targets whose severities include "digest"."""
+
+    schedule: Literal["daily", "weekly", "off"] = Field(
+        "weekly", description='How often the digest is sent: "daily", "weekly" or "off".'
+    )
+    day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = Field(
+        "mon", description="The day of a weekly digest."
+    )
+    at: str = Field(
+        "09:00", description="The time of day it is sent (HH:MM, local time in budget.timezone)."
+    )
+
+    @field_validator("day", mode="before")
+    @classmethod
+    def _lower_day(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("at")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+        if not match:
+            raise ValueError(f"{value!r} is not a time of day as HH:MM (e.g. 09:00)")
+        return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+    @property
+    def hour(self) -> int:
+        return int(self.at[:2])
+
+    @property
+    def minute(self) -> int:
+        return int(self.at[3:])
+
+    @property
+    def weekday(self) -> int:
+        """The day as datetime.weekday() counts it (Monday 0)."""
+        return WEEKDAYS.index(self.day)
+
+
 class _OpenRouterEnvSource(PydanticBaseSettingsSource):
     """OPENROUTER_API_KEY / OPENROUTER_MANAGEMENT_KEY, the names other tools already use."""
 
@@ -469,6 +544,8 @@ class Settings(BaseSettings):
     notify: NotifyConfig = NotifyConfig()
     server: ServerConfig = ServerConfig()
     state: StateConfig = StateConfig()
+    audit: AuditConfig = AuditConfig()
+    digest: DigestConfig = DigestConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -874,6 +951,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "notify": NotifyConfig,
     "server": ServerConfig,
     "state": StateConfig,
+    "audit": AuditConfig,
+    "digest": DigestConfig,
 }
 MASK = "********"
 

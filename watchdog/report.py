@@ -1,4 +1,5 @@
-"""`budget-watchdog report`: spend per day (our samples) and per model (provider activity).
+"""`budget-watchdog report`: spend per day (our samples) and per model (provider activity);
+and the terminal form of `budget-watchdog audit` (watchdog.core.audit computes it).
 
 Pure functions from data to rows to text; the CLI feeds them the store and the provider.
 The models table comes first: "which models eat the budget" is the first audit question.
@@ -6,13 +7,15 @@ The models table comes first: "which models eat the budget" is the first audit q
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from watchdog.core.words import usd
+from watchdog.core.audit import AuditResult
+from watchdog.core.words import duration, usd
 from watchdog.providers.base import ActivityRow
 
 BAR_WIDTH = 30
@@ -103,3 +106,113 @@ def as_json(
         ],
         "models": None if models is None else [asdict(m) for m in models],
     }
+
+
+# -- the audit (budget-watchdog audit) -------------------------------------------------------
+
+
+def render_audit(result: AuditResult, *, now: datetime, top_lines: int = 15) -> str:
+    """The spend audit as terminal tables: the top models (tier, input share, bars), spend
+    per model and provider with the cheapest current provider for the same tokens, then
+    the savings found, largest first, each with its basis."""
+    p = result.policy
+    out = [
+        f"Spend audit {result.start:%Y-%m-%d} – {result.end:%Y-%m-%d} ({result.days} days, "
+        f"provider activity, UTC days): {usd(result.total_spend)}"
+        + (f", {usd(result.byok_spend)} of it BYOK" if result.byok_spend > 0 else ""),
+        _fetched(result.prices_fetched_at, now),
+        "",
+    ]
+    if not result.models:
+        out += ["  no activity in this period", ""]
+        return "\n".join(out) + "\n"
+    top = result.top
+    width = max([len(m.model) for m in top] + [5])
+    largest = max(m.spend for m in top)
+    out.append(f"Top {len(top)} models by spend")
+    out.append(
+        f"  {'model':<{width}}  {'tier':<8} {'$/M out':>8} {'spend':>11} {'share':>6} "
+        f"{'in:out':>7} {'input':>6}"
+    )
+    for m in top:
+        out.append(
+            f"  {m.model:<{width}}  {m.tier:<8} {_price(m.output_price):>8} {usd(m.spend):>11} "
+            f"{m.share:>6.0%} {_in_out(m.input_output_ratio):>7} {_share(m.input_cost_share):>6}"
+            f"  {bar(m.spend, largest, 20)}".rstrip()
+        )
+    if len(result.models) > len(top):
+        rest = sum(m.spend for m in result.models[len(top) :])
+        out.append(f"  … {len(result.models) - len(top)} more models: {usd(rest)}")
+    out.append("  (input: the share of the model's cost that its input tokens make up)")
+    out.append("")
+    lines = result.lines[:top_lines]
+    width = max([len(line.model) for line in lines] + [5])
+    pwidth = max([len(line.provider) + 7 * (line.priced == "gone") for line in lines] + [8])
+    cwidth = max([len(line.cheapest_provider or "") for line in lines] + [8])
+    out.append("By provider: what the same tokens cost at the cheapest current endpoint")
+    out.append(
+        f"  {'model':<{width}}  {'provider':<{pwidth}} {'spend':>11} {'requests':>9}  "
+        f"{'cheapest':<{cwidth}} {'there':>11} {'saving':>10}"
+    )
+    largest = max(line.savings for line in lines) if lines else 0.0
+    for line in lines:
+        there = "" if line.cheapest_spend is None else usd(line.cheapest_spend)
+        cheapest = line.cheapest_provider or "unknown"
+        provider = f"{line.provider} (gone)" if line.priced == "gone" else line.provider
+        out.append(
+            f"  {line.model:<{width}}  {provider:<{pwidth}} {usd(line.spend):>11} "
+            f"{line.requests:>9,}  {cheapest:<{cwidth}} {there:>11} {usd(line.savings):>10}"
+            f"  {bar(line.savings, largest, 12)}".rstrip()
+        )
+    if len(result.lines) > len(lines):
+        rest = sum(line.spend for line in result.lines[len(lines) :])
+        out.append(f"  … {len(result.lines) - len(lines)} more: {usd(rest)}")
+    out.append("")
+    share = result.savings_total / result.total_spend if result.total_spend > 0 else 0.0
+    out += textwrap.wrap(
+        f"Savings found: {usd(result.savings_total)} of {usd(result.total_spend)} ({share:.0%}); "
+        "estimates for the same tokens at today's prices, each on what the ones above left",
+        98,
+        subsequent_indent="  ",
+    )
+    if not result.findings:
+        out.append("  none")
+    for f in result.findings:
+        where = f"{f.model} at {f.provider}" if f.provider else f.model
+        out.append(f"  {usd(f.savings):>10}  {f.kind.replace('_', ' ')}: {where}")
+        out += textwrap.wrap(f.message, 96, initial_indent=" " * 14, subsequent_indent=" " * 14)
+    out.append("")
+    for note in result.notes:
+        out += textwrap.wrap(f"Note: {note}", 98, subsequent_indent="  ")
+    out.append(
+        f"Thresholds: frontier ≥ ${p.frontier_min:,.2f}/M output tokens, light < "
+        f"${p.light_max:,.2f}/M; tier-down: frontier, ≥ {p.tier_down_min_requests:,} requests "
+        f"averaging ≤ {p.tier_down_max_output:,.0f} output tokens, priced at {p.reference_mid}; "
+        f"prompt waste: input ≥ {p.prompt_waste_min_share:.0%} of the cost, trimming "
+        f"{p.prompt_trim:.0%}; caching: {p.cache_assumed:.0%} of the input read from cache "
+        f"unless spend is under {p.cache_seen_below:.0%} of the list price."
+    )
+    wrapped = textwrap.wrap(out.pop(), 98, subsequent_indent="  ")
+    return "\n".join(out + wrapped) + "\n"
+
+
+def _fetched(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "Prices: none known (the price list could not be read): no savings estimated"
+    age = max(0.0, (now - when).total_seconds())
+    ago = "just now" if age < 60 else f"{duration(age)} ago"
+    return f"Prices: OpenRouter's price list, fetched {when:%Y-%m-%d %H:%M} UTC ({ago})"
+
+
+def _price(per_million: float | None) -> str:
+    return "–" if per_million is None else f"${per_million:,.2f}"
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def _in_out(ratio: float | None) -> str:
+    if ratio is None:
+        return "–"
+    return f"{ratio:,.0f}:1" if ratio >= 1 else f"1:{1 / ratio:,.0f}" if ratio > 0 else "0:1"

@@ -21,11 +21,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from watchdog.core.audit import Endpoint, ModelPrices, Price
 from watchdog.core.model import (
     AlertState,
     Ident,
@@ -136,6 +137,22 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE samples ADD COLUMN byok_usage_daily REAL;
     ALTER TABLE samples ADD COLUMN byok_usage_monthly REAL;
     ALTER TABLE samples ADD COLUMN byok_counted INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 6: prices for the audit, cached with their fetch time (fetched at most once an hour).
+    # One row per model with endpoint '' (its listed price from GET /models; NULL prices
+    # when not listed), and one per provider endpoint (GET …/endpoints, `endpoint` its tag).
+    # Prices are USD per token.
+    """
+    CREATE TABLE prices (
+        model TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        prompt REAL,
+        completion REAL,
+        cache_read REAL,
+        fetched_at INTEGER NOT NULL,
+        PRIMARY KEY (model, endpoint)
+    );
     """,
 )
 
@@ -325,6 +342,25 @@ class Store:
     def last_sample(self) -> Sample | None:
         row = self._one("SELECT * FROM samples ORDER BY ts DESC LIMIT 1")
         return _sample(row) if row else None
+
+    # -- prices ----------------------------------------------------------------------
+
+    def prices(self) -> dict[str, ModelPrices]:
+        """The cached prices by model id, each with the time it was fetched."""
+        found: dict[str, ModelPrices] = {}
+        endpoints: dict[str, list[Endpoint]] = {}
+        for r in self._all("SELECT * FROM prices ORDER BY model, endpoint"):
+            price = _price(r)
+            if r["endpoint"] == "":
+                found[r["model"]] = ModelPrices(r["model"], _dt(r["fetched_at"]), price)
+            elif price is not None:
+                endpoints.setdefault(r["model"], []).append(
+                    Endpoint(r["provider"], price, r["endpoint"])
+                )
+        return {
+            model: replace(prices, endpoints=tuple(endpoints.get(model, ())))
+            for model, prices in found.items()
+        }
 
     # -- small state -----------------------------------------------------------------
 
@@ -612,6 +648,35 @@ class Unit:
     def forget_disabled(self, key_hash: str) -> None:
         self.db.execute("DELETE FROM disabled_keys WHERE hash = ?", (key_hash,))
 
+    # -- prices ----------------------------------------------------------------------
+
+    def save_prices(self, prices: Sequence[ModelPrices]) -> None:
+        """Replace the cached prices of these models (their listed price and endpoints)."""
+        for model in prices:
+            self.db.execute("DELETE FROM prices WHERE model = ?", (model.model,))
+            rows = [("", "", model.listed)] + [
+                (e.tag, e.provider, e.price) for e in model.endpoints
+            ]
+            seen: set[str] = set()
+            for endpoint, provider, price in rows:
+                tag = endpoint if endpoint or provider == "" else provider
+                if tag in seen:
+                    continue  # one row per endpoint: the first listed
+                seen.add(tag)
+                self.db.execute(
+                    "INSERT INTO prices (model, endpoint, provider, prompt, completion, "
+                    "cache_read, fetched_at) VALUES (?,?,?,?,?,?,?)",
+                    (
+                        model.model,
+                        tag,
+                        provider,
+                        price.prompt if price else None,
+                        price.completion if price else None,
+                        price.cache_read if price else None,
+                        _ms(model.fetched_at),
+                    ),
+                )
+
     # -- outbox ----------------------------------------------------------------------
 
     def enqueue(self, rows: Sequence[OutboxRow]) -> None:
@@ -686,6 +751,12 @@ def _message(r: sqlite3.Row) -> OutboxMessage:
         last_error=r["last_error"],
         state=r["state"],
     )
+
+
+def _price(r: sqlite3.Row) -> Price | None:
+    if r["prompt"] is None or r["completion"] is None:
+        return None
+    return Price(r["prompt"], r["completion"], r["cache_read"])
 
 
 def _sample(r: sqlite3.Row) -> Sample:
