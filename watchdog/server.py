@@ -309,7 +309,12 @@ class _Prepared:
         if self.rooms:
             reasons += preflight.shortfalls(self.rooms, cost, reserved)
         runway = self.runway
-        if runway_floor is not None and runway is not None and runway < runway_floor:
+        if runway_floor is not None and runway is None:
+            reasons.append(
+                "runway unknown (no balance known: a management key or a key limit that never "
+                f"resets gives one), so at least {runway_floor:g} days cannot be promised"
+            )
+        elif runway_floor is not None and runway is not None and runway < runway_floor:
             reasons.append(f"credit lasts {days(runway)}, under the {runway_floor:g} asked for")
         return reasons
 
