@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from watchdog.core.words import money, rounded, usd
+
 Tier = Literal["frontier", "mid", "light", "unknown"]
 FindingKind = Literal["overpaying_provider", "tier_down", "prompt_waste", "caching"]
 KINDS: tuple[FindingKind, ...] = ("overpaying_provider", "tier_down", "prompt_waste", "caching")
@@ -367,10 +369,6 @@ def _reference(prices: Mapping[str, ModelPrices], model: str) -> Price | None:
     return min(paid, key=lambda p: p.cost(1, 1), default=None)
 
 
-def _usd(value: float) -> str:
-    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
-
-
 def _per_m(price: float) -> str:
     return f"${price * PER_MILLION:,.2f}/M"
 
@@ -513,15 +511,15 @@ def _overpaying(line: _Line) -> AuditFinding:
     t = line.totals
     if line.priced == "endpoint":
         how = (
-            f"{line.provider} served {line.model} for {_usd(t.spend)}; at "
+            f"{line.provider} served {line.model} for {usd(t.spend)}; at "
             f"{line.cheapest.provider}'s price the same tokens would have cost "
-            f"{_usd(line.cheapest_spend)}"
+            f"{usd(line.cheapest_spend)}"
         )
     else:
         how = (
-            f"{line.provider} no longer lists {line.model} (spent there: {_usd(t.spend)}); "
+            f"{line.provider} no longer lists {line.model} (spent there: {usd(t.spend)}); "
             f"the same tokens at {line.cheapest.provider}'s price cost "
-            f"{_usd(line.cheapest_spend)}"
+            f"{usd(line.cheapest_spend)}"
         )
     byok = " (BYOK spend included: with your own key that provider's bill is yours)"
     return AuditFinding(
@@ -529,7 +527,7 @@ def _overpaying(line: _Line) -> AuditFinding:
         line.model,
         line.provider,
         line.provider_saving,
-        f'{how}: {_usd(line.provider_saving)} less ({BASIS}; `provider.sort = "price"` '
+        f'{how}: {usd(line.provider_saving)} less ({BASIS}; `provider.sort = "price"` '
         f"routes there){byok if t.byok > 0 else ''}.",
     )
 
@@ -567,7 +565,7 @@ def _tier_down(
             "tokens: short outputs (classification, extraction, formatting) that a mid-tier "
             f"model may handle. At {policy.reference_mid}'s price ({_per_m(reference.prompt)} "
             f"in, {_per_m(reference.completion)} out) the same tokens would save "
-            f"{_usd(saving)} of the {_usd(left)} left after any provider saving ({BASIS}; "
+            f"{usd(saving)} of the {usd(left)} left after any provider saving ({BASIS}; "
             "check the quality on a sample first).",
         )
     )
@@ -599,9 +597,9 @@ def _prompt_waste(
             None,
             saving,
             f"{model}: input tokens are {input_share:.0%} of its cost ({ratio} input:output), "
-            f"{_usd(spend * input_share / days)} a day. Trimming {policy.prompt_trim:.0%} of "
+            f"{usd(spend * input_share / days)} a day. Trimming {policy.prompt_trim:.0%} of "
             f"the prompt (system prompt, examples, history) would save about "
-            f"{_usd(saving / days)} a day, {_usd(saving)} over the {days} days (the same "
+            f"{usd(saving / days)} a day, {usd(saving)} over the {days} days (the same "
             "requests with that much less input, at today's prices, after the savings above).",
         )
     )
@@ -686,7 +684,7 @@ def _caching(
             None,
             saving,
             f"{seen}. If {share:.0%} of the input still paid for were read from cache, it "
-            f"would save about {_usd(saving)} ({BASIS}, an assumption about how much of the "
+            f"would save about {usd(saving)} ({BASIS}, an assumption about how much of the "
             "prompt repeats, after the savings above).",
         )
     )
@@ -696,26 +694,14 @@ def _caching(
 # -- renderings ----------------------------------------------------------------------------
 
 
-def _money(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(value, 4)
-
-
-def _ratio(value: float | None, digits: int = 4) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(value, digits)
-
-
 def _price_json(price: Price | None) -> dict[str, float | None] | None:
     if price is None:
         return None
     return {
-        "prompt_per_million": _ratio(price.prompt * PER_MILLION, 6),
-        "completion_per_million": _ratio(price.completion * PER_MILLION, 6),
+        "prompt_per_million": rounded(price.prompt * PER_MILLION, 6),
+        "completion_per_million": rounded(price.completion * PER_MILLION, 6),
         "cache_read_per_million": (
-            None if price.cache_read is None else _ratio(price.cache_read * PER_MILLION, 6)
+            None if price.cache_read is None else rounded(price.cache_read * PER_MILLION, 6)
         ),
     }
 
@@ -730,25 +716,25 @@ def as_json(result: AuditResult) -> dict[str, Any]:
             "end": result.end.isoformat(),
             "days": result.days,
         },
-        "total_spend": _money(result.total_spend),
-        "byok_spend": _money(result.byok_spend),
+        "total_spend": money(result.total_spend),
+        "byok_spend": money(result.byok_spend),
         "models": [
             {
                 "model": line.model,
                 "provider": line.provider,
-                "spend": _money(line.spend),
-                "byok_spend": _money(line.byok_spend),
-                "share": _ratio(line.share),
+                "spend": money(line.spend),
+                "byok_spend": money(line.byok_spend),
+                "share": rounded(line.share, 4),
                 "requests": line.requests,
                 "prompt_tokens": line.prompt_tokens,
                 "completion_tokens": line.completion_tokens,
                 "tier": line.tier,
-                "output_price_per_million": _ratio(line.output_price, 6),
-                "input_output_ratio": _ratio(line.input_output_ratio, 2),
-                "input_cost_share": _ratio(line.input_cost_share),
+                "output_price_per_million": rounded(line.output_price, 6),
+                "input_output_ratio": rounded(line.input_output_ratio, 2),
+                "input_cost_share": rounded(line.input_cost_share, 4),
                 "cheapest_provider": line.cheapest_provider,
-                "cheapest_spend": _money(line.cheapest_spend),
-                "savings": _money(line.savings),
+                "cheapest_spend": money(line.cheapest_spend),
+                "savings": money(line.savings),
                 "priced": line.priced,
             }
             for line in result.lines
@@ -756,31 +742,31 @@ def as_json(result: AuditResult) -> dict[str, Any]:
         "by_model": [
             {
                 "model": m.model,
-                "spend": _money(m.spend),
-                "share": _ratio(m.share),
+                "spend": money(m.spend),
+                "share": rounded(m.share, 4),
                 "requests": m.requests,
                 "prompt_tokens": m.prompt_tokens,
                 "completion_tokens": m.completion_tokens,
                 "tier": m.tier,
-                "output_price_per_million": _ratio(m.output_price, 6),
-                "input_output_ratio": _ratio(m.input_output_ratio, 2),
-                "input_cost_share": _ratio(m.input_cost_share),
+                "output_price_per_million": rounded(m.output_price, 6),
+                "input_output_ratio": rounded(m.input_output_ratio, 2),
+                "input_cost_share": rounded(m.input_cost_share, 4),
                 "providers": list(m.providers),
-                "savings": _money(m.savings),
+                "savings": money(m.savings),
             }
             for m in result.models
         ],
         "top": [
-            {"model": m.model, "spend": _money(m.spend), "share": _ratio(m.share)}
+            {"model": m.model, "spend": money(m.spend), "share": rounded(m.share, 4)}
             for m in result.top
         ],
-        "savings_total": _money(result.savings_total),
+        "savings_total": money(result.savings_total),
         "findings": [
             {
                 "kind": f.kind,
                 "model": f.model,
                 "provider": f.provider,
-                "savings": _money(f.savings),
+                "savings": money(f.savings),
                 "message": f.message,
             }
             for f in result.findings
@@ -818,9 +804,9 @@ def markdown(result: AuditResult, *, findings: int | None = None) -> str:
     largest first, or all), and when the prices were fetched."""
     lines = [
         f"**Spend audit {result.start:%Y-%m-%d} – {result.end:%Y-%m-%d}** "
-        f"({result.days} days, UTC): {_usd(result.total_spend)} spent"
-        + (f", {_usd(result.byok_spend)} of it BYOK" if result.byok_spend > 0 else "")
-        + f"; possible savings **{_usd(result.savings_total)}** (estimates, {BASIS}).",
+        f"({result.days} days, UTC): {usd(result.total_spend)} spent"
+        + (f", {usd(result.byok_spend)} of it BYOK" if result.byok_spend > 0 else "")
+        + f"; possible savings **{usd(result.savings_total)}** (estimates, {BASIS}).",
         "",
     ]
     if result.models:
@@ -831,11 +817,11 @@ def markdown(result: AuditResult, *, findings: int | None = None) -> str:
         for m in result.top:
             input_share = "–" if m.input_cost_share is None else f"{m.input_cost_share:.0%}"
             lines.append(
-                f"| {_cell(m.model)} | {m.tier} | {_usd(m.spend)} | {m.share:.0%} | {input_share} |"
+                f"| {_cell(m.model)} | {m.tier} | {usd(m.spend)} | {m.share:.0%} | {input_share} |"
             )
         if len(result.models) > len(result.top):
             rest = sum(m.spend for m in result.models[len(result.top) :])
-            lines.append(f"| … {len(result.models) - len(result.top)} more | | {_usd(rest)} | | |")
+            lines.append(f"| … {len(result.models) - len(result.top)} more | | {usd(rest)} | | |")
         lines.append("")
     else:
         lines += ["No activity in this period.", ""]
@@ -846,7 +832,7 @@ def markdown(result: AuditResult, *, findings: int | None = None) -> str:
         for number, f in enumerate(shown, start=1):
             where = f"{f.model} at {f.provider}" if f.provider else f.model
             lines.append(
-                f"{number}. **{_usd(f.savings)}** {f.kind.replace('_', ' ')}, {_cell(where)}: "
+                f"{number}. **{usd(f.savings)}** {f.kind.replace('_', ' ')}, {_cell(where)}: "
                 f"{f.message}"
             )
         if len(result.findings) > len(shown):
