@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from watchdog.config import Loaded, Settings
     from watchdog.control import DaemonClient
     from watchdog.courier import CourierOutbox, Inspector
+    from watchdog.digester import Digester
     from watchdog.notify import Target
     from watchdog.providers.base import Provider
     from watchdog.store import Store, Unit
@@ -237,6 +238,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--json", action="store_true", help="print JSON instead of tables")
     audit.set_defaults(func=cmd_audit)
+
+    digest = sub.add_parser(
+        "digest",
+        parents=[config],
+        help="print the digest now (or send it)",
+        description="Print the digest for the period that ends now: spend against the limits, "
+        "runway, the top models, the top savings, the provider caps and what fired. With "
+        '--send, send it now to every target whose severities include "digest".',
+    )
+    digest.add_argument("--send", action="store_true", help="send it to the digest targets")
+    digest.set_defaults(func=cmd_digest)
     return parser
 
 
@@ -746,6 +758,63 @@ def cmd_audit(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_digest(ns: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from watchdog import log
+    from watchdog.core import burn
+    from watchdog.digester import DIGEST
+    from watchdog.notify import AppriseTransport, DeliveryError
+    from watchdog.providers.openrouter import OpenRouterProvider
+
+    loaded = _load(ns, require_key=False)
+    settings = loaded.settings
+    log.set_secrets(settings.secrets())
+    now = datetime.now(UTC)
+    p = settings.provider
+    provider = (
+        OpenRouterProvider(
+            p.base_url,
+            p.api_key.get_secret_value() if p.api_key else None,
+            p.management_key.get_secret_value() if p.management_key else None,
+            timeout=p.timeout.total_seconds(),
+        )
+        if settings.has_key
+        else None
+    )
+    try:
+        with _state(loaded) as store:
+            policy = settings.policy()
+            history = burn.history_from(
+                store.history(burn.samples_needed_since(now, policy.budget.tz)), now
+            )
+            metrics = burn.measure(history, now, policy.budget.tz)
+            digester = _digester(settings, store, provider, log.get_logger())
+            title, body = digester.compose(now, now, metrics)
+    finally:
+        if provider is not None:
+            provider.close()
+    print(f"{title}\n\n{body}")
+    if not ns.send:
+        return EXIT_OK
+    targets = [t for t in _targets(settings) if DIGEST in t.severities]
+    if not targets:
+        print(
+            'no target takes the digest (add "digest" to a target\'s severities)', file=sys.stderr
+        )
+        return EXIT_FAIL
+    failures = 0
+    for target in targets:
+        try:
+            AppriseTransport().send(target, title, body, DIGEST, False)
+        except DeliveryError as exc:
+            failures += 1
+            print(f"FAILED     {target.shown}: {log.scrub(str(exc))}", file=sys.stderr)
+        else:
+            print(f"sent       {target.shown}", file=sys.stderr)
+    return EXIT_OK if failures == 0 else EXIT_FAIL
+
+
 # -- the daemon: the composition root ----------------------------------------------------
 
 
@@ -833,6 +902,7 @@ def _serve(
         if waiting:
             logger.info("outbox_resumed", pending=waiting)
         tick = Tick(
+            digester=_digester(settings, store, provider, logger),
             policy=policy,
             provider=provider,
             admin=provider.admin(),
@@ -894,6 +964,34 @@ def _serve(
         provider.close()
         store.close()
     return code
+
+
+def _digest_policy(settings: Settings) -> Any:
+    from datetime import time
+
+    from watchdog.core.digest import DigestPolicy
+
+    d = settings.digest
+    return DigestPolicy(d.schedule, d.day, time(d.hour, d.minute))
+
+
+def _digester(settings: Settings, store: Store, provider: Provider | None, logger: Any) -> Digester:
+    """The digest on its schedule (to the targets that take it; off: never) and the daily
+    audit behind the page's savings."""
+    from watchdog.core.audit import AuditPolicy
+    from watchdog.digester import Digester
+
+    a = settings.audit
+    return Digester(
+        _digest_policy(settings),
+        settings.policy().budget,
+        AuditPolicy(
+            frontier_min=a.frontier_min, light_max=a.light_max, reference_mid=a.reference_mid
+        ),
+        store,
+        provider.admin() if provider is not None else None,
+        logger,
+    )
 
 
 def _say_whether_keys_can_be_disabled(provider: Provider, logger: Any) -> None:

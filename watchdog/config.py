@@ -590,10 +590,12 @@ class Settings(BaseSettings):
         return self.provider.api_key is not None or self.provider.management_key is not None
 
     def secrets(self) -> list[str]:
-        """Every secret value this config holds, for scrubbing output."""
+        """Every secret value this config holds, for scrubbing output: the keys, the
+        server's token, the notification URLs and a password in provider.base_url."""
         values = [self.provider.api_key, self.provider.management_key, self.server.token]
         values += [target.url for target in self.notify.targets]
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        return found + _url_credentials(self.provider.base_url)
 
     def policy(self) -> Policy:
         """Return the part of the config the core decides by, as its frozen dataclasses."""
@@ -679,6 +681,12 @@ def config_path(cli_path: str | None) -> Path | None:
     return Path(value) if value else None
 
 
+REVOKE_ON_EMPTY = (
+    "killswitch.revoke_on is empty: only stale data (with on_stale = revoke) or a manual "
+    "trip revokes the permit"
+)
+
+
 def load(
     path: Path | None,
     *,
@@ -739,6 +747,8 @@ def load(
         )
     if problems:
         raise ConfigError(problems, source)
+    if not settings.killswitch.revoke_on:
+        warnings.append(REVOKE_ON_EMPTY)
     return Loaded(settings, path, warnings, notes)
 
 
@@ -963,6 +973,42 @@ def mask_url(url: str) -> str:
     return f"{scheme.group(1)}://{MASK}" if scheme else MASK
 
 
+def _split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """(scheme://, user:password, the rest from the host on) of a URL with a user:password@
+    (up to its last "@", so a password with an unescaped "@", "?" or "/" stays in it), or
+    None without one."""
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return None
+    return scheme + sep, rest[:at], rest[at + 1 :]
+
+
+def mask_userinfo(url: str) -> str:
+    """Given a URL, return it with the password of its user:password@ masked
+    ("https://user:********@host"); a user name alone (it may be a token) is masked too."""
+    parts = _split_userinfo(url)
+    if parts is None:
+        return url
+    head, userinfo, rest = parts
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:{MASK}" if colon else MASK
+    return f"{head}{shown}@{rest}"
+
+
+def _url_credentials(url: str) -> list[str]:
+    """The password (as written and decoded) of a URL's user:password@, or a user name
+    alone of 8 characters or more (a token); [] without one."""
+    parts = _split_userinfo(url)
+    if parts is None:
+        return []
+    from urllib.parse import unquote  # only for check-config and the daemon's start
+
+    user, colon, password = parts[1].partition(":")
+    secret = password if colon else (user if len(user) >= 8 else "")
+    return sorted({secret, unquote(secret)} - {""})
+
+
 def _plain(value: object) -> object:
     """A config value as TOML shows it: durations as "5m", paths as strings."""
     if isinstance(value, timedelta):
@@ -1003,6 +1049,8 @@ def render_effective(settings: Settings, describe: Callable[[str], str] | None =
                 continue
             if isinstance(value, SecretStr):
                 value = MASK if value.get_secret_value() else ""
+            elif section == "provider" and name == "base_url" and isinstance(value, str):
+                value = mask_userinfo(value)
             if value is None:
                 lines.append(f"# {name} is not set")
             else:

@@ -16,7 +16,7 @@ import json
 import socket
 import time
 
-from watchdog.permit_json import Verdict
+from watchdog.permit_json import RUNWAY_UNKNOWN, Verdict, echo
 
 # Not `from typing import ...` at run time: `gate --url` would pay for it.
 TYPE_CHECKING = False
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
+# The numbers of a /preflight answer: each a finite number or null when it is there.
+ANSWER_NUMBERS = ("cost", "headroom_usd", "reserved_usd", "runway_days")
 TICK_TIMEOUT_S = 10.0  # a tick polls the provider: allow it more than a plain request
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -93,7 +95,9 @@ class DaemonClient:
     def preflight(
         self, cost: float | None, min_runway_days: float | None, key: str | None = None
     ) -> Verdict:
-        """GET /preflight: go only for HTTP 200 with a JSON object holding `"go": true`.
+        """GET /preflight: go only for HTTP 200 with a well-formed JSON object holding
+        `"go": true` (no duplicate key, no reasons against it, its numbers finite or null,
+        and with `min_runway_days`, a runway_days it gives that is known and not under it).
         409 is no-go with the daemon's reasons; no answer, another status or another body
         is no-go saying so. Raise AuthError for 401/403 (the token is missing or wrong)."""
         query = []
@@ -115,6 +119,7 @@ class DaemonClient:
             return Verdict(False, [f"{where} did not answer in HTTP ({exc})"], None)
         data = _json(body)
         answer = data if isinstance(data, dict) else None
+        malformed = data.why if isinstance(data, _Malformed) else None
         if code in (401, 403):
             given = "the token was refused" if self._token else "no token was given"
             raise AuthError(
@@ -128,11 +133,30 @@ class DaemonClient:
             error = answer.get("error") if answer is not None else None
             detail = f": {error[:300]}" if isinstance(error, str) else ""
             return Verdict(False, [f"{where} answered HTTP {code}{detail}"], answer)
+        if malformed is not None:
+            return Verdict(False, [f"{_NOT_WELL_FORMED} ({where}: {malformed})"], None)
         if answer is None:
             return Verdict(False, [f"{where} answered something that is not a JSON object"], None)
         if answer.get("go") is not True:
             said = f'"go": {json.dumps(answer.get("go"))[:40]}' if "go" in answer else 'no "go"'
             return Verdict(False, reasons or [f'{where} answered {said}, not "go": true'], answer)
+        problem = _ill_formed(answer)
+        if problem is not None:
+            return Verdict(False, [f"{_NOT_WELL_FORMED} ({where}: {problem})"], answer)
+        if answer.get("reasons"):  # "go": true with reasons against it: a contradiction
+            said = f'{where} answered "go": true with reasons against it'
+            return Verdict(False, [said, *reasons], answer)
+        runway = answer.get("runway_days")
+        if min_runway_days is not None and "runway_days" in answer:
+            if runway is None:
+                return Verdict(False, [RUNWAY_UNKNOWN], answer)
+            if isinstance(runway, float) and runway < min_runway_days:
+                said = f"{runway:.1f}" if -1e9 < runway < 1e9 else f"{runway:.2e}"
+                return Verdict(
+                    False,
+                    [f"credit lasts {said} days, under the {min_runway_days:g} asked for"],
+                    answer,
+                )
         return Verdict(True, [], answer)
 
     # -- HTTP/1.1, one request per connection ---------------------------------------------
@@ -185,29 +209,43 @@ class DaemonClient:
         return _parse_answer(bytes(answer))
 
 
+def shown_url(url: str) -> str:
+    """`url` as a message shows it: quoted, without the user:password@ it may hold (up to
+    its last "@", even without a scheme), and cut to a sane length."""
+    scheme, sep, rest = url.rpartition("://") if "://" in url else ("", "", url)
+    if "@" in rest:
+        rest = "****@" + rest.rpartition("@")[2]
+    return echo(scheme + sep + rest)
+
+
 def _split_url(url: str) -> tuple[bool, str, int, str]:
     """(https?, host, port, path prefix) of an http(s)://host[:port][/prefix] URL."""
+    shown = shown_url(url)
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):
-        raise ValueError(f"the daemon's URL must start with http:// or https://, not {url!r}")
+        raise ValueError(f"the daemon's URL must start with http:// or https://, not {shown}")
     tls = scheme.lower() == "https"
-    if not url.isascii() or any(c <= " " or c == "\x7f" or c in "?#@\\" for c in rest):
-        raise ValueError(f"{url!r} is not a plain http(s)://host:port URL")
+    if "@" in rest:
+        raise ValueError(
+            f"{shown} holds a user:password@: give the token in $WATCHDOG_SERVER__TOKEN"
+        )
+    if not url.isascii() or any(c <= " " or c == "\x7f" or c in "?#\\" for c in rest):
+        raise ValueError(f"{shown} is not a plain http(s)://host:port URL")
     authority, slash, path = rest.partition("/")
     if authority.startswith("["):
         host, bracket, after = authority[1:].partition("]")
         if not bracket or (after and after[0] != ":"):
-            raise ValueError(f"{url!r} has a bad [IPv6] host")
+            raise ValueError(f"{shown} has a bad [IPv6] host")
         has_port, port_text = bool(after), after[1:]
     else:
         host, colon, port_text = authority.partition(":")
         has_port = bool(colon)
     if not host or "[" in host or "]" in host:
-        raise ValueError(f"{url!r} has no usable host")
+        raise ValueError(f"{shown} has no usable host")
     port = 443 if tls else 80
     if has_port:
         if not port_text.isdigit() or int(port_text) > 65535:
-            raise ValueError(f"{url!r} has a bad port")
+            raise ValueError(f"{shown} has a bad port")
         port = int(port_text)
     return tls, host, port, ("/" + path).rstrip("/") if slash else ""
 
@@ -287,12 +325,67 @@ def _dechunk(body: bytes) -> bytes:
         pos = start + size + 2
 
 
+_NOT_WELL_FORMED = "the daemon's answer is not well-formed"
+
+
+class _Malformed:
+    """JSON that json.loads would take but a daemon never writes: `why` says what."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+class _Reject(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An object's members, refusing a key given twice ({"go": false, "go": true})."""
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Reject(f"the key {echo(key)} is given twice")
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> object:
+    raise _Reject(f"{name} is not a JSON number")
+
+
 def _json(body: bytes) -> object:
-    """The JSON in `body`, or None when there is none."""
+    """The JSON in `body`; None when there is none, a _Malformed for JSON with a key given
+    twice or NaN/Infinity in it."""
     try:
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8"), object_pairs_hook=_unique, parse_constant=_constant)
+    except _Reject as exc:
+        return _Malformed(str(exc))
     except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested too deep
         return None
+
+
+def _ill_formed(answer: dict[str, object]) -> str | None:
+    """What is wrong with a go answer's shape: a number that is not a finite number or
+    null, reasons that are not a list. None when nothing is."""
+    for name in ANSWER_NUMBERS:
+        value = answer.get(name)
+        if value is None:
+            continue
+        if type(value) not in (int, float):
+            return f"{name} is {echo(value)}, not a number"
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            number = float("inf")
+        if number - number != 0:
+            return f"{name} is {echo(value)}, not a finite number"
+        answer[name] = number
+    reasons = answer.get("reasons")
+    if reasons is not None and not isinstance(reasons, list):
+        return f"reasons is {echo(reasons)}, not a list"
+    return None
 
 
 def _strings(value: object) -> list[str]:

@@ -19,8 +19,8 @@ import os
 import sys
 import time
 
+from watchdog.permit_json import RUNWAY_UNKNOWN, echo, epoch, mask_userinfo, parse_object
 from watchdog.permit_json import Verdict as Verdict  # public here: watchdog.gate.Verdict
-from watchdog.permit_json import epoch, parse_object
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs `gate` milliseconds.
 TYPE_CHECKING = False
@@ -44,7 +44,8 @@ USAGE = """usage: budget-watchdog gate [--cost USD] [--key NAME] [--permit PATH 
 Exit 0 when a batch job may launch now, 1 when it may not (the reasons go to stderr),
 2 on a usage or config error (a config gate cannot read, a token the daemon refuses).
 
-  --cost USD            what the job may spend (0 to 1e9): no-go if that exceeds the headroom
+  --cost USD            what the job may spend, in plain decimal digits (0 to 1000000000,
+                        e.g. 2.50): no-go if that exceeds the headroom
   --key NAME            the API key the job uses: its own permit must say go too (the file
                         NAME in <permit>.keys/ beside the account permit; with --url the
                         daemon is asked with key=NAME)
@@ -53,14 +54,16 @@ Exit 0 when a batch job may launch now, 1 when it may not (the reasons go to std
                         /run/budget-watchdog/permit)
   --url URL             ask the daemon's /preflight instead (e.g. http://127.0.0.1:8787);
                         a token comes from $WATCHDOG_SERVER__TOKEN; 5 s at most
-  --min-runway-days N   no-go if the credit lasts fewer days than N
+  --min-runway-days N   no-go if the credit lasts fewer days than N, or if no runway is
+                        known (no balance is known)
   --config PATH         the daemon's config, for the permit path and [killswitch] ttl
   --quiet               print nothing on go
 
 A permit is go only when it is a regular file holding the JSON object the daemon writes:
-"state": "armed", numbers (or null) where numbers belong, issued_at not in the future, and
-expires_at in the future but no further than the ttl ([killswitch] ttl of the config or
-$WATCHDOG_KILLSWITCH__TTL; 24 h when gate sees no config). Anything else is no-go.
+"state": "armed", numbers (or null) where numbers belong, a headroom_usd that is not
+negative, issued_at not in the future, and expires_at in the future but no further than the
+ttl ([killswitch] ttl of the config or $WATCHDOG_KILLSWITCH__TTL; 24 h when gate sees no
+config). Anything else is no-go.
 """
 
 
@@ -81,8 +84,9 @@ def check(
     return the Verdict. Without `permit`, the path and the ttl come from the config
     ($WATCHDOG_CONFIG, $WATCHDOG_KILLSWITCH__*); without a ttl, expires_at may lie at most
     24 h after issued_at. With `key`, that key's own permit (`<permit>.keys/<key>`) must say go
-    too. Raise ValueError for a bad cost, runway floor or key name, ConfigError for a config
-    that cannot be read."""
+    too. With a runway floor, a permit that knows no runway (null) is no-go. Raise
+    ValueError for a bad cost, runway floor or key name, ConfigError for a config that
+    cannot be read."""
     cost = _checked("cost", cost, MAX_COST)
     min_runway_days = _checked("min_runway_days", min_runway_days, None)
     if key is not None:
@@ -144,7 +148,9 @@ def main(argv: list[str]) -> int:
         opts = _parse_args(argv)
     except ValueError as exc:
         synopsis = USAGE.split("\n\n", 1)[0]
-        sys.stderr.write(f"budget-watchdog gate: {exc}\n{synopsis}\n(--help says more)\n")
+        sys.stderr.write(
+            f"budget-watchdog gate: {_said(str(exc))}\n{synopsis}\n(--help says more)\n"
+        )
         return 2
     if opts is None:
         sys.stdout.write(USAGE)
@@ -152,25 +158,25 @@ def main(argv: list[str]) -> int:
     try:
         verdict = _decide(opts)
     except ValueError as exc:  # ConfigError, a bad --url, a token the daemon refuses
-        sys.stderr.write(f"budget-watchdog gate: {_one_line(str(exc))}\n")
+        sys.stderr.write(f"budget-watchdog gate: {_said(str(exc))}\n")
         return 2
     except Exception as exc:  # fail closed, in one line: a job's log is no place for a trace
         sys.stderr.write(
             f"budget-watchdog gate: unexpected error ({type(exc).__name__}: "
-            f"{_one_line(str(exc))}); treat as no-go\n"
+            f"{_said(str(exc))}); treat as no-go\n"
         )
         return 2
     if verdict.go:
         if "quiet" not in opts:
             sys.stderr.write("go\n")
         return 0
-    sys.stderr.write("no-go: " + "; ".join(_one_line(r) for r in verdict.reasons) + "\n")
+    sys.stderr.write("no-go: " + "; ".join(_said(r) for r in verdict.reasons) + "\n")
     return 1
 
 
 def _decide(opts: dict[str, str]) -> Verdict:
-    cost = _num(opts.get("cost"))
-    runway = _num(opts.get("min-runway-days"))
+    cost = _decimal(opts.get("cost"), "--cost")
+    runway = _decimal(opts.get("min-runway-days"), "--min-runway-days", exponent=True)
     key = opts.get("key")
     if "url" in opts:
         return _client(opts["url"]).preflight(cost, runway, key)
@@ -194,7 +200,7 @@ def _parse_args(argv: list[str]) -> dict[str, str] | None:
         if arg in ("-h", "--help"):
             return None
         if not arg.startswith("--"):
-            raise ValueError(f"unexpected argument {arg!r}")
+            raise ValueError(f"unexpected argument {echo(arg)}")
         name, eq, value = arg[2:].partition("=")
         if name == "quiet":
             if eq:
@@ -207,7 +213,7 @@ def _parse_args(argv: list[str]) -> dict[str, str] | None:
                     raise ValueError(f"--{name} needs a value")
                 value = argv[i]
         else:
-            raise ValueError(f"unknown option --{name}")
+            raise ValueError(f"unknown option --{echo(name)[1:-1]}")
         if name in opts:
             raise ValueError(f"--{name} is given twice")
         opts[name] = value
@@ -217,8 +223,9 @@ def _parse_args(argv: list[str]) -> dict[str, str] | None:
     for name in ("permit", "url", "config"):
         if opts.get(name) == "":
             raise ValueError(f"--{name} needs a value")
-    _checked("--cost", _num(opts.get("cost"), "--cost"), MAX_COST)
-    _checked("--min-runway-days", _num(opts.get("min-runway-days"), "--min-runway-days"), None)
+    _checked("--cost", _decimal(opts.get("cost"), "--cost"), MAX_COST)
+    runway = _decimal(opts.get("min-runway-days"), "--min-runway-days", exponent=True)
+    _checked("--min-runway-days", runway, None)
     if "key" in opts:
         if "url" not in opts:  # with --url the daemon gets the name, URL-encoded
             _check_key_name(opts["key"], "--key")
@@ -227,13 +234,35 @@ def _parse_args(argv: list[str]) -> dict[str, str] | None:
     return opts
 
 
-def _num(text: str | None, name: str = "") -> float | None:
+def _decimal(text: str | None, name: str, exponent: bool = False) -> float | None:
+    """A number as a job's command line writes it: ASCII digits with at most one ".",
+    e.g. 3, 2.50 or .5 (with `exponent`, also 1e20). Not what float() takes beyond that:
+    no sign, no spaces, no "_", no other scripts' digits, no nan or inf. Else ValueError
+    naming the value."""
     if text is None:
         return None
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, not {text!r}") from None
+    mantissa, e, power = text.partition("e") if exponent else (text, "", "")
+    if not e and exponent:
+        mantissa, e, power = text.partition("E")
+    whole, dot, fraction = mantissa.partition(".")
+    if power[:1] in ("+", "-"):
+        power = power[1:]
+    if (
+        not _digits(whole, empty=bool(dot))
+        or not _digits(fraction, empty=not dot)
+        or not (whole or fraction)
+        or (e and not _digits(power, empty=False))
+    ):
+        example = "3, 2.50 or .5" + (" (or 1e3)" if exponent else "")
+        raise ValueError(f"{name} must be a plain decimal number like {example}, not {echo(text)}")
+    return float(text)
+
+
+def _digits(text: str, empty: bool) -> bool:
+    """Whether `text` is ASCII digits only (or empty, when `empty` allows it)."""
+    if not text:
+        return empty
+    return all("0" <= c <= "9" for c in text)
 
 
 def _checked(name: str, value: float | None, most: float | None) -> float | None:
@@ -246,14 +275,14 @@ def _checked(name: str, value: float | None, most: float | None) -> float | None
     if not (value >= 0 and value - value == 0):  # NaN and infinities fail this
         raise ValueError(f"{name} must be a finite number, 0 or more, not {value!r}")
     if most is not None and value > most:
-        raise ValueError(f"{name} must be at most {most:g}, not {value!r}")
+        raise ValueError(f"{name} must be at most {most:g}, not {echo(value)}")
     return float(value)
 
 
 def _check_key_name(key: str, name: str = "key") -> None:
     """A key's permit is a file in <permit>.keys/: its name must not walk out of it."""
     if not key or key in (".", "..") or "/" in key or "\0" in key:
-        raise ValueError(f"{name} must be a key's name, not {key!r}")
+        raise ValueError(f"{name} must be a key's name, not {echo(key)}")
 
 
 # -- reading and judging a permit --------------------------------------------------------------
@@ -268,14 +297,14 @@ def _judge(
     key: str | None,
 ) -> tuple[dict[str, object] | None, list[str]]:
     """The permit at `path` (the account's, or `key`'s) and the reasons it says no-go."""
-    what = "the permit" if key is None else f"the permit of key {key!r}"
+    what = "the permit" if key is None else f"the permit of key {echo(key)}"
     text, problem = _read(path)
     if text is None:
         if problem is None:
             problem = (
                 f"no permit at {path}: spending is stopped, or the watchdog is not running"
                 if key is None
-                else f"no permit for key {key!r} at {path}: that key's spending is stopped, "
+                else f"no permit for key {echo(key)} at {path}: that key's spending is stopped, "
                 "or the watchdog keeps no permit for it"
             )
         else:
@@ -290,14 +319,17 @@ def _judge(
         # headroom_usd already stands under the balance (min_balance and the critical buffer).
         headroom = data["headroom_usd"]
         if cost is not None and isinstance(headroom, float) and cost > headroom:
-            reasons.append(f"a ${cost:,.2f} job exceeds the ${headroom:,.2f} of headroom left")
+            reasons.append(f"a {_usd(cost)} job exceeds the {_usd(headroom)} of headroom left")
         runway = data["runway_days"]
-        if min_runway_days is not None and isinstance(runway, float) and runway < min_runway_days:
-            reasons.append(
-                f"credit lasts {runway:.1f} days, under the {min_runway_days:g} asked for"
-            )
+        if min_runway_days is not None:
+            if runway is None:
+                reasons.append(RUNWAY_UNKNOWN)
+            elif isinstance(runway, float) and runway < min_runway_days:
+                reasons.append(
+                    f"credit lasts {_days(runway)}, under the {min_runway_days:g} asked for"
+                )
     if key is not None:
-        reasons = [f"key {key!r}: {r}" for r in reasons]
+        reasons = [f"key {echo(key)}: {r}" for r in reasons]
     return data, reasons
 
 
@@ -350,7 +382,7 @@ def _validate(data: dict[str, object], now: float, ttl_s: float) -> list[str]:
     reasons = []
     state = data.get("state")
     if state != "armed":
-        reasons.append(f"the permit's state is {state!r}, not 'armed'")
+        reasons.append(f"the permit's state is {echo(state)}, not 'armed'")
     for name in NUMBER_FIELDS:
         if name not in data:
             reasons.append(f"the permit has no {name} (a number or null)")
@@ -360,7 +392,13 @@ def _validate(data: dict[str, object], now: float, ttl_s: float) -> list[str]:
         if number is not None:
             data[name] = number
         elif value is not None:
-            reasons.append(f"the permit's {name} is {value!r}, not a number")
+            reasons.append(f"the permit's {name} is {echo(value)}, not a number")
+        if name == "headroom_usd" and number is not None and number < 0:
+            # The daemon writes headroom at 0 or more: less is a tampered permit or a bug.
+            reasons.append(
+                f"the permit's headroom_usd is negative ({_usd(number)}): the watchdog never "
+                "writes that (a tampered permit or a bug)"
+            )
     issued = _stamp(data, "issued_at", reasons)
     expires = _stamp(data, "expires_at", reasons)
     if expires is not None and expires <= now:
@@ -407,7 +445,7 @@ def _stamp(data: dict[str, object], name: str, reasons: list[str]) -> float | No
     reasons.append(
         f"the permit has no {name}"
         if value is None
-        else f"the permit's {name} is {value!r}, not an ISO-8601 time"
+        else f"the permit's {name} is {echo(value)}, not an ISO-8601 time"
     )
     return None
 
@@ -421,6 +459,23 @@ def _span(seconds: float) -> str:
 def _one_line(text: str) -> str:
     """What goes to a job's log: one line, no terminal control characters."""
     return "".join(c if c >= " " and not "\x7f" <= c <= "\x9f" else " " for c in text)
+
+
+def _said(text: str) -> str:
+    """A message as gate prints it: one line, no user:password@ of a URL in it."""
+    return mask_userinfo(_one_line(text))
+
+
+def _usd(value: float) -> str:
+    """Dollars for a reason: "$1,234.50", "-$0.50"; a number too large to be money in
+    scientific notation ("$1.00e+300"), never hundreds of digits."""
+    sign, size = ("-", -value) if value < 0 else ("", value)
+    return f"{sign}${size:,.2f}" if size < 1e12 else f"{sign}${size:.2e}"
+
+
+def _days(value: float) -> str:
+    """A runway for a reason: "6.0 days"; an absurd one in scientific notation."""
+    return f"{value:.1f} days" if -1e9 < value < 1e9 else f"{value:.2e} days"
 
 
 # -- the config: [killswitch] path and ttl ----------------------------------------------------

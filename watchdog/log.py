@@ -9,6 +9,15 @@ journal, a pipe) — and every line passes the secret scrubber, which replaces e
 secret with `****` wherever it appears: in a field, nested in a value, in a library's message,
 in an exception's text, and also in its escaped forms (JSON, repr, URL-encoded) and, for a
 secret of several lines (a key file with a comment), in each of its lines.
+
+Partial secrets are masked too (a provider's error that echoes the first 20 characters of a
+key): every stretch of 12 or more consecutive characters that the text shares with a key or
+token (in any of those forms) is masked, together with the rest of the run of key-like
+characters (`A-Z a-z 0-9 _ - + / =`) it sits in. So at most 11 consecutive characters of a
+secret survive anywhere: "sk-or-v1-" and 2 more, never 3 characters past that public
+prefix. A notification URL is matched whole, and partially through the parts of it that
+`watchdog.notify.describe_target` masks (never through its scheme, host or plain words,
+which its shown form keeps).
 """
 
 from __future__ import annotations
@@ -25,11 +34,19 @@ import structlog
 
 _MIN_SECRET = 4  # shorter values are ignored: scrubbing "abc" would mangle every line
 _MIN_LINE = 8  # a line of a multi-line secret is scrubbed on its own from this length
+_MIN_PARTIAL = 12  # a stretch this long shared with a secret is masked
+_BLOCK = _MIN_PARTIAL // 2  # every 12-character stretch holds a whole block at a multiple of 6
+_MIN_URL_PART = 8  # the masked parts of a notification URL scrubbed in logs from this length
+_KEYLIKE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/=")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 _secrets: list[str] = []
 # One alternation of every form of every secret, longest first (so a longer form wins where
 # two overlap); None when there is nothing to scrub, which keeps the scrubber free then.
 _pattern: re.Pattern[str] | None = None
+# For partial matches: each block of 6 characters at a multiple of 6 in a form of a secret,
+# and the (form, offset) pairs it sits at. Empty when no secret is long enough.
+_blocks: dict[str, list[tuple[str, int]]] = {}
 
 # The handler `configure` put on the root logger (to replace, never stack, on a second call)
 # and the root level it found there before the first call (restored by `reset`).
@@ -59,21 +76,95 @@ def _forms(secret: str) -> set[str]:
     return {f for f in forms if len(f) >= _MIN_SECRET}
 
 
+def _url_parts(url: str) -> list[str]:
+    """The parts of a notification URL its shown form masks (tokens, passwords, topics)."""
+    from watchdog.notify import secret_parts  # only when a URL is registered
+
+    return [part for part in secret_parts(url) if len(part) >= _MIN_URL_PART]
+
+
+def _partial_bases(secret: str) -> set[str]:
+    """What partial matches are looked for in: the secret and its lines, when they hold no
+    white space (a key, a token, a password; not a comment line of a key file)."""
+    bases = {secret, *(line.strip() for line in secret.splitlines())}
+    return {b for b in bases if len(b) >= _MIN_PARTIAL and not any(c.isspace() for c in b)}
+
+
 def set_secrets(secrets: Iterable[str]) -> None:
     """Remember the values that must never be printed (keys, tokens, target URLs); replaces
     the previous list. Values shorter than 4 characters are ignored."""
     global _pattern
-    _secrets[:] = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
+    given = {s for s in secrets if len(s) >= _MIN_SECRET}
+    partial: set[str] = set()
+    for secret in list(given):
+        if _URL.match(secret):  # matched whole; partially only through its secret parts
+            parts = _url_parts(secret)
+            given.update(parts)
+            partial.update(*(_partial_bases(p) for p in parts))
+        else:
+            partial.update(_partial_bases(secret))
+    _secrets[:] = sorted(given, key=len, reverse=True)
     forms = set().union(*(_forms(s) for s in _secrets)) if _secrets else set()
     ordered = sorted(forms, key=lambda f: (-len(f), f))
     _pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+    blocks: dict[str, set[tuple[str, int]]] = {}
+    for base in partial:
+        for form in (f for f in _forms(base) if len(f) >= _MIN_PARTIAL):
+            for offset in range(0, len(form) - _BLOCK + 1, _BLOCK):
+                blocks.setdefault(form[offset : offset + _BLOCK], set()).add((form, offset))
+    _blocks.clear()
+    _blocks.update((block, sorted(holders)) for block, holders in blocks.items())
 
 
 def scrub(text: str) -> str:
-    """Replace configured secrets (in any of their forms) in `text` with ****."""
+    """Replace configured secrets (in any of their forms) in `text` with ****, and every
+    part of a key or token of 12 characters or more, with the run of key-like characters
+    around it."""
     if _pattern is None:
         return text
-    return _pattern.sub("****", text)
+    text = _pattern.sub("****", text)
+    return _scrub_partial(text) if _blocks else text
+
+
+def _scrub_partial(text: str) -> str:
+    """Mask every stretch of 12+ characters `text` shares with a form of a secret, widened
+    to the runs of key-like characters at its ends. Any such stretch holds a whole block
+    (6 characters at a multiple of 6 in the form): find the blocks, grow each match."""
+    spans: list[tuple[int, int]] = []
+    size = len(text)
+    for block, holders in _blocks.items():
+        at = text.find(block)
+        while at >= 0:
+            for form, offset in holders:
+                start, left = at, offset
+                while start > 0 and left > 0 and text[start - 1] == form[left - 1]:
+                    start, left = start - 1, left - 1
+                end, right = at + _BLOCK, offset + _BLOCK
+                while end < size and right < len(form) and text[end] == form[right]:
+                    end, right = end + 1, right + 1
+                if end - start >= _MIN_PARTIAL:
+                    spans.append((start, end))
+            at = text.find(block, at + 1)
+    if not spans:
+        return text
+    out: list[str] = []
+    done = 0
+    for start, end in sorted(spans):
+        if text[start] in _KEYLIKE:
+            while start > 0 and text[start - 1] in _KEYLIKE:
+                start -= 1
+        if text[end - 1] in _KEYLIKE:
+            while end < size and text[end] in _KEYLIKE:
+                end += 1
+        if start < done:  # overlaps the previous span: extend it
+            if end > done:
+                done = end
+            continue
+        out.append(text[done:start])
+        out.append("****")
+        done = end
+    out.append(text[done:])
+    return "".join(out)
 
 
 def _scrub_value(value: Any) -> Any:

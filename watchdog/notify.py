@@ -226,16 +226,22 @@ def _instantiate(url: str) -> Any:
 def describe_target(url: str) -> str:
     """Given an Apprise URL, return it with every part that may carry a credential masked:
     the scheme, a real host name (with a dot, an IP address, or localhost) and its port are
-    kept; user and password, a "host" that is a token (slack://TokenA/…, discord://id/…),
-    every path segment that is not a short plain word, and every query value whose key is
-    an Apprise header, payload or parameter (`+`, `-`, `:`), names a secret, or that looks
-    like a token become "****". Pure: Apprise is not needed to show a URL."""
+    kept; the password (everything between the user name and the last "@" before the host,
+    even with an unescaped "?" or "/" in it), a user name that is not a plain word, a "host"
+    that is a token (slack://TokenA/…, discord://id/…), every query value whose key is an
+    Apprise header, payload or parameter (`+`, `-`, `:`), names a secret (pw, pass, token,
+    key, sig, auth, cred, code, hash, …) or that looks like a token become "****". Path
+    segments are masked too: for json/xml/form targets (a URL of one's own) all but short
+    plain words (`/hooks`, `/v2`), for every other scheme all of them (an ntfy topic, a
+    gotify or pushover token, a Telegram chat, a webhook id: the path is the credential)
+    except a #channel or @user. Pure: Apprise is not needed to show a URL."""
     return _masked(url)[0]
 
 
 def secret_parts(url: str) -> list[str]:
-    """The parts of `url` that `describe_target` masks (as written and decoded), longest
-    first: to scrub them from anything else said about the target, e.g. an error."""
+    """The parts of `url` that `describe_target` masks (as written and decoded, and each
+    piece of them between URL delimiters), longest first: to scrub them from anything else
+    said about the target, e.g. an error."""
     return _masked(url)[1]
 
 
@@ -249,21 +255,29 @@ def scrub(url: str, text: str) -> str:
 
 MASK = "****"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
-# A path segment or user name shown as is: lowercase words joined by - _ . (a leading
-# capital allowed), a version like v2, or a number of at most three digits.
+# A user name or channel shown as is: lowercase words joined by - _ . (a leading capital
+# allowed), a version like v2, or a number of at most three digits.
 _PLAIN_WORD = re.compile(
     r"^(?=.{1,24}$)[A-Za-z]?[a-z]{0,12}(?:[-_.][a-z]{1,12})*$|^v\d{1,2}$|^\d{1,3}$"
 )
-# A channel, user or phone number in an Apprise path: #ops, @alice, +15551234567.
-_SIGIL = "#@+!"
+# Schemes whose path is the receiver's own (a URL of one's own server): a short plain
+# segment there is a route ("/hooks", "/v2"), not a credential.
+_OWN_PATH_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
+_SHORT_SEGMENT = re.compile(r"^[a-z0-9-]{1,12}$")
+# A channel or user in an Apprise path (#ops, @alice): shown; a phone number (+1555…) is not.
+_CHANNEL_SIGILS = "#@"
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _TOKEN_RUN = re.compile(r"[A-Za-z0-9_-]{12,}")
+_CONSONANT_RUN = re.compile(r"[b-df-hj-np-tv-xz]{5,}")
+_QUERY_KEY = re.compile(r"\?[^?=&@]*=")  # "?key=": a query string has begun
+_DELIMITERS = re.compile(r"[?&=/:@#\s]|%20")
 _SECRET_KEYS = (
     "token",
     "key",
     "secret",
     "pass",
     "pwd",
+    "pw",
     "auth",
     "sig",
     "webhook",
@@ -277,6 +291,7 @@ _SECRET_KEYS = (
     "user",
     "login",
     "code",
+    "hash",
     "otp",
     "jwt",
     "hmac",
@@ -298,6 +313,28 @@ def _tokenish(text: str) -> bool:
     return False
 
 
+def _random_looking(word: str) -> bool:
+    """A segment that reads like an id rather than a word: letters mixed with digits (but
+    a version, v2), more than three digits, or five consonants in a row."""
+    if re.fullmatch(r"v\d{1,2}", word):
+        return False
+    digits = any(c.isdigit() for c in word)
+    letters = any(c.isalpha() for c in word)
+    if digits and letters:
+        return True
+    if digits and sum(c.isdigit() for c in word) > 3:
+        return True
+    return _CONSONANT_RUN.search(word) is not None
+
+
+def _shown_segment(scheme: str, segment: str) -> bool:
+    """Whether a path segment of a `scheme` URL is shown as is."""
+    word = unquote(segment)
+    if scheme in _OWN_PATH_SCHEMES:
+        return bool(_SHORT_SEGMENT.match(word)) and not _random_looking(word)
+    return word[:1] in _CHANNEL_SIGILS and _plain(word[1:])
+
+
 def _real_host(host: str) -> bool:
     if host.lower() == "localhost":
         return True
@@ -315,12 +352,33 @@ def _real_host(host: str) -> bool:
     )
 
 
+def _userinfo_end(rest: str) -> int:
+    """Where the user:password@ of `rest` (the URL after "://") ends: the index of its "@",
+    or -1. Found before the query is split off, since a password may hold an unescaped "?"
+    (mailtos://bob:abc?def@host): the last "@" before the first "/" whose left side has not
+    entered a query string ("?to=ops@example.com" is a query); failing that, the first "@"
+    when what comes before the first "?" can only be user:password (a ":" not followed by
+    a port number: mailtos://bob:abc?d=e@host)."""
+    head = rest.split("/", 1)[0]
+    at = head.rfind("@")
+    while at >= 0:
+        prefix = head[:at]
+        _, question, query = prefix.partition("?")
+        if not question or ("&" not in query and not _QUERY_KEY.search(prefix)):
+            return at
+        at = head.rfind("@", 0, at)
+    before_query = head.split("?", 1)[0]
+    user_password = ":" in before_query and not before_query.split(":", 1)[1].isdigit()
+    return head.find("@") if "@" not in before_query and user_password else -1
+
+
 def _masked(url: str) -> tuple[str, list[str]]:
     """The shown form of `url` and the parts it hides."""
     match = _SCHEME.match(url.strip())
     if match is None:
         return "(not a URL)", [url] if url else []
     scheme, rest = match.groups()
+    lower = scheme.lower()
     hidden: list[str] = []
 
     def hide(part: str) -> str:
@@ -328,14 +386,16 @@ def _masked(url: str) -> tuple[str, list[str]]:
             hidden.append(part)
         return MASK
 
-    rest, question, query = rest.partition("?")
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, hostport = netloc.rpartition("@")
     shown = f"{scheme}://"
-    if at:
+    at = _userinfo_end(rest)
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1 :]
         user, colon, password = userinfo.partition(":")
-        shown += user if _plain(unquote(user)) else hide(user)
+        plain_user = _plain(unquote(user)) and not any(c in user for c in "?#/&=")
+        shown += user if plain_user else hide(user)
         shown += (":" + hide(password) if colon else "") + "@"
+    rest, question, query = rest.partition("?")
+    hostport, slash, path = rest.partition("/")
     host, port = hostport, ""
     if hostport.startswith("["):  # IPv6
         end = hostport.find("]")
@@ -349,8 +409,8 @@ def _masked(url: str) -> tuple[str, list[str]]:
     if slash:
         segments = []
         for segment in path.split("/"):
-            word = unquote(segment).lstrip(_SIGIL)
-            segments.append(segment if not segment or _plain(word) else hide(segment))
+            shown_as_is = not segment or _shown_segment(lower, segment)
+            segments.append(segment if shown_as_is else hide(segment))
         shown += "/" + "/".join(segments)
     if question:
         pairs = []
@@ -360,12 +420,13 @@ def _masked(url: str) -> tuple[str, list[str]]:
             secret = name[:1] in ("+", "-", ":") or any(k in name.lower() for k in _SECRET_KEYS)
             if eq and value and (secret or _tokenish(unquote(value))):
                 value = hide(value)
-            elif not eq and _tokenish(unquote(key)):
+            elif not eq and key and (_tokenish(name) or not _plain(name)):
                 key = hide(key)
             pairs.append(key + eq + value)
         shown += "?" + "&".join(pairs)
     decoded = [unquote(h) for h in hidden]
-    parts = {p for p in hidden + decoded if len(p) >= 4}
+    pieces = [p for h in hidden + decoded for p in _DELIMITERS.split(h)]
+    parts = {p for p in hidden + decoded + pieces if len(p) >= 4}
     return shown, sorted(parts, key=len, reverse=True)
 
 

@@ -117,7 +117,7 @@ def render(view: View, now: datetime, reserved: float = 0.0) -> str:
 <h2 class="chart">Daily spend, last 30 days</h2>
 {daily_chart(view.daily, b.daily_limit)}
 <h2 class="chart">Where the money goes</h2>
-{models_chart(view.top_models, view.daily)}
+{models_chart(view.top_models, view.daily)}{savings(view.savings)}
 <h2 class="chart">Burn, last 7 days (USD per hour)</h2>
 {chart(view.chart, b.timezone, tz)}
 <h2>Silences</h2>

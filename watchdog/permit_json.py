@@ -8,6 +8,13 @@ writes with `json.dumps`; `parse_object` reads exactly that shape and rejects ev
 else (nesting, duplicate keys, trailing data, truncation), which a reader treats as no-go.
 """
 
+# The reason `gate --min-runway-days` (and the daemon's /preflight?min_runway_days=) gives
+# when the permit or the daemon knows no runway: without a balance there is none to compare.
+RUNWAY_UNKNOWN = (
+    "runway unknown (no balance known: a management key or a key limit that never resets gives one)"
+)
+ECHO_CHARS = 40  # the most of a value from a permit or an answer a message repeats
+
 
 class Verdict:
     """The answer: `go`, the `reasons` against it, and what the permit (or the daemon) said."""
@@ -21,6 +28,45 @@ class Verdict:
 
     def __repr__(self) -> str:
         return f"Verdict(go={self.go}, reasons={self.reasons})"
+
+
+def echo(value: object) -> str:
+    """`value` as a message repeats it: its repr, cut to ECHO_CHARS characters ("…" ends a
+    cut one), so a 400-digit number or a long string in a permit cannot flood a job's log."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
+
+
+def mask_userinfo(text: str) -> str:
+    """`text` with the user:password@ of every URL in it replaced by "****@": a URL ends at
+    the quote that opened it (as a repr writes it) or else at white space, and its userinfo
+    at the last "@" in it."""
+    out = []
+    pos = 0
+    while True:
+        sep = text.find("://", pos)
+        if sep < 0:
+            break
+        start = sep
+        while start > pos and (text[start - 1].isalnum() or text[start - 1] in "+.-"):
+            start -= 1
+        quote = text[start - 1] if start > 0 and text[start - 1] in "'\"" else ""
+        end = sep + 3
+        while end < len(text) and (
+            text[end] != quote if quote else not text[end].isspace() and text[end] not in "'\""
+        ):
+            end += 1
+        at = text.rfind("@", sep + 3, end)
+        if at >= 0:
+            out.append(text[pos : sep + 3] + "****")
+            pos = at
+        else:
+            out.append(text[pos:end])
+            pos = end
+        if pos >= len(text):
+            break
+    out.append(text[pos:])
+    return "".join(out)
 
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -43,7 +89,7 @@ def parse_object(text: str) -> dict[str, object]:
     while True:
         key, pos = _string(text, pos)
         if key in out:
-            raise ValueError(f"duplicate key {key!r}")
+            raise ValueError(f"duplicate key {echo(key)}")
         pos = _skip(text, pos)
         if text[pos : pos + 1] != ":":
             raise ValueError("expected ':'")

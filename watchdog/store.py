@@ -399,6 +399,25 @@ class Store:
             armed_at=_iso_or_none(saved.get("armed_at")),
         )
 
+    def digest_state(self) -> tuple[datetime | None, datetime | None]:
+        """The digest's slot last sent (None: never) and when its schedule was first kept."""
+        saved = self._meta("digest")
+        return _iso_or_none(saved.get("last_slot")), _iso_or_none(saved.get("since"))
+
+    def fired_between(self, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+        """What fired in [start, end): (rule, worst severity, times), from the messages
+        written then (one row per target, so each event is counted once)."""
+        rows = self._all(
+            "SELECT rule, MAX(CASE severity WHEN 'critical' THEN 2 ELSE 1 END) AS worst, "
+            "COUNT(DISTINCT created_at) AS n FROM outbox WHERE created_at >= ? AND "
+            "created_at < ? AND kind IN ('firing', 'escalated', 'unsilenced') GROUP BY rule "
+            "ORDER BY worst DESC, n DESC, rule",
+            (_ms(start), _ms(end)),
+        )
+        return [
+            (r["rule"], "critical" if r["worst"] == 2 else "warning", int(r["n"])) for r in rows
+        ]
+
     def poll_error(self) -> tuple[str | None, str | None, datetime | None]:
         """The last poll error as persisted: message, kind, when."""
         saved = self._meta("poll_health")
@@ -588,6 +607,12 @@ class Unit:
                 else None,
                 "armed_at": override.armed_at.isoformat() if override.armed_at else None,
             },
+        )
+
+    def save_digest_state(self, last_slot: datetime | None, since: datetime) -> None:
+        self._set_meta(
+            "digest",
+            {"last_slot": last_slot.isoformat() if last_slot else None, "since": since.isoformat()},
         )
 
     def save_poll_error(self, message: str, kind: str, at: datetime) -> None:

@@ -39,6 +39,7 @@ from watchdog.core.model import (
 from watchdog.core.permit import Decision, PermitState, key_actions
 from watchdog.core.view import View
 from watchdog.core.words import money, rounded
+from watchdog.digester import Digester, Due
 from watchdog.log import scrub
 from watchdog.notify import Target
 from watchdog.providers.base import (
@@ -79,6 +80,8 @@ class Memory:
     # The page's 7-day hourly chart and when it was drawn (see Tick._chart).
     chart: tuple[tuple[datetime, float | None], ...] = ()
     chart_at: datetime | None = None
+    # The savings the day's audit found: (message, USD), largest first.
+    savings: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ class Tick:
         memory: Memory | None = None,
         published: LatestView | None = None,
         reserved: Callable[[datetime], float] | None = None,
+        digester: Digester | None = None,
     ) -> None:
         self.policy = policy
         self.provider = provider
@@ -177,6 +181,7 @@ class Tick:
         # Money held by pre-flight reservations: the permit's headroom leaves it out.
         self.reserved = reserved or (lambda now: 0.0)
         self.log = log
+        self.digester = digester
         self.targets = tuple(targets)
         self.memory = memory or resume(store, policy, clock())
         if self.admin is not None and self.memory.watched.hash:
@@ -269,7 +274,8 @@ class Tick:
                 permit_error=m.permit_error,
             )
         )
-        self._commit(now, sample, error, outcome)
+        due = self._digest(now, outcome) if self.digester is not None else None
+        self._commit(now, sample, error, outcome, due)
         m.alerts, m.permit = outcome.alerts, outcome.permit
         result = TickResult(now, snapshot, error, skipped, outcome)
         self.view = self._view(now, outcome, silences)
@@ -361,6 +367,12 @@ class Tick:
             self.log.warning("activity_failed", error=exc.message, kind=exc.kind)
             return
         m.activity = tuple((r.date, r.model, r.provider_name, r.spend) for r in rows)
+        if self.digester is not None and rows:
+            try:  # the savings the page shows, from the day's audit
+                found = self.digester.audit(rows, now).findings
+                m.savings = tuple((f.message, f.savings) for f in found[:5])
+            except (ProviderError, OSError, sqlite3.Error) as exc:
+                self.log.warning("audit_failed", error=scrub(str(exc)))
         if m.snapshot.scope == "key" and len(m.snapshot.keys) != 1:
             return
         prior = burn.prior_from_activity([(r.date, r.usage) for r in rows], now.date())
@@ -369,8 +381,23 @@ class Tick:
 
     # -- commit ----------------------------------------------------------------------
 
+    def _digest(self, now: datetime, o: Outcome) -> Due | None:
+        """The digest due now, if any (composing it may read activity and prices: a failure
+        there delays the digest to the next tick, it never fails the tick)."""
+        assert self.digester is not None
+        try:
+            return self.digester.due(now, o.metrics, [t.recipient for t in self.targets])
+        except (ProviderError, OSError, sqlite3.Error) as exc:
+            self.log.warning("digest_failed", error=scrub(str(exc)))
+            return None
+
     def _commit(
-        self, now: datetime, sample: Sample | None, error: ProviderError | None, o: Outcome
+        self,
+        now: datetime,
+        sample: Sample | None,
+        error: ProviderError | None,
+        o: Outcome,
+        due: Due | None = None,
     ) -> None:
         with self.store.unit() as unit:
             if sample is not None:
@@ -383,6 +410,11 @@ class Tick:
             unit.save_permit(o.permit, self.memory.watched)
             if error is not None:
                 unit.save_poll_error(scrub(error.message), error.kind, now)
+            if due is not None:  # with its slot, in this transaction: exactly once
+                unit.enqueue(due.rows)
+                unit.save_digest_state(due.slot, due.since)
+        if due is not None and due.rows:
+            self.log.info("digest_queued", slot=due.slot.isoformat() if due.slot else None)
 
     # -- apply -----------------------------------------------------------------------
 
@@ -409,6 +441,7 @@ class Tick:
             finding_since={a.ident: a.since for a in o.alerts.values() if a.firing},
             latest=m.history.last,
             activity=m.activity,
+            savings=m.savings,
             month_days=burn.daily_spend(
                 m.history, now, now.astimezone(self.policy.budget.tz).day, self.policy.budget.tz
             ),

@@ -317,3 +317,13 @@ def test_savings_are_listed_largest_first_with_their_total() -> None:
 def usd(value: float) -> str:
     assert math.isfinite(value)
     return f"${value:,.2f}"
+
+
+def test_the_savings_found_show_under_where_the_money_goes() -> None:
+    state = mid_month()
+    found = (("Route openai/gpt-4o by price: same tokens at today's prices.", 12.5),)
+    words = text(render(replace(state.view, savings=found), state.now))
+    assert "Savings found $12.50 Route openai/gpt-4o by price: same tokens" in words
+    where = words.index("Where the money goes")
+    assert where < words.index("Savings found") < words.index("Burn, last 7")
+    assert "Savings found" not in text(page(state))

@@ -76,6 +76,8 @@ class View:
     # Spend per local day of this month so far (ours, else the activity's for that date;
     # None where neither knows), for the cumulative chart against the monthly limit.
     month_days: tuple[tuple[date, float | None], ...] = ()
+    # The savings the audit found: (message, USD saving), largest first.
+    savings: tuple[tuple[str, float], ...] = ()
     version: str = __version__
 
     @property
@@ -215,6 +217,7 @@ def build(
     latest: Sample | None = None,
     activity: Sequence[tuple[date, str, str, float]] = (),
     month_days: Sequence[tuple[date, float | None]] = (),
+    savings: Sequence[tuple[str, float]] = (),
 ) -> View:
     """Given one tick's results, return the View the server and CLI show. Before the first
     successful poll since start the state is "unknown", whatever the rules said."""
@@ -245,6 +248,7 @@ def build(
         daily=daily,
         top_models=top_models_from(activity, now),
         month_days=_filled(month_days, daily),
+        savings=tuple(savings),
     )
 
 

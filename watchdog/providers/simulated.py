@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from watchdog.core.audit import Endpoint, Price
 from watchdog.core.model import Credits, KeyUsage, Snapshot
 from watchdog.providers.base import ActivityRow, AuthError, KeyIdentity
 
@@ -23,6 +24,16 @@ MODELS = (
     ("openai/gpt-4.1-mini", "OpenAI", 0.30),
     ("google/gemini-2.5-flash", "Google", 0.15),
 )
+# The simulated price list (USD per million tokens, input and output): what the demo's
+# audit prices against. Each model has a cheaper endpoint than the one it is used at,
+# so the audit finds real-looking savings.
+PER_MILLION = 1_000_000
+PRICES = {
+    "anthropic/claude-sonnet-4": (("Anthropic", 3.0, 15.0), ("Amazon Bedrock", 2.7, 13.5)),
+    "openai/gpt-4.1-mini": (("OpenAI", 0.40, 1.60), ("Azure", 0.36, 1.44)),
+    "google/gemini-2.5-flash": (("Google", 0.30, 2.50), ("Google AI Studio", 0.27, 2.25)),
+    "meta-llama/llama-3.3-70b-instruct": (("DeepInfra", 0.13, 0.40),),
+}
 SIM_KEY_HASH = "5f1e0c3a9d2b4e6f8a7c1b0d3e5f7a9c2b4d6e8f0a1c3e5a7b9d1f3e5a7c9b1d"
 SIM_KEY_LABEL = "sk-or-v1-sim...c9b"
 
@@ -187,6 +198,22 @@ class SimulatedAccount:
     def admin(self) -> SimulatedAccount:
         """The simulated account has a management side: activity and key disable."""
         return self
+
+    def list_models(self) -> dict[str, Price | None]:
+        """The simulated price list: each model at its first provider's price."""
+        return {
+            model: Price(endpoints[0][1] / PER_MILLION, endpoints[0][2] / PER_MILLION)
+            for model, endpoints in PRICES.items()
+        }
+
+    def model_endpoints(self, model: str) -> list[Endpoint] | None:
+        endpoints = PRICES.get(model)
+        if endpoints is None:
+            return None
+        return [
+            Endpoint(provider, Price(prompt / PER_MILLION, completion / PER_MILLION))
+            for provider, prompt, completion in endpoints
+        ]
 
     def remember_watched_key(self, key_hash: str) -> None:
         """The simulated account has one key; nothing to remember."""
