@@ -479,11 +479,30 @@ def cmd_demo(ns: argparse.Namespace) -> int:
             announce=True,
         )
     finally:
+        _demo_audit(account, clock(), loaded.settings)
         if ns.state_dir is None:  # ours to clean up; a --state-dir is the user's to keep
             shutil.rmtree(state_dir, ignore_errors=True)
             print(f"demo state removed ({state_dir})", file=sys.stderr)
         else:
             print(f"demo state kept in {state_dir}", file=sys.stderr)
+
+
+def _demo_audit(account: Any, now: Any, settings: Settings) -> None:
+    """At the end of the demo, the spend audit of the simulated account (its activity and
+    price list): where the money went and what the same tokens would cost done right."""
+    from datetime import timedelta
+
+    from watchdog import pricing, report
+    from watchdog.core import audit
+
+    rows = account.activity()
+    end = now.date() - timedelta(days=1)
+    a = settings.audit
+    models = {r.model for r in rows} | {a.reference_mid}
+    lookup = pricing.current_prices(models, account, None, now)
+    policy = audit.AuditPolicy(a.frontier_min, a.light_max, a.reference_mid)
+    result = audit.audit(rows, lookup.prices, policy, start=end - timedelta(days=29), end=end)
+    sys.stderr.write("\n" + report.render_audit(result, now=now))
 
 
 def cmd_notify_test(ns: argparse.Namespace) -> int:

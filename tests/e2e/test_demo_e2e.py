@@ -33,6 +33,7 @@ def test_demo_runs_the_loop_and_stops_by_itself(tmp_path: Path) -> None:
         assert '"event": "stopped"' in result.stdout
         assert "[WARNING] spike on simulated batch key" in result.stderr  # the console target
         assert "Status page: http://127.0.0.1:" in result.stderr
+        assert "Spend audit" in result.stderr and "Savings found: $" in result.stderr
         assert "Traceback" not in result.stdout + result.stderr
 
 
