@@ -149,7 +149,7 @@ class DaemonClient:
         runway = answer.get("runway_days")
         if min_runway_days is not None and "runway_days" in answer:
             if runway is None:
-                return Verdict(False, [RUNWAY_UNKNOWN], answer)
+                return Verdict(False, [RUNWAY_UNKNOWN.format(floor=min_runway_days)], answer)
             if isinstance(runway, float) and runway < min_runway_days:
                 said = f"{runway:.1f}" if -1e9 < runway < 1e9 else f"{runway:.2e}"
                 return Verdict(

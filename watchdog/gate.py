@@ -213,7 +213,7 @@ def _parse_args(argv: list[str]) -> dict[str, str] | None:
                     raise ValueError(f"--{name} needs a value")
                 value = argv[i]
         else:
-            raise ValueError(f"unknown option --{echo(name)[1:-1]}")
+            raise ValueError(f"unknown option {echo('--' + name)}")
         if name in opts:
             raise ValueError(f"--{name} is given twice")
         opts[name] = value
@@ -323,7 +323,7 @@ def _judge(
         runway = data["runway_days"]
         if min_runway_days is not None:
             if runway is None:
-                reasons.append(RUNWAY_UNKNOWN)
+                reasons.append(RUNWAY_UNKNOWN.format(floor=min_runway_days))
             elif isinstance(runway, float) and runway < min_runway_days:
                 reasons.append(
                     f"credit lasts {_days(runway)}, under the {min_runway_days:g} asked for"

@@ -8,10 +8,12 @@ writes with `json.dumps`; `parse_object` reads exactly that shape and rejects ev
 else (nesting, duplicate keys, trailing data, truncation), which a reader treats as no-go.
 """
 
-# The reason `gate --min-runway-days` (and the daemon's /preflight?min_runway_days=) gives
-# when the permit or the daemon knows no runway: without a balance there is none to compare.
+# The reason `gate --min-runway-days` gives when the permit or the daemon's answer knows no
+# runway (without a balance there is none to compare), in the words of the daemon's
+# /preflight?min_runway_days=.
 RUNWAY_UNKNOWN = (
-    "runway unknown (no balance known: a management key or a key limit that never resets gives one)"
+    "runway unknown (no balance known: a management key or a key limit that never resets "
+    "gives one), so at least {floor:g} days cannot be promised"
 )
 ECHO_CHARS = 40  # the most of a value from a permit or an answer a message repeats
 

@@ -124,3 +124,42 @@ def test_the_daemons_answer_decides_without_a_traceback(
     code, err = gate(command, "--url", server.url, "--cost", "1")
     assert code == exit_code, err
     assert err.count("\n") == 1
+
+
+def test_an_unknown_runway_under_a_runway_floor_is_no_go(
+    tmp_path: Path, command: list[str]
+) -> None:
+    now = datetime.now(UTC)
+    permit = tmp_path / "permit"
+    permit.write_text(
+        json.dumps(
+            {
+                "state": "armed",
+                "issued_at": now.isoformat(),
+                "expires_at": (now + timedelta(minutes=5)).isoformat(),
+                "balance": None,
+                "runway_days": None,
+                "headroom_usd": None,
+            }
+        )
+    )
+    assert gate(command, "--permit", str(permit), "--cost", "3") == (0, "go\n")
+    code, err = gate(command, "--permit", str(permit), "--min-runway-days", "2")
+    assert code == 1
+    assert err == (
+        "no-go: runway unknown (no balance known: a management key or a key limit that "
+        "never resets gives one), so at least 2 days cannot be promised\n"
+    )
+
+
+def test_a_password_in_the_daemons_url_is_never_printed(command: list[str]) -> None:
+    code, err = gate(command, "--url", "http://user:pw-s3cr3t-value@127.0.0.1:9")
+    assert code == 2 and "s3cr3t" not in err and "http://****@127.0.0.1:9" in err
+
+
+@pytest.mark.parametrize("cost", ["1_0", "\u0663", "+1", " 1 ", "1e3"])
+def test_a_cost_that_is_not_plain_decimal_digits_is_a_usage_error(
+    tmp_path: Path, command: list[str], cost: str
+) -> None:
+    code, err = gate(command, "--permit", str(tmp_path / "permit"), "--cost", cost)
+    assert code == 2 and "--cost must be a plain decimal number" in err

@@ -334,3 +334,72 @@ def test_an_environment_list_that_is_not_json_is_a_config_error(
     assert main(["check-config"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and SECRET not in err
+
+
+# -- a password in provider.base_url, an empty revoke_on ------------------------------------
+
+BASE_PASSWORD = "BASEURLsecretAB-9f8e7d"
+
+
+def test_check_config_masks_the_password_in_provider_base_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        f'[provider]\napi_key = "{SECRET}"\n'
+        f'base_url = "https://user:{BASE_PASSWORD}@openrouter.ai/api/v1"\n',
+    )
+    assert main(["check-config", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert 'base_url = "https://user:********@openrouter.ai/api/v1"' in out
+    assert BASE_PASSWORD not in out
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1"),
+        ("https://u:p%40ss-word@h:8443/v1", "https://u:********@h:8443/v1"),
+        ("https://u:a@b?c/d@h/v1", "https://u:********@h/v1"),
+        ("https://tokenonly-0123456789@h/v1", "https://********@h/v1"),
+    ],
+)
+def test_the_userinfo_of_a_url_is_masked(url: str, shown: str) -> None:
+    assert config.mask_userinfo(url) == shown
+
+
+def test_a_base_url_password_is_one_of_the_secrets(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f'[provider]\napi_key = "{SECRET}"\n'
+        'base_url = "https://user:p%40ss-w0rd-secret@openrouter.ai/api/v1"\n',
+    )
+    secrets = config.load(path).settings.secrets()
+    assert "p%40ss-w0rd-secret" in secrets and "p@ss-w0rd-secret" in secrets
+    plain = write(tmp_path, f'[provider]\napi_key = "{SECRET}"\n')
+    assert config.load(plain).settings.secrets() == [SECRET]
+
+
+def test_an_empty_revoke_on_is_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[provider]\napi_key = "{SECRET}"\n[killswitch]\nrevoke_on = []\n')
+    warnings = config.load(path).warnings
+    assert warnings == [
+        "killswitch.revoke_on is empty: only stale data (with on_stale = revoke) or a manual "
+        "trip revokes the permit"
+    ]
+    default = write(tmp_path, f'[provider]\napi_key = "{SECRET}"\n')
+    assert config.load(default).warnings == []
+
+
+def test_an_invalid_notification_url_is_shown_with_the_targets_masker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        f'[provider]\napi_key = "{SECRET}"\n[[notify.targets]]\n'
+        'url = "nosuchscheme://127.0.0.1:9/mytopicsecret?pw=verysecretpassword"\n',
+    )
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "nosuchscheme://127.0.0.1:9/****?pw=****" in err
+    assert "verysecret" not in err and "mytopicsecret" not in err

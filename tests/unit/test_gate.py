@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -110,7 +111,41 @@ def test_cost_beyond_headroom_and_runway_floor_are_no_go(tmp_path: Path) -> None
 
 def test_null_numbers_are_unknown_not_limits(tmp_path: Path) -> None:
     data = body(balance=None, runway_days=None, headroom_usd=None)
-    assert gate.check(cost=1e6, permit=write_permit(tmp_path, data), min_runway_days=9, now=at()).go
+    assert gate.check(cost=1e6, permit=write_permit(tmp_path, data), now=at()).go
+
+
+def test_an_unknown_runway_is_no_go_under_a_runway_floor(tmp_path: Path) -> None:
+    path = write_permit(tmp_path, body(balance=None, runway_days=None, headroom_usd=None))
+    verdict = gate.check(permit=path, min_runway_days=9, now=at())
+    assert not verdict.go
+    assert verdict.reasons == [
+        "runway unknown (no balance known: a management key or a key limit that never "
+        "resets gives one), so at least 9 days cannot be promised"
+    ]
+    assert not gate.check(permit=path, min_runway_days=0, now=at()).go
+
+
+def test_an_unknown_runway_is_no_go_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = fresh_permit(tmp_path, runway_days=None)
+    assert gate.main(["--permit", path]) == 0
+    assert gate.main(["--permit", path, "--min-runway-days", "1"]) == 1
+    assert "no-go: runway unknown (no balance known" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("headroom", [-100.0, -0.01, -(10**20)])
+def test_a_negative_headroom_is_no_go_even_without_a_cost(tmp_path: Path, headroom: float) -> None:
+    verdict = gate.check(permit=write_permit(tmp_path, body(headroom_usd=headroom)), now=at())
+    assert not verdict.go
+    assert len(verdict.reasons) == 1
+    assert verdict.reasons[0].startswith("the permit's headroom_usd is negative (-$")
+    assert len(verdict.reasons[0]) < 150
+
+
+def test_a_negative_balance_and_a_zero_headroom_are_not_tampering(tmp_path: Path) -> None:
+    path = write_permit(tmp_path, body(balance=-3.0, headroom_usd=-0.0))
+    assert gate.check(cost=0, permit=path, now=at()).go
 
 
 def test_integer_numbers_are_numbers(tmp_path: Path) -> None:
@@ -380,7 +415,68 @@ def test_cost_must_be_a_finite_number_from_0_to_1e9(
 def test_cost_of_0_and_1e9_are_accepted(tmp_path: Path) -> None:
     path = fresh_permit(tmp_path, headroom_usd=2e9)
     assert gate.main(["--permit", path, "--cost", "0"]) == 0
-    assert gate.main(["--permit", path, "--cost=1e9"]) == 0
+    assert gate.main(["--permit", path, "--cost=1000000000"]) == 0
+    assert gate.main(["--permit", path, "--cost", "1000000000.00"]) == 0
+
+
+@pytest.mark.parametrize("cost", ["3", "2.50", ".5", "0.0", "007"])
+def test_cost_in_plain_decimal_digits_is_accepted(tmp_path: Path, cost: str) -> None:
+    assert gate.main(["--permit", fresh_permit(tmp_path), "--cost", cost]) == 0
+
+
+@pytest.mark.parametrize(
+    "cost",
+    ["1_0", "\u0663", "\uff11", "+1", " 1 ", "1 ", "1e3", "1E3", "1.", ".", "", "1.2.3", "1,5"],
+)
+def test_cost_must_be_plain_ascii_decimal_digits(
+    tmp_path: Path, cost: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert gate.main(["--permit", fresh_permit(tmp_path), "--cost", cost]) == 2
+    err = capsys.readouterr().err
+    assert f"--cost must be a plain decimal number like 3, 2.50 or .5, not {cost!r}" in err
+
+
+def test_a_bad_cost_is_named_but_cut_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert gate.main(["--permit", fresh_permit(tmp_path), "--cost", "9" * 500 + "x"]) == 2
+    first = capsys.readouterr().err.splitlines()[0]
+    assert "'99999" in first and "…" in first and len(first) < 160
+
+
+@pytest.mark.parametrize("runway", ["1_0", "\u0663", " 1", "+1"])
+def test_min_runway_days_must_be_ascii_digits_too(tmp_path: Path, runway: str) -> None:
+    assert gate.main(["--permit", fresh_permit(tmp_path), "--min-runway-days", runway]) == 2
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("headroom_usd", "1" * 400),
+        ("headroom_usd", "-" + "1" * 400),
+        ("balance", '"' + "x" * 5000 + '"'),
+        ("state", '"' + "y" * 5000 + '"'),
+        ("issued_at", '"' + "z" * 5000 + '"'),
+        ("headroom_usd", "-1e300"),
+    ],
+)
+def test_no_value_of_the_permit_is_echoed_beyond_60_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, text: str
+) -> None:
+    data = json.dumps(body(issued=datetime.now(UTC)) | {field: "N"}).replace('"N"', text)
+    path = write_text(tmp_path, data)
+    assert gate.main(["--permit", path, "--cost", "1"]) == 1
+    err = capsys.readouterr().err
+    runs = re.findall(r"[0-9xyz]{61,}", err)
+    assert runs == [], err[:300]
+    assert len(err) < 600
+
+
+def test_a_duplicate_key_of_any_length_is_named_briefly(tmp_path: Path) -> None:
+    key = "k" * 5000
+    path = write_text(tmp_path, f'{{"{key}": 1, "{key}": 2}}')
+    [reason] = gate.check(permit=path, now=at()).reasons
+    assert "duplicate key" in reason and len(reason) < 200 + len(path)
 
 
 @pytest.mark.parametrize("runway", ["nan", "inf", "-1", "soon"])

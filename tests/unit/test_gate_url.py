@@ -432,3 +432,106 @@ def test_the_client_loads_neither_the_config_nor_urllib() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == []
+
+
+# -- an answer must be well-formed to be go ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"go": false, "go": true}',
+        b'{"go": true, "cost": 1.0, "cost": 2.0}',
+        b'{"go": true, "headroom_usd": NaN}',
+        b'{"go": true, "headroom_usd": Infinity}',
+        b'{"go": true, "reserved_usd": -Infinity}',
+        b'{"go": true, "headroom_usd": 1e400}',
+        b'{"go": true, "headroom_usd": ' + b"9" * 400 + b"}",
+        b'{"go": true, "cost": "1.0"}',
+        b'{"go": true, "reserved_usd": true}',
+        b'{"go": true, "headroom_usd": [1]}',
+        b'{"go": true, "reasons": "none"}',
+    ],
+)
+def test_a_go_answer_that_is_not_well_formed_is_no_go(
+    daemon: Daemon, capsys: pytest.CaptureFixture[str], raw: bytes
+) -> None:
+    daemon.answer(200, raw, raw=True)
+    code, err = run_gate(capsys, "--url", daemon.url, "--cost", "1")
+    assert code == 1
+    assert err.startswith("no-go: the daemon's answer is not well-formed (")
+    assert len(err) < 300
+
+
+def test_go_true_with_reasons_against_it_is_no_go(
+    daemon: Daemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    daemon.answer(200, {"go": True, "reasons": ["balance is negative"]})
+    code, err = run_gate(capsys, "--url", daemon.url)
+    assert code == 1
+    assert err == (
+        f'no-go: the daemon at {daemon.url} answered "go": true with reasons against it; '
+        "balance is negative\n"
+    )
+    daemon.answer(200, {"go": True, "reasons": [5]})
+    assert run_gate(capsys, "--url", daemon.url)[0] == 1
+
+
+def test_go_true_with_finite_numbers_empty_reasons_and_nulls_is_go(
+    daemon: Daemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    daemon.answer(
+        200,
+        {"go": True, "cost": 1, "headroom_usd": None, "reserved_usd": 0.0, "reasons": []},
+    )
+    assert run_gate(capsys, "--url", daemon.url, "--cost", "1") == (0, "go\n")
+
+
+def test_an_unknown_runway_in_the_answer_is_no_go_under_a_runway_floor(
+    daemon: Daemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    daemon.answer(200, {"go": True, "headroom_usd": 5.0, "runway_days": None})
+    assert run_gate(capsys, "--url", daemon.url)[0] == 0
+    code, err = run_gate(capsys, "--url", daemon.url, "--min-runway-days", "3")
+    assert code == 1
+    assert err == (
+        "no-go: runway unknown (no balance known: a management key or a key limit that "
+        "never resets gives one), so at least 3 days cannot be promised\n"
+    )
+    daemon.answer(200, {"go": True, "runway_days": 2.0})
+    code, err = run_gate(capsys, "--url", daemon.url, "--min-runway-days", "3")
+    assert code == 1 and "credit lasts 2.0 days, under the 3 asked for" in err
+    daemon.answer(200, {"go": True, "runway_days": 4.0})
+    assert run_gate(capsys, "--url", daemon.url, "--min-runway-days", "3")[0] == 0
+
+
+# -- a URL with a password never shows it -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:pw-s3cr3t-value@127.0.0.1:9",
+        "http://pw-s3cr3t-value@127.0.0.1:9",
+        "https://user:pw-s3cr3t-value@127.0.0.1:9/x?y",
+        "ftp://user:pw-s3cr3t-value@127.0.0.1:9",
+        "user:pw-s3cr3t-value@127.0.0.1:9",
+        "http://user:pw-s3cr3t-value@exämple.org",
+        "http://u:pw-s3cr3t-value@host:port",
+    ],
+)
+def test_a_password_in_the_url_is_never_echoed(
+    capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    with pytest.raises(ValueError) as exc:
+        control.DaemonClient(url)
+    assert "s3cr3t" not in str(exc.value)
+    code, err = run_gate(capsys, "--url", url)
+    assert code == 2 and "s3cr3t" not in err and "****@" in err
+
+
+def test_a_password_in_a_stray_argument_is_never_echoed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, err = run_gate(capsys, "http://user:pw-s3cr3t-value@127.0.0.1:9")
+    assert code == 2 and "s3cr3t" not in err

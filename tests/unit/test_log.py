@@ -227,3 +227,95 @@ def test_reset_removes_only_our_handler() -> None:
     log.reset()
 
     assert root.handlers == before
+
+
+# -- partial secrets ------------------------------------------------------------------------
+
+WATCHED = "sk-or-v1-e2e-watched-key-0123456789abcdef0123456789abcdef"
+ODD = "sk-or-v1-Q\"w\\Y<z>&e%f+g'h;J~K9mN3pL"  # a key with characters JSON and URLs escape
+
+
+def test_a_key_prefix_echoed_by_the_provider_is_masked() -> None:
+    log.set_secrets([WATCHED])
+
+    said = log.scrub(f'401 {{"message": "Invalid key {WATCHED[:20]}..."}}')
+
+    assert said == '401 {"message": "Invalid key ****..."}'
+
+
+def test_a_key_suffix_or_middle_is_masked_with_its_run() -> None:
+    log.set_secrets([WATCHED])
+
+    assert log.scrub(f"key ...{WATCHED[-14:]} revoked") == "key ...**** revoked"
+    assert log.scrub(f"id=x{WATCHED[20:40]}y, ok") == "****, ok"
+
+
+def test_a_partial_key_in_an_escaped_form_is_masked() -> None:
+    log.set_secrets([ODD])
+
+    for text in (ODD[:20], json.dumps(ODD[:20])[1:-1], urllib.parse.quote(ODD[:20], safe="")):
+        said = log.scrub(f"Invalid key {text}... (401)")
+        assert said == "Invalid key ****... (401)", text
+
+
+def test_twelve_shared_characters_are_masked_eleven_survive() -> None:
+    log.set_secrets([WATCHED])
+
+    # The public prefix "sk-or-v1-" and two characters of the key stay; three do not.
+    assert log.scrub("key sk-or-v1-e2 given") == "key sk-or-v1-e2 given"
+    assert log.scrub("key sk-or-v1-e2e given") == "key **** given"
+    assert log.scrub("another key sk-or-v1-aaaa0000bbbb1111") == (
+        "another key sk-or-v1-aaaa0000bbbb1111"
+    )
+
+
+def test_partial_masking_reaches_library_records_and_nested_values() -> None:
+    stream = configured(secrets=(WATCHED,))
+
+    logging.getLogger("httpx").warning("401 for %s...", WATCHED[:24])
+    log.get_logger().info("poll_failed", error={"detail": [f"key {WATCHED[-30:]}"]})
+
+    first, second = json_lines(stream)
+    assert first["event"] == "401 for ****..."
+    assert second["error"] == {"detail": ["key ****"]}
+    assert WATCHED[9:21] not in stream.getvalue()
+
+
+def test_parts_of_a_notification_url_are_masked_whole_and_partially() -> None:
+    url = "json://ops:Hunter2-Pass-Word@127.0.0.1:9/hook?pw=verysecretpassword"
+    log.set_secrets([url])
+
+    assert log.scrub("auth failed for verysecretpassword") == "auth failed for ****"
+    assert log.scrub("pw verysecretpa... refused") == "pw ****... refused"
+    assert log.scrub("login Hunter2-Pass failed") == "login **** failed"
+
+
+def test_the_shown_form_of_a_notification_url_survives_the_scrubber() -> None:
+    from watchdog.notify import describe_target
+
+    url = "json://ops:Hunter2-Pass-Word@127.0.0.1:9/hook?pw=verysecretpassword"
+    log.set_secrets([url, WATCHED])
+    shown = describe_target(url)
+
+    assert log.scrub(f"delivered to {shown}") == f"delivered to {shown}"
+
+
+def test_a_comment_line_of_a_key_file_is_not_matched_partially() -> None:
+    log.set_secrets([KEY_FILE])
+
+    assert log.scrub("at 2024-05-01T00:00:00Z rotated") == "at 2024-05-01T00:00:00Z rotated"
+
+
+def test_partial_scrubbing_stays_fast() -> None:
+    import time
+
+    log.set_secrets([WATCHED, ODD, "sk-or-v1-e2e-management-key-fedcba9876543210", URL])
+    line = "poll ok: spent $1.20 of $20.00 (6%), sk-or-v1-abc model=openai/gpt-4o " * 3
+    started = time.perf_counter()
+    for _ in range(2000):
+        log.scrub(line)
+    assert time.perf_counter() - started < 1.0
+    big = "x" * 1_000_000 + WATCHED[:15]
+    started = time.perf_counter()
+    assert log.scrub(big).endswith("****")
+    assert time.perf_counter() - started < 1.0
