@@ -303,7 +303,7 @@ def _setup_logging(ns: argparse.Namespace, loaded: Loaded) -> Any:
     log.set_secrets(loaded.settings.secrets())
     logger = log.get_logger()
     for warning in loaded.warnings:
-        logger.warning("config_permissions", detail=warning)
+        logger.warning("config_warning", detail=warning)
     for note in loaded.notes:  # e.g. a default key location that could not be read
         logger.info("config_note", detail=note)
     return logger

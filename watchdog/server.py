@@ -274,7 +274,7 @@ class _Prepared:
     fresh_until: datetime | None  # the data is fresh up to this instant
     rooms: Sequence[preflight.Room]
     runway: float | None
-    headroom: str  # JSON of headroom_usd
+    headroom: str  # JSON of headroom_usd, then `,"runway_days":` and its value
 
     @classmethod
     def of(cls, v: View) -> _Prepared:
@@ -292,7 +292,9 @@ class _Prepared:
             fresh_until=None if last is None else last + v.budget.stale_after,
             rooms=v.rooms,
             runway=m.runway_days if m is not None else None,
-            headroom=_num(money(v.headroom)),
+            # headroom_usd, and runway_days beside it (gate --url checks both)
+            headroom=f'{_num(money(v.headroom))},"runway_days":'
+            f"{_num(rounded(m.runway_days, 2) if m is not None else None)}",
         )
 
     def reasons(

@@ -289,6 +289,7 @@ def test_the_installed_service_runs_with_a_management_key_too(installed: Install
     assert any(h.get("Authorization") == f"Bearer {MANAGEMENT_KEY}" for *_, h in requests)
 
 
+@pytest.mark.slow  # two more installs (~12 s): make test-slow
 @needs_runuser
 def test_a_rerun_says_whether_the_running_service_needs_a_restart(installed: Installed) -> None:
     args = ("--destdir", str(installed.root))

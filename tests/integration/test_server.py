@@ -177,7 +177,13 @@ def test_preflight_go_and_no_go_with_every_reason() -> None:
     ]
     go = App(view()).client.get("/preflight", params={"cost": "3"})
     assert go.status_code == 200
-    assert go.json() == {"go": True, "cost": 3.0, "headroom_usd": 8.0, "reserved_usd": 0}
+    assert go.json() == {
+        "go": True,
+        "cost": 3.0,
+        "headroom_usd": 8.0,
+        "runway_days": 8.0,
+        "reserved_usd": 0,
+    }
 
 
 def test_preflight_rejects_bad_input() -> None:
