@@ -361,45 +361,12 @@ class OpenRouterProvider:
         return [e for e in map(parse_endpoint, data["endpoints"]) if e is not None]
 
     def _public_request(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:
-        """GET a public endpoint without a key, retried like `_request`."""
-        delay = self._backoff
-        for attempt in range(1, self._attempts + 1):
-            try:
-                return self._public_attempt(path, params)
-            except ProviderError as exc:
-                error = exc
-            if _final(error) or attempt == self._attempts:
-                raise error
-            wait = error.retry_after if error.retry_after is not None else delay
-            if wait > self._max_wait:
-                raise error
-            self._sleep(wait * (1 + random.random() * 0.1))
-            delay *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _public_attempt(self, path: str, params: Mapping[str, str | int] | None) -> Any:
-        secrets = (self._api_key or "", self._management_key or "")
-        try:
-            response = self._client.get(path, params=params)
-        except httpx.TimeoutException:
-            raise TransientError(f"GET {path}: no answer within {self._timeout:g}s") from None
-        except httpx.HTTPError as exc:
-            detail = _scrub(str(exc), *secrets)
-            raise TransientError(f"GET {path}: {type(exc).__name__}: {detail}") from None
-        if response.status_code >= 400:
-            raise _error_for(response, "GET", path, *secrets)
-        try:
-            return response.json()
-        except ValueError:
-            kind = response.headers.get("content-type", "no content type").split(";")[0]
-            raise BadResponse(
-                f"GET {path}: HTTP {response.status_code} but not JSON ({kind})",
-                status=response.status_code,
-            ) from None
+        """GET a public endpoint without a key, retried like any request."""
+        return self._request("GET", path, None, params=params)
 
     # -- HTTP ------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, key: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, key: str | None, **kwargs: Any) -> Any:
         delay = self._backoff
         for attempt in range(1, self._attempts + 1):
             try:
@@ -415,10 +382,11 @@ class OpenRouterProvider:
             delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, method: str, path: str, key: str, **kwargs: Any) -> Any:
-        """One request: the parsed JSON body. Raise the ProviderError a failure amounts to."""
-        headers = {"Authorization": f"Bearer {key}"}
-        secrets = (key, self._api_key or "", self._management_key or "")
+    def _attempt(self, method: str, path: str, key: str | None, **kwargs: Any) -> Any:
+        """One request (with `key` as its bearer, or none for a public endpoint): the
+        parsed JSON body. Raise the ProviderError a failure amounts to."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        secrets = (key or "", self._api_key or "", self._management_key or "")
         try:
             response = self._client.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException:
