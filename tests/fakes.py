@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import os
+import pwd
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from watchdog.core.model import KeyUsage, Snapshot
 from watchdog.providers.base import AccountAdmin, Provider, ProviderError
@@ -82,3 +87,24 @@ def build_tick(
         log=log or get_logger(),
         targets=targets,
     )
+
+
+@contextmanager
+def as_nobody() -> Iterator[None]:
+    """Run the block with permissions that apply: as `nobody` (effective ids) when the
+    tests run as root, who reads everything; as ourselves otherwise."""
+    if os.geteuid() != 0:
+        yield
+        return
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("running as root and there is no 'nobody' user to drop to")
+    uid, gid = os.geteuid(), os.getegid()
+    os.setegid(nobody.pw_gid)
+    os.seteuid(nobody.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(uid)
+        os.setegid(gid)

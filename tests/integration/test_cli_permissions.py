@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import getpass  # noqa: F401 - used by trip/arm, loaded before dropping root
 import json  # noqa: F401
-import os
-import pwd
 import shutil  # noqa: F401
 import sqlite3  # noqa: F401
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ import watchdog.permitfile
 import watchdog.providers.openrouter
 import watchdog.report
 import watchdog.store
+from tests.fakes import as_nobody
 from tests.servers import free_port
 from watchdog.cli import main
 
@@ -32,26 +30,6 @@ from watchdog.cli import main
 PRELOADED = (watchdog.config, watchdog.control, watchdog.core.view, watchdog.offline)
 PRELOADED_TOO = (watchdog.permitfile, watchdog.providers.openrouter, watchdog.report)
 PRELOADED_STORE = watchdog.store
-
-
-@contextmanager
-def as_nobody() -> Iterator[None]:
-    """Effective ids of `nobody` for the block (root reads everything)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("running as root and there is no 'nobody' user to drop to")
-    uid, gid = os.geteuid(), os.getegid()
-    os.setegid(nobody.pw_gid)
-    os.seteuid(nobody.pw_uid)
-    try:
-        yield
-    finally:
-        os.seteuid(uid)
-        os.setegid(gid)
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fakes import Clock
 from tests.integration.test_server import (
     NOW,
     TARGET,
     App,
     Client,
-    Clock,
     QuietLog,
     measured,
     view,

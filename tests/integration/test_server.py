@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fakes import Clock
 from watchdog.core import burn
 from watchdog.core.model import BudgetPolicy, Finding, PollHealth, Sample
 from watchdog.core.permit import Decision
@@ -28,20 +29,6 @@ BUDGET = BudgetPolicy(daily_limit=20.0, monthly_limit=400.0)
 TARGET = TargetView(
     id="target-1", shown="json://hook:****@127.0.0.1:9/h", severities=("warning", "critical")
 )
-
-
-class Clock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> datetime:
-        self.now += timedelta(**kwargs)
-        return self.now
 
 
 class QuietLog:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import pwd
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.fakes import as_nobody
 from watchdog import config
 
 SECRET = "sk-or-v1-0123456789abcdef-do-not-print"
@@ -186,27 +184,6 @@ def test_a_loaded_key_file_path_is_the_resolved_one(
 # -- unreadable places -------------------------------------------------------------------
 
 
-@contextmanager
-def without_root() -> Iterator[None]:
-    """Run the block with permissions that apply: as `nobody` (effective ids) when the
-    tests run as root, who reads everything; as ourselves otherwise."""
-    if os.geteuid() != 0:
-        yield
-        return
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("running as root and there is no 'nobody' user to drop to")
-    uid, gid = os.geteuid(), os.getegid()
-    os.setegid(nobody.pw_gid)
-    os.seteuid(nobody.pw_uid)
-    try:
-        yield
-    finally:
-        os.seteuid(uid)
-        os.setegid(gid)
-
-
 @pytest.fixture
 def open_dir() -> Iterator[Path]:
     """A directory another user can enter (pytest's tmp_path is private to root)."""
@@ -233,7 +210,7 @@ def test_an_unreadable_conventional_key_place_is_skipped_with_a_note(
     open_dir: Path, locked_keys: Path
 ) -> None:
     path = write(open_dir, "[budget]\ndaily_limit = 5\n", mode=0o644)
-    with without_root():
+    with as_nobody():
         loaded = config.load(path, require_key=False)
     assert loaded.settings.provider.api_key is None
     assert loaded.warnings == []
@@ -252,7 +229,7 @@ def test_an_unreadable_conventional_place_gives_way_to_the_next(
     (conf / "keys" / "api_key").chmod(0o644)
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(locked_keys))  # looked at first
     path = write(conf, "", mode=0o644)
-    with without_root():
+    with as_nobody():
         loaded = config.load(path)
     provider = loaded.settings.provider
     assert provider.api_key is not None and provider.api_key.get_secret_value() == SECRET
@@ -264,7 +241,7 @@ def test_an_unreadable_key_file_named_in_the_config_is_an_error(
     open_dir: Path, locked_keys: Path
 ) -> None:
     path = write(open_dir, f'[provider]\napi_key_file = "{locked_keys}/api_key"\n', mode=0o644)
-    with without_root(), pytest.raises(config.ConfigError) as exc:
+    with as_nobody(), pytest.raises(config.ConfigError) as exc:
         config.load(path)
     (problem,) = exc.value.problems
     assert problem.path == "provider.api_key_file"
