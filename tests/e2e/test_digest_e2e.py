@@ -15,14 +15,15 @@ from watchdog.store import Store
 
 
 def config(fake: FakeOpenRouter, tmp_path: Path, sink: WebhookSink) -> str:
-    # Daily at 00:00 UTC: the latest slot is always behind us, so it is due at once when
-    # the schedule has been kept since before it.
+    # Weekly, on today's weekday at 00:00 UTC: the latest slot is always behind us, so it
+    # is due at once when the schedule has been kept since before it.
+    today = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[datetime.now(UTC).weekday()]
     return base_config(
         fake,
         tmp_path,
         management=True,
         extra=(
-            '[digest]\nschedule = "daily"\nat = "00:00"\n'
+            f'[digest]\nschedule = "weekly"\nday = "{today}"\nat = "00:00"\n'
             "[budget]\ndaily_limit = 50.0\nmonthly_limit = 900.0\n"
             f'[[notify.targets]]\nurl = "{sink.url}"\nseverities = ["digest"]\n'
         ),

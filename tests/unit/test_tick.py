@@ -146,3 +146,21 @@ def test_a_tick_that_raises_is_a_recorded_failure_and_fails_closed(settings: Set
     assert not settings.killswitch.path.exists()  # fail closed
     assert not good.view.armed and "the tick failed" in good.view.permit_reason
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["tick_failed"]
+
+
+def test_a_workspace_budget_refusal_is_a_budget_finding_not_auth(settings: Settings) -> None:
+    """A 403 for a reached workspace budget stops spending at the provider: critical
+    `provider_budget` (the permit goes), not `auth` (a wrong key)."""
+    from watchdog.providers.base import ProviderBudgetExceeded
+
+    clock = Clock(T0)
+    refusal = ProviderBudgetExceeded("GET /key: HTTP 403: Workspace monthly budget exceeded")
+    tick = make_tick(settings, ScriptedProvider(clock, [1.0, refusal, 1.5]), clock)
+    run(tick)
+    clock.advance(minutes=1)
+    refused = run(tick)
+    rules = {f.rule: f.severity for f in refused.findings}
+    assert rules.get("provider_budget") == "critical" and "auth" not in rules
+    assert not refused.decision.armed
+    clock.advance(minutes=1)
+    assert "provider_budget" not in [f.rule for f in run(tick).findings]  # it clears
