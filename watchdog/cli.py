@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 # `status` when no daemon answers (the state file's picture is shown): LSB's "not running".
 EXIT_NOT_RUNNING = 3
+# How often the daemon refreshes its cache of the provider's price list: as often as a
+# cached price stays fresh, so the digest composed in a tick finds them without fetching.
+PRICES_EVERY_S = 3600.0
 
 
 class CommandError(Exception):
@@ -490,18 +493,10 @@ def cmd_demo(ns: argparse.Namespace) -> int:
 def _demo_audit(account: Any, now: Any, settings: Settings) -> None:
     """At the end of the demo, the spend audit of the simulated account (its activity and
     price list): where the money went and what the same tokens would cost done right."""
-    from datetime import timedelta
-
     from watchdog import pricing, report
-    from watchdog.core import audit
 
-    rows = account.activity()
-    end = now.date() - timedelta(days=1)
-    a = settings.audit
-    models = {r.model for r in rows} | {a.reference_mid}
-    lookup = pricing.current_prices(models, account, None, now)
-    policy = audit.AuditPolicy(a.frontier_min, a.light_max, a.reference_mid)
-    result = audit.audit(rows, lookup.prices, policy, start=end - timedelta(days=29), end=end)
+    policy = settings.audit.policy()
+    result, _ = pricing.audit_rows(account.activity(), account, None, policy, now)
     sys.stderr.write("\n" + report.render_audit(result, now=now))
 
 
@@ -704,7 +699,7 @@ def cmd_audit(ns: argparse.Namespace) -> int:
     import contextlib
     import json
     import sqlite3
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     from watchdog import pricing, report
     from watchdog.core import audit
@@ -739,10 +734,6 @@ def cmd_audit(ns: argparse.Namespace) -> int:
             raise CommandError(
                 f"error: the provider's activity is unavailable: {exc.message}"
             ) from None
-        # The provider reports completed UTC days (today's row, should one come, counts).
-        end = max([now.date() - timedelta(days=1)] + [r.date for r in rows if r.date <= now.date()])
-        start = end - timedelta(days=ns.days - 1)
-        models = {r.model for r in rows if start <= r.date <= end} | {settings.audit.reference_mid}
         cache: pricing.StoreCache | None = None
         path = settings.state.path
         # Prices are cached in the daemon's state file when there is one this user may
@@ -754,7 +745,9 @@ def cmd_audit(ns: argparse.Namespace) -> int:
                 warnings.append(f"prices not cached: no state at {path} (has the daemon run?)")
         except (StoreError, sqlite3.Error, OSError) as exc:
             warnings.append(f"prices not cached: cannot use the state file {path}: {exc}")
-        lookup = pricing.current_prices(models, provider, cache, now)
+        result, lookup = pricing.audit_rows(
+            rows, provider, cache, settings.audit.policy(), now, days=ns.days
+        )
         if cache is not None and cache.problem:
             warnings.append(f"prices not cached: {cache.problem}")
     if lookup.problem:
@@ -762,12 +755,6 @@ def cmd_audit(ns: argparse.Namespace) -> int:
             f"{lookup.problem}; "
             + ("using the cached prices" if lookup.prices else "no savings estimated")
         )
-    policy = audit.AuditPolicy(
-        frontier_min=settings.audit.frontier_min,
-        light_max=settings.audit.light_max,
-        reference_mid=settings.audit.reference_mid,
-    )
-    result = audit.audit(rows, lookup.prices, policy, start=start, end=end)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if ns.json:
@@ -920,8 +907,11 @@ def _serve(
             waiting = unit.retry_pending_now(now())
         if waiting:
             logger.info("outbox_resumed", pending=waiting)
+        digester = _digester(settings, store, provider, logger)
+        # The price list (for the page's savings and the digest) is fetched off the tick.
+        chores = ((lambda: digester.refresh_prices(now()), PRICES_EVERY_S),)
         tick = Tick(
-            digester=_digester(settings, store, provider, logger),
+            digester=digester,
             policy=policy,
             provider=provider,
             admin=provider.admin(),
@@ -935,9 +925,9 @@ def _serve(
             reserved=holds.total,
         )
         if not targets:
-            return Prepared(tick)
+            return Prepared(tick, chores=chores)
         outbox = _courier(ns, store, targets, now, logger, settings.secrets())
-        return Prepared(tick, outbox.deliver)
+        return Prepared(tick, outbox.deliver, chores)
 
     def on_stop() -> None:
         # A stopped watchdog leaves no permit: launches stop until it runs again.
@@ -997,16 +987,12 @@ def _digest_policy(settings: Settings) -> Any:
 def _digester(settings: Settings, store: Store, provider: Provider | None, logger: Any) -> Digester:
     """The digest on its schedule (to the targets that take it; off: never) and the daily
     audit behind the page's savings."""
-    from watchdog.core.audit import AuditPolicy
     from watchdog.digester import Digester
 
-    a = settings.audit
     return Digester(
         _digest_policy(settings),
         settings.policy().budget,
-        AuditPolicy(
-            frontier_min=a.frontier_min, light_max=a.light_max, reference_mid=a.reference_mid
-        ),
+        settings.audit.policy(),
         store,
         provider.admin() if provider is not None else None,
         logger,

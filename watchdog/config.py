@@ -46,6 +46,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from watchdog.core.audit import AuditPolicy
 from watchdog.core.model import BudgetPolicy, KillswitchPolicy, NotifyPolicy, Policy
 from watchdog.core.words import format_duration, parse_duration
 
@@ -461,6 +462,10 @@ class AuditConfig(_Section):
                 ]
             )
         return self
+
+    def policy(self) -> AuditPolicy:
+        """These settings as the core's audit policy."""
+        return AuditPolicy(self.frontier_min, self.light_max, self.reference_mid)
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

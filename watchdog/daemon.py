@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
@@ -31,6 +31,8 @@ from watchdog.sdnotify import Notifier
 # is due). A poll rather than a kick from the tick: a kick must take the scheduler's lock,
 # which a shutdown holds while it waits for that very tick.
 DELIVER_EVERY_S = 2.0
+# Chores (the price list) start this long after the daemon, out of the first tick's way.
+CHORE_DELAY_S = 60.0
 # An on-demand tick waits at most this long for the tick to run.
 TICK_REQUEST_TIMEOUT_S = 60.0
 # A tick that runs longer than this is stuck (a poll is bounded far below it: timeouts,
@@ -68,6 +70,8 @@ class Prepared:
 
     tick: Runnable
     deliver: Callable[[], object] | None = None
+    # Work on its own schedule, beside the tick: (what, every how many seconds).
+    chores: tuple[tuple[Callable[[], object], float], ...] = ()
 
 
 class Daemon:
@@ -146,6 +150,15 @@ class Daemon:
                 next_run_time=datetime.now(UTC),
                 id="deliver",
             )
+        for number, (chore, every) in enumerate(prepared.chores):
+            scheduler.add_job(
+                self._run_chore,
+                "interval",
+                args=[chore],
+                seconds=every,
+                next_run_time=datetime.now(UTC) + timedelta(seconds=CHORE_DELAY_S),
+                id=f"chore-{number}",
+            )
         if self.sd.watchdog_interval:
             scheduler.add_job(
                 self._heartbeat, "interval", seconds=self.sd.watchdog_interval / 2, id="heartbeat"
@@ -184,6 +197,12 @@ class Daemon:
                 self.deliver()
         except Exception:
             self.log.exception("delivery_failed")
+
+    def _run_chore(self, chore: Callable[[], object]) -> None:
+        try:
+            chore()
+        except Exception:
+            self.log.exception("chore_failed")
 
     def _on_overrun(self, event: JobSubmissionEvent) -> None:
         """A job still running when its next run came: said once per overrun, not per skip."""

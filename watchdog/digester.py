@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from watchdog import pricing
@@ -103,13 +103,22 @@ class Digester:
             fired=fired,
         )
 
-    def audit(self, rows: Sequence[Any], now: datetime) -> audit.AuditResult:
-        """The spend audit of the last 30 complete UTC days (prices cached an hour)."""
-        end = now.astimezone(UTC).date() - timedelta(days=1)
-        start = end - timedelta(days=29)
-        models = {r.model for r in rows} | {self.audit_policy.reference_mid}
-        lookup = pricing.current_prices(models, self.source, pricing.StoreCache(self.store), now)
-        return audit.audit(rows, lookup.prices, self.audit_policy, start=start, end=end)
+    def audit(self, rows: Sequence[Any], now: datetime, *, fetch: bool = True) -> Any:
+        """The spend audit of the last 30 complete UTC days: prices cached an hour, or
+        (`fetch=False`, in a tick) only what the cache holds — no network."""
+        source = self.source if fetch else None
+        cache = pricing.StoreCache(self.store)
+        return pricing.audit_rows(rows, source, cache, self.audit_policy, now)[0]
+
+    def refresh_prices(self, now: datetime) -> None:
+        """Fetch the prices of the models in the account's activity into the cache (a
+        chore on its own schedule, so a tick never waits on the price list)."""
+        if self.source is None:
+            return
+        try:
+            self.audit(self.source.activity(), now)
+        except ProviderError as exc:
+            self.log.warning("prices_refresh_failed", error=exc.message)
 
     @staticmethod
     def _caps(m: Metrics) -> str:

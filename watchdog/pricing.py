@@ -15,9 +15,10 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
+from watchdog.core import audit
 from watchdog.core.audit import Endpoint, ModelPrices, Price
 from watchdog.providers.base import ProviderError
 from watchdog.store import Store
@@ -119,3 +120,26 @@ def fetch(models: Sequence[str], source: PriceSource, now: datetime) -> dict[str
         model: ModelPrices(model, now, listed.get(model), tuple(found or ()))
         for model, found in zip(models, endpoints, strict=True)
     }
+
+
+def audit_rows(
+    rows: Sequence[Any],
+    source: PriceSource | None,
+    cache: PriceCache | None,
+    policy: audit.AuditPolicy,
+    now: datetime,
+    days: int = 30,
+) -> tuple[audit.AuditResult, PriceLookup]:
+    """The audit of the last `days` completed UTC days of `rows` (the provider's activity;
+    a row of today, should one come, counts), priced with `current_prices` — or, without a
+    `source`, with whatever the cache holds (no network: what a tick may afford)."""
+    today = now.astimezone(UTC).date()
+    end = max([today - timedelta(days=1)] + [r.date for r in rows if r.date <= today])
+    start = end - timedelta(days=days - 1)
+    models = {r.model for r in rows if start <= r.date <= end} | {policy.reference_mid}
+    if source is None:
+        cached = cache.prices() if cache is not None else {}
+        lookup = PriceLookup({m: cached[m] for m in models if m in cached})
+    else:
+        lookup = current_prices(models, source, cache, now)
+    return audit.audit(rows, lookup.prices, policy, start=start, end=end), lookup

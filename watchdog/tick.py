@@ -369,7 +369,7 @@ class Tick:
         m.activity = tuple((r.date, r.model, r.provider_name, r.spend) for r in rows)
         if self.digester is not None and rows:
             try:  # the savings the page shows, from the day's audit
-                found = self.digester.audit(rows, now).findings
+                found = self.digester.audit(rows, now, fetch=False).findings
                 m.savings = tuple((f.message, f.savings) for f in found[:5])
             except (ProviderError, OSError, sqlite3.Error) as exc:
                 self.log.warning("audit_failed", error=scrub(str(exc)))

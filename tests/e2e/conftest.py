@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.fake_openrouter import API_KEY, MANAGEMENT_KEY, FakeOpenRouter
@@ -128,7 +129,12 @@ def daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
 
 
 def base_config(
-    fake: FakeOpenRouter, tmp_path: Path, *, management: bool = False, extra: str = ""
+    fake: FakeOpenRouter,
+    tmp_path: Path,
+    *,
+    management: bool = False,
+    extra: str = "",
+    port: int = 0,
 ) -> str:
     mgmt = f'management_key = "{MANAGEMENT_KEY}"\n' if management else ""
     return (
@@ -136,5 +142,23 @@ def base_config(
         'poll_interval = "1s"\ntimeout = "2s"\n'
         f'[state]\npath = "{tmp_path}/state/state.db"\n'
         f'[killswitch]\npath = "{tmp_path}/run/permit"\n'
-        '[server]\nlisten = "127.0.0.1:0"\n' + extra
+        f'[server]\nlisten = "127.0.0.1:{port}"\n' + extra
+    )
+
+
+def get(port: int, path: str) -> httpx.Response | None:
+    """GET the daemon's `path` on 127.0.0.1:`port`; None when nothing answers."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)
+    except httpx.HTTPError:
+        return None
+
+
+def gate(permit: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`budget-watchdog gate --permit PERMIT …` as a job runs it, as a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog", "gate", "--permit", str(permit), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )

@@ -4,7 +4,6 @@ does not know, the answer is no-go, said with the reason."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,31 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import DaemonProcess, base_config, wait_for
+from tests.e2e.conftest import DaemonProcess, base_config, gate, get, wait_for
 from tests.fake_openrouter import FakeOpenRouter, Fault
 from tests.servers import free_port
-
-
-def on_port(fake: FakeOpenRouter, tmp_path: Path, port: int, extra: str = "") -> str:
-    return base_config(fake, tmp_path, extra=extra).replace(
-        'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"'
-    )
-
-
-def get(port: int, path: str) -> httpx.Response | None:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)
-    except httpx.HTTPError:
-        return None
-
-
-def gate(permit: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "watchdog", "gate", "--permit", str(permit), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def test_no_successful_poll_yet_is_no_go_everywhere(
@@ -46,7 +23,7 @@ def test_no_successful_poll_yet_is_no_go_everywhere(
     /preflight 409 — and all of it agrees, long before stale_after."""
     fake.fault(Fault(status=500))
     port = free_port()
-    proc = daemon(on_port(fake, tmp_path, port)).start()
+    proc = daemon(base_config(fake, tmp_path, port=port)).start()
     wait_for(lambda: len(proc.events("poll_failed")) >= 3, timeout=20, what="failed polls")
     permit = tmp_path / "run" / "permit"
     assert not permit.exists()
@@ -70,7 +47,7 @@ def test_after_a_restart_the_permit_waits_for_fresh_data(
     fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     port = free_port()
-    config = on_port(fake, tmp_path, port)
+    config = base_config(fake, tmp_path, port=port)
     first = daemon(config).start()
     permit = tmp_path / "run" / "permit"
     wait_for(permit.exists, timeout=20, what="the first permit")
@@ -103,7 +80,7 @@ def test_a_permit_that_cannot_be_written_later_is_critical_and_no_go(
     fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     port = free_port()
-    proc = daemon(on_port(fake, tmp_path, port)).start()
+    proc = daemon(base_config(fake, tmp_path, port=port)).start()
     permit = tmp_path / "run" / "permit"
     wait_for(permit.exists, timeout=20, what="the permit")
     # The permit's directory becomes unusable (as a full disk or a bad chown would make it).
@@ -138,7 +115,7 @@ def test_a_replaced_key_does_not_give_back_todays_spend(
 ) -> None:
     fake.account.usage_daily = 14.0
     port = free_port()
-    daemon(on_port(fake, tmp_path, port, extra="[budget]\ndaily_limit = 20.0\n")).start()
+    daemon(base_config(fake, tmp_path, extra="[budget]\ndaily_limit = 20.0\n", port=port)).start()
     first = wait_for(lambda: (s := status_of(port)) and s["spent_today"] and s, timeout=20)
     assert first["spent_today"] == 14.0
     with fake.lock:  # the key is replaced: every counter starts again near zero
@@ -162,7 +139,7 @@ def test_east_of_utc_the_providers_day_counts_from_the_first_poll(
     fake.account.usage_daily = 18.0
     port = free_port()
     extra = '[budget]\ntimezone = "Pacific/Auckland"\ndaily_limit = 15.0\n'
-    proc = daemon(on_port(fake, tmp_path, port, extra=extra)).start()
+    proc = daemon(base_config(fake, tmp_path, extra=extra, port=port)).start()
     status = wait_for(lambda: (s := status_of(port)) and s["spent_today"] is not None and s)
     assert status["spent_today"] >= 18.0
     wait_for(lambda: proc.events("poll"), what="a poll")
@@ -188,7 +165,7 @@ def test_data_from_the_future_is_kept_and_launches_wait_for_the_clock(
         unit.add_samples([Sample(future, 100.0, usage_daily=2.0)])
     fake.account.usage, fake.account.usage_daily = 103.0, 5.0
     port = free_port()
-    proc = daemon(on_port(fake, tmp_path, port)).start()
+    proc = daemon(base_config(fake, tmp_path, port=port)).start()
     status = wait_for(
         lambda: (s := status_of(port)) and any(f["rule"] == "clock" for f in s["findings"]) and s,
         timeout=20,
@@ -210,7 +187,7 @@ def test_reservations_survive_a_restart_and_leave_the_permits_headroom(
 
     fake.account.usage_daily = 2.0
     port = free_port()
-    config = on_port(fake, tmp_path, port, extra="[budget]\ndaily_limit = 20.0\n")
+    config = base_config(fake, tmp_path, extra="[budget]\ndaily_limit = 20.0\n", port=port)
     first = daemon(config).start()
     permit = tmp_path / "run" / "permit"
     wait_for(permit.exists, timeout=20, what="the permit")
@@ -282,7 +259,7 @@ def test_a_disk_that_fills_mid_run_is_critical_with_its_cause(
 ) -> None:
     tmp_path = tiny_disk.parent
     port = free_port()
-    proc = daemon(on_port(fake, tmp_path, port)).start()
+    proc = daemon(base_config(fake, tmp_path, port=port)).start()
     permit = tmp_path / "run" / "permit"
     wait_for(permit.exists, timeout=20, what="the permit")
     filler = fill(tiny_disk)
@@ -331,7 +308,9 @@ def test_while_the_provider_hangs_staleness_follows_the_clock(
 ) -> None:
     port = free_port()
     extra = '[budget]\nstale_after = "3s"\n'
-    config = on_port(fake, tmp_path, port, extra=extra).replace('timeout = "2s"', 'timeout = "20s"')
+    config = base_config(fake, tmp_path, extra=extra, port=port).replace(
+        'timeout = "2s"', 'timeout = "20s"'
+    )
     daemon(config).start()
     permit = tmp_path / "run" / "permit"
     wait_for(permit.exists, timeout=20, what="the permit")
@@ -347,7 +326,7 @@ def test_a_crashed_daemons_permit_is_removed_at_boot_before_any_poll(
     fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     port = free_port()
-    config = on_port(fake, tmp_path, port).replace('timeout = "2s"', 'timeout = "20s"')
+    config = base_config(fake, tmp_path, port=port).replace('timeout = "2s"', 'timeout = "20s"')
     first = daemon(config).start()
     permit = tmp_path / "run" / "permit"
     wait_for(permit.exists, timeout=20, what="the first permit")
@@ -384,7 +363,7 @@ def test_a_hold_changes_the_permits_headroom_at_once(
     port = free_port()
     extra = "[budget]\ndaily_limit = 20.0\n"
     config = (
-        on_port(fake, tmp_path, port, extra=extra)
+        base_config(fake, tmp_path, extra=extra, port=port)
         .replace('poll_interval = "1s"', 'poll_interval = "30s"')
         .replace("[killswitch]\n", '[killswitch]\nttl = "2m"\n')
     )

@@ -5,23 +5,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.conftest import DaemonProcess, base_config, cli, wait_for
+from tests.e2e.conftest import DaemonProcess, base_config, cli, gate, wait_for
 from tests.fake_openrouter import FakeOpenRouter
-
-
-def gate(permit: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "watchdog", "gate", "--permit", str(permit), *args],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
 
 
 def test_a_stopped_daemon_leaves_no_permit(

@@ -7,24 +7,9 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
-from tests.e2e.conftest import DaemonProcess, base_config, cli, wait_for
+from tests.e2e.conftest import DaemonProcess, base_config, cli, get, wait_for
 from tests.fake_openrouter import API_KEY, FakeOpenRouter, Fault
 from tests.servers import free_port
-
-
-def config_on(fake: FakeOpenRouter, tmp_path: Path, port: int, extra: str = "") -> str:
-    return base_config(fake, tmp_path, extra=extra).replace(
-        'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"'
-    )
-
-
-def get(port: int, path: str) -> httpx.Response | None:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)
-    except httpx.HTTPError:
-        return None
 
 
 def test_the_server_answers_while_the_provider_hangs(
@@ -32,7 +17,7 @@ def test_the_server_answers_while_the_provider_hangs(
 ) -> None:
     fake.fault(Fault(status=200, delay=6, count=1))  # the first poll hangs past the timeout
     port = free_port()
-    proc = daemon(config_on(fake, tmp_path, port)).start()
+    proc = daemon(base_config(fake, tmp_path, port=port)).start()
     health = wait_for(lambda: get(port, "/healthz"), what="the server")
     assert health.status_code == 503
     assert health.json()["reason"] == "no successful poll yet"
@@ -47,7 +32,9 @@ def test_status_command_reads_the_running_daemon_then_the_state_file(
     fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     port = free_port()
-    proc = daemon(config_on(fake, tmp_path, port, "[budget]\ndaily_limit = 20.0\n")).start()
+    proc = daemon(
+        base_config(fake, tmp_path, extra="[budget]\ndaily_limit = 20.0\n", port=port)
+    ).start()
     wait_for(lambda: proc.events("poll"), what="a poll")
     live = cli(proc.config, "status")
     assert live.returncode == 0
@@ -82,7 +69,7 @@ def test_status_command_reads_the_running_daemon_then_the_state_file(
 def test_off_loopback_without_a_token_refuses_to_start(
     fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
-    proc = daemon(config_on(fake, tmp_path, 0).replace("127.0.0.1:0", "0.0.0.0:0")).start()
+    proc = daemon(base_config(fake, tmp_path).replace("127.0.0.1:0", "0.0.0.0:0")).start()
     assert proc.wait() == 2
     assert "At 'server.token': required when server.listen (0.0.0.0:0)" in proc.output()
     assert "Traceback" not in proc.output()
@@ -92,10 +79,12 @@ def test_a_busy_port_is_a_clear_error(
     fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     port = free_port()
-    first = daemon(config_on(fake, tmp_path, port)).start()
+    first = daemon(base_config(fake, tmp_path, port=port)).start()
     wait_for(lambda: get(port, "/healthz"), what="the first server")
     (tmp_path / "b").mkdir()
-    second = DaemonProcess(tmp_path / "b", config_on(fake, tmp_path / "b", port), name="b").start()
+    second = DaemonProcess(
+        tmp_path / "b", base_config(fake, tmp_path / "b", port=port), name="b"
+    ).start()
     assert second.wait() == 1
     assert f"cannot listen on 127.0.0.1:{port}" in second.output()
     assert "Traceback" not in second.output()

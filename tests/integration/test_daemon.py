@@ -57,3 +57,27 @@ def test_an_on_demand_tick_runs_on_the_scheduler_and_is_waited_for() -> None:
     assert daemon.run() == 0
     asker.join(10)
     assert seen == [(1, True, 2)]  # the one asked for ran before request_tick returned
+
+
+def test_a_chore_runs_on_its_own_schedule_and_its_failure_is_logged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from watchdog import daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "CHORE_DELAY_S", 0.0)
+    runs: list[float] = []
+
+    def chore() -> None:
+        runs.append(time.monotonic())
+        raise RuntimeError("the price list is down")
+
+    daemon = Daemon(
+        lambda: Prepared(Counting(), chores=((chore, 0.2),)),
+        interval=60,
+        log=get_logger(),
+        run_for=1.0,
+    )
+    with capture_logs() as logs:
+        assert daemon.run() == 0
+    assert len(runs) >= 3  # on its own schedule, beside the tick
+    assert [e["event"] for e in logs].count("chore_failed") == len(runs)
