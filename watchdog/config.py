@@ -47,7 +47,14 @@ from pydantic_settings import (
 )
 
 from watchdog.core.audit import AuditPolicy
-from watchdog.core.model import BudgetPolicy, KillswitchPolicy, NotifyPolicy, Policy
+from watchdog.core.model import (
+    BudgetPolicy,
+    CapsPolicy,
+    KeyBudget,
+    KillswitchPolicy,
+    NotifyPolicy,
+    Policy,
+)
 from watchdog.core.words import format_duration, parse_duration
 
 CONFIG_ENV = "WATCHDOG_CONFIG"
@@ -199,6 +206,12 @@ class ProviderConfig(_Section):
         timedelta(seconds=60), description="How often the provider is polled (1s minimum)."
     )
     timeout: Duration = Field(timedelta(seconds=10), description="Timeout of one HTTP request.")
+    workspaces: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        ["*"],
+        min_length=1,
+        description='Workspaces whose keys are watched (management key): "*" for every one, '
+        "or ids/slugs. The provider lists only the default workspace unless asked.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -220,6 +233,50 @@ class ProviderConfig(_Section):
         if value <= timedelta(0):
             raise ValueError("must be more than 0s")
         return value
+
+
+class KeyBudgetConfig(_Section):
+    """One [[budget.keys]] entry: limits for the keys it matches (first match wins)."""
+
+    match: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Glob on the key's name or label, or a full key hash.",
+        examples=["batch-*"],
+    )
+    daily_limit: Annotated[Amount, Field(gt=0)] | None = Field(
+        None, description="This key's spend allowed per day, USD.", examples=[5.0]
+    )
+    monthly_limit: Annotated[Amount, Field(gt=0)] | None = Field(
+        None, description="This key's spend allowed per calendar month, USD.", examples=[100.0]
+    )
+    action: Literal["alert", "revoke", "disable"] = Field(
+        "alert",
+        description='What its findings do: "alert"; "revoke" this key\'s permit; "disable" '
+        "this key at the provider (and revoke its permit).",
+        examples=["revoke"],
+    )
+
+    @model_validator(mode="after")
+    def _daily_below_monthly(self) -> KeyBudgetConfig:
+        if (
+            self.daily_limit is not None
+            and self.monthly_limit is not None
+            and self.daily_limit > self.monthly_limit
+        ):
+            _reject(
+                [
+                    (
+                        "daily_limit",
+                        f"daily_limit ({self.daily_limit:g}) is above monthly_limit "
+                        f"({self.monthly_limit:g}) for keys matching {self.match!r}",
+                    )
+                ]
+            )
+        return self
+
+    def policy(self) -> KeyBudget:
+        return KeyBudget(self.match, self.daily_limit, self.monthly_limit, self.action)
 
 
 class BudgetConfig(_Section):
@@ -264,6 +321,22 @@ class BudgetConfig(_Section):
         description="Stale when no poll succeeded for this long. At least twice "
         "provider.poll_interval.",
     )
+    keys: list[KeyBudgetConfig] = Field(
+        [],
+        description="Per-key limits, each a [[budget.keys]] table; first match wins. Needs "
+        "a management key (every key of the account is watched).",
+        examples=[
+            [
+                {
+                    "match": "batch-*",
+                    "daily_limit": 5.0,
+                    "monthly_limit": 100.0,
+                    "action": "revoke",
+                },
+                {"match": "interactive", "daily_limit": 20.0, "action": "alert"},
+            ]
+        ],
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -304,6 +377,31 @@ class BudgetConfig(_Section):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class CapsConfig(_Section):
+    """[caps]: provider-side daily limits on every key, kept at factor × expected spend."""
+
+    manage: Flag = Field(
+        False, description="Keep the caps current from the daemon (management key)."
+    )
+    factor: Annotated[Number, Field(ge=1, le=100)] = Field(
+        1.3, description="Daily cap = factor × the key's expected daily spend."
+    )
+    min_daily: Annotated[Amount, Field(gt=0)] = Field(
+        1.0, description="Never set a daily cap below this, USD."
+    )
+    every: Duration = Field(timedelta(days=1), description="How often the daemon recomputes.")
+
+    @field_validator("every")
+    @classmethod
+    def _at_least_an_hour(cls, value: timedelta) -> timedelta:
+        if value < timedelta(hours=1):
+            raise ValueError("must be at least 1h (caps follow days of spend)")
+        return value
+
+    def policy(self) -> CapsPolicy:
+        return CapsPolicy(self.manage, self.factor, self.min_daily, self.every)
 
 
 class KillswitchConfig(_Section):
@@ -551,6 +649,7 @@ class Settings(BaseSettings):
     state: StateConfig = StateConfig()
     audit: AuditConfig = AuditConfig()
     digest: DigestConfig = DigestConfig()
+    caps: CapsConfig = CapsConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -619,6 +718,7 @@ class Settings(BaseSettings):
                 spike_min_rate=budget.spike_min_rate,
                 hysteresis=budget.hysteresis,
                 stale_after=budget.stale_after,
+                keys=tuple(k.policy() for k in budget.keys),
             ),
             killswitch=KillswitchPolicy(
                 revoke_on=tuple(killswitch.revoke_on),
@@ -631,6 +731,7 @@ class Settings(BaseSettings):
                 repeat_interval=notify.repeat_interval, send_resolved=notify.send_resolved
             ),
             poll_interval=self.provider.poll_interval,
+            caps=self.caps.policy(),
         )
 
 
@@ -968,7 +1069,10 @@ _SECTIONS: dict[str, type[_Section]] = {
     "state": StateConfig,
     "audit": AuditConfig,
     "digest": DigestConfig,
+    "caps": CapsConfig,
 }
+# Keys holding [[section.key]] arrays of tables, and the model of one table.
+_TABLE_ARRAYS: dict[str, type[_Section]] = {"targets": NotifyTarget, "keys": KeyBudgetConfig}
 MASK = "********"
 
 
@@ -1085,8 +1189,8 @@ def render_example() -> str:
         for name, info in model.model_fields.items():
             lines.append(f"# {info.description}")
             example: Any = info.examples[0] if info.examples else ""
-            if name == "targets":
-                lines += _example_tables(f"{section}.{name}", NotifyTarget, example)
+            if name in _TABLE_ARRAYS:
+                lines += _example_tables(f"{section}.{name}", _TABLE_ARRAYS[name], example)
             elif info.default is None:
                 lines.append(f"# {name} = {_toml_value(example)}")
             else:

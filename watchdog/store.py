@@ -29,7 +29,10 @@ from typing import IO, Any
 from watchdog.core.audit import Endpoint, ModelPrices, Price
 from watchdog.core.model import (
     AlertState,
+    CapChange,
     Ident,
+    KeySample,
+    KnownKey,
     OutboxRow,
     Override,
     PermitChange,
@@ -152,6 +155,46 @@ MIGRATIONS: tuple[str, ...] = (
         cache_read REAL,
         fetched_at INTEGER NOT NULL,
         PRIMARY KEY (model, endpoint)
+    );
+    """,
+    # 7: every key of the account (issue 14). Keys are followed by hash (a rename keeps
+    # the history); key_samples keep a key's counters when they changed (with the last
+    # unchanged poll before a change), so an idle key costs no rows; cap_audit records
+    # every change of a provider-side limit made by `caps`.
+    """
+    CREATE TABLE keys (
+        hash TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        label TEXT,
+        workspace_id TEXT,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        deleted_at INTEGER
+    );
+    CREATE TABLE key_samples (
+        hash TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        usage REAL NOT NULL,
+        usage_daily REAL,
+        usage_weekly REAL,
+        usage_monthly REAL,
+        key_limit REAL,
+        key_limit_remaining REAL,
+        limit_reset TEXT,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (hash, ts)
+    );
+    CREATE TABLE cap_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        name TEXT NOT NULL,
+        old_limit REAL,
+        old_reset TEXT,
+        new_limit REAL,
+        new_reset TEXT,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL
     );
     """,
 )
@@ -342,6 +385,51 @@ class Store:
     def last_sample(self) -> Sample | None:
         row = self._one("SELECT * FROM samples ORDER BY ts DESC LIMIT 1")
         return _sample(row) if row else None
+
+    # -- keys ------------------------------------------------------------------------
+
+    def known_keys(self) -> dict[str, KnownKey]:
+        """Every key ever listed, by hash (deleted ones keep `deleted_at`)."""
+        return {r["hash"]: _known_key(r) for r in self._all("SELECT * FROM keys ORDER BY name")}
+
+    def key_history(
+        self, since: datetime, until: datetime | None = None
+    ) -> dict[str, list[KeySample]]:
+        """Each key's samples from `since` on (and its last one before), oldest first."""
+        end = _ms(until) if until else 2**62
+        rows = self._all(
+            """
+            SELECT k.* FROM key_samples k JOIN (
+                SELECT hash, MAX(ts) AS ts FROM key_samples WHERE ts < ? GROUP BY hash
+            ) b ON k.hash = b.hash AND k.ts = b.ts
+            UNION ALL
+            SELECT * FROM key_samples WHERE ts >= ? AND ts <= ?
+            ORDER BY hash, ts
+            """,
+            (_ms(since), _ms(since), end),
+        )
+        found: dict[str, list[KeySample]] = {}
+        for row in rows:
+            found.setdefault(row["hash"], []).append(_key_sample(row))
+        return found
+
+    def cap_log(self, limit: int = 100) -> list[CapChange]:
+        """The latest changes of provider-side limits, newest first."""
+        rows = self._all("SELECT * FROM cap_audit ORDER BY id DESC LIMIT ?", (limit,))
+        return [
+            CapChange(
+                at=_dt(r["at"]),
+                hash=r["hash"],
+                name=r["name"],
+                old_limit=r["old_limit"],
+                old_reset=r["old_reset"],
+                new_limit=r["new_limit"],
+                new_reset=r["new_reset"],
+                actor=r["actor"],
+                reason=r["reason"],
+            )
+            for r in rows
+        ]
 
     # -- prices ----------------------------------------------------------------------
 
@@ -563,8 +651,9 @@ class Unit:
         )
 
     def thin(self, now: datetime) -> int:
-        """Keep one sample per hour for samples older than RAW_RETENTION; return how many
-        were removed. Counters are cumulative, so spend per day stays exact to the hour."""
+        """Keep one sample per hour for samples older than RAW_RETENTION (per key for key
+        samples); return how many were removed. Counters are cumulative, so spend per day
+        stays exact to the hour."""
         cutoff = _ms(now - RAW_RETENTION)
         cursor = self.db.execute(
             """
@@ -574,7 +663,77 @@ class Unit:
             """,
             (cutoff, cutoff, THIN_BUCKET_MS),
         )
-        return cursor.rowcount
+        keys = self.db.execute(
+            """
+            DELETE FROM key_samples WHERE ts < ? AND (hash, ts) NOT IN (
+                SELECT hash, MIN(ts) FROM key_samples WHERE ts < ? GROUP BY hash, ts / ?
+            )
+            """,
+            (cutoff, cutoff, THIN_BUCKET_MS),
+        )
+        return cursor.rowcount + keys.rowcount
+
+    # -- keys ------------------------------------------------------------------------
+
+    def add_key_samples(self, samples: Sequence[KeySample]) -> None:
+        """Keep keys' samples. A sample at an existing (hash, timestamp) replaces it."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO key_samples (hash, ts, usage, usage_daily, usage_weekly, "
+            "usage_monthly, key_limit, key_limit_remaining, limit_reset, disabled) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    s.hash,
+                    _ms(s.ts),
+                    s.usage,
+                    s.usage_daily,
+                    s.usage_weekly,
+                    s.usage_monthly,
+                    s.key_limit,
+                    s.key_limit_remaining,
+                    s.limit_reset,
+                    int(s.disabled),
+                )
+                for s in samples
+            ],
+        )
+
+    def save_keys(self, keys: Sequence[KnownKey]) -> None:
+        """Insert or update keys as followed (by hash)."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO keys (hash, name, label, workspace_id, first_seen, "
+            "last_seen, deleted_at) VALUES (?,?,?,?,?,?,?)",
+            [
+                (
+                    k.hash,
+                    k.name,
+                    k.label,
+                    k.workspace_id,
+                    _ms(_seen(k.first_seen or k.last_seen)),
+                    _ms(_seen(k.last_seen or k.first_seen)),
+                    None if k.deleted_at is None else _ms(k.deleted_at),
+                )
+                for k in keys
+            ],
+        )
+
+    def audit_cap(self, change: CapChange) -> None:
+        """Record a change of a key's provider-side limit."""
+        self.db.execute(
+            "INSERT INTO cap_audit (at, hash, name, old_limit, old_reset, new_limit, "
+            "new_reset, actor, reason) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                _ms(change.at),
+                change.hash,
+                change.name,
+                change.old_limit,
+                change.old_reset,
+                change.new_limit,
+                change.new_reset,
+                change.actor,
+                change.reason,
+            ),
+        )
 
     # -- small state -----------------------------------------------------------------
 
@@ -782,6 +941,39 @@ def _price(r: sqlite3.Row) -> Price | None:
     if r["prompt"] is None or r["completion"] is None:
         return None
     return Price(r["prompt"], r["completion"], r["cache_read"])
+
+
+def _seen(at: datetime | None) -> datetime:
+    if at is None:
+        raise ValueError("a key is saved with the time it was seen")
+    return at
+
+
+def _known_key(r: sqlite3.Row) -> KnownKey:
+    return KnownKey(
+        hash=r["hash"],
+        name=r["name"],
+        label=r["label"],
+        workspace_id=r["workspace_id"],
+        first_seen=_dt(r["first_seen"]),
+        last_seen=_dt(r["last_seen"]),
+        deleted_at=_dt_or_none(r["deleted_at"]),
+    )
+
+
+def _key_sample(r: sqlite3.Row) -> KeySample:
+    return KeySample(
+        hash=r["hash"],
+        ts=_dt(r["ts"]),
+        usage=r["usage"],
+        usage_daily=r["usage_daily"],
+        usage_weekly=r["usage_weekly"],
+        usage_monthly=r["usage_monthly"],
+        key_limit=r["key_limit"],
+        key_limit_remaining=r["key_limit_remaining"],
+        limit_reset=r["limit_reset"],
+        disabled=bool(r["disabled"]),
+    )
 
 
 def _sample(r: sqlite3.Row) -> Sample:

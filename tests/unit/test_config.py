@@ -252,11 +252,12 @@ def test_example_file_is_what_the_model_generates() -> None:
 
 def test_example_holds_every_key_of_the_model() -> None:
     example = (ROOT / "watchdog.example.toml").read_text()
-    uncommented = re.sub(r"(?m)^# ((?:\w+) = .*|\[\[notify\.targets\]\])$", r"\1", example)
-    data = tomllib.loads(re.sub(r"(?m)^(url|severities) = (.*?)\s+# .*$", r"\1 = \2", uncommented))
+    uncommented = re.sub(r"(?m)^# ((?:\w+) = .*|\[\[\w+\.\w+\]\])$", r"\1", example)
+    data = tomllib.loads(re.sub(r'(?m)^(\w+) = ([^#\n]*?)[ ]+# [^"\n]*$', r"\1 = \2", uncommented))
     for section, model in config._SECTIONS.items():
         assert set(data[section]) == set(model.model_fields), section
     assert set(data["notify"]["targets"][0]) == set(config.NotifyTarget.model_fields)
+    assert set(data["budget"]["keys"][0]) == set(config.KeyBudgetConfig.model_fields)
 
 
 def test_example_loads_to_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ edge, see `watchdog.config`).
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
@@ -204,6 +205,87 @@ class Sample:
     byok_usage_daily: float | None = None
     byok_usage_monthly: float | None = None
     byok_counted: bool = False
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    """A key of the account as the watchdog follows it, by hash: its latest name, label and
+    workspace; when it was first and last listed; `deleted_at` once a listing no longer
+    had it (told once, then no longer judged)."""
+
+    hash: str
+    name: str
+    label: str | None = None
+    workspace_id: str | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class KeySample:
+    """One key's counters at one poll (see Sample). Kept when they changed, with the last
+    unchanged one before a change, so a restart rebuilds the same curve."""
+
+    hash: str
+    ts: datetime
+    usage: float
+    usage_daily: float | None = None
+    usage_weekly: float | None = None
+    usage_monthly: float | None = None
+    key_limit: float | None = None
+    key_limit_remaining: float | None = None
+    limit_reset: str | None = None
+    disabled: bool = False
+
+    def to_sample(self) -> Sample:
+        """As a Sample, for burn's measure. A key's limit that resets is still its limit
+        (`key_limit` is judged per key whatever its reset); no balance per key."""
+        return Sample(
+            ts=self.ts,
+            usage=self.usage,
+            usage_daily=self.usage_daily,
+            usage_weekly=self.usage_weekly,
+            usage_monthly=self.usage_monthly,
+            key_limit=self.key_limit,
+            key_limit_remaining=self.key_limit_remaining,
+        )
+
+    def same_counters(self, other: KeySample) -> bool:
+        return (
+            self.usage,
+            self.usage_daily,
+            self.usage_weekly,
+            self.usage_monthly,
+            self.key_limit,
+            self.key_limit_remaining,
+            self.limit_reset,
+            self.disabled,
+        ) == (
+            other.usage,
+            other.usage_daily,
+            other.usage_weekly,
+            other.usage_monthly,
+            other.key_limit,
+            other.key_limit_remaining,
+            other.limit_reset,
+            other.disabled,
+        )
+
+
+@dataclass(frozen=True)
+class CapChange:
+    """One change of a key's provider-side limit, for the audit: old → new, who, when."""
+
+    at: datetime
+    hash: str
+    name: str
+    old_limit: float | None
+    old_reset: str | None
+    new_limit: float | None
+    new_reset: str | None
+    actor: str
+    reason: str
 
 
 # -- findings and alerts ------------------------------------------------------------------
@@ -420,6 +502,30 @@ class Override:
 # keeps them equal), so core tests can build a policy with just the fields they care about.
 
 
+KeyAction = Literal["alert", "revoke", "disable"]
+
+
+@dataclass(frozen=True)
+class KeyBudget:
+    """One [[budget.keys]] entry: the limits of the keys it matches, and what their
+    findings do (`alert` only; `revoke` that key's permit; `disable` that key at the
+    provider, which revokes its permit too)."""
+
+    match: str
+    daily_limit: float | None = None
+    monthly_limit: float | None = None
+    action: KeyAction = "alert"
+
+    def matches(self, name: str | None, label: str | None, key_hash: str | None) -> bool:
+        """True when `match` is the key's full hash, or a glob matching its name or label
+        (case-sensitive, as the provider shows them)."""
+        if key_hash is not None and self.match == key_hash:
+            return True
+        return any(
+            text is not None and fnmatch.fnmatchcase(text, self.match) for text in (name, label)
+        )
+
+
 @dataclass(frozen=True)
 class BudgetPolicy:
     """[budget]: the limits and targets findings are judged against."""
@@ -436,6 +542,13 @@ class BudgetPolicy:
     spike_min_rate: float = 0.5
     hysteresis: float = 0.05
     stale_after: timedelta = timedelta(minutes=10)
+    keys: tuple[KeyBudget, ...] = ()
+
+    def key_budget(
+        self, name: str | None, label: str | None, key_hash: str | None
+    ) -> KeyBudget | None:
+        """The first [[budget.keys]] entry matching a key, or None."""
+        return next((k for k in self.keys if k.matches(name, label, key_hash)), None)
 
 
 @dataclass(frozen=True)
@@ -465,6 +578,18 @@ class Policy:
     killswitch: KillswitchPolicy = field(default_factory=KillswitchPolicy)
     notify: NotifyPolicy = field(default_factory=NotifyPolicy)
     poll_interval: timedelta = timedelta(seconds=60)
+    caps: CapsPolicy = field(default_factory=lambda: CapsPolicy())
+
+
+@dataclass(frozen=True)
+class CapsPolicy:
+    """[caps]: provider-side key limits the watchdog keeps at `factor` × expected daily
+    spend (never below `min_daily`), every `every` when `manage`."""
+
+    manage: bool = False
+    factor: float = 1.3
+    min_daily: float = 1.0
+    every: timedelta = timedelta(days=1)
 
 
 @dataclass(frozen=True)
