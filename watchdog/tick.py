@@ -23,11 +23,13 @@ from watchdog import permitfile
 from watchdog.core import burn, view
 from watchdog.core.burn import Metrics
 from watchdog.core.decide import Inputs, Outcome, decide
+from watchdog.core.keys import provider_actions
 from watchdog.core.model import (
     AlertState,
     Event,
     Finding,
     Ident,
+    KeySample,
     PermitChange,
     Policy,
     PollHealth,
@@ -36,10 +38,11 @@ from watchdog.core.model import (
     Snapshot,
     TargetHealth,
 )
-from watchdog.core.permit import Decision, PermitState, key_actions
+from watchdog.core.permit import Decision, PermitState
 from watchdog.core.view import View
 from watchdog.core.words import money, rounded
 from watchdog.digester import Digester, Due
+from watchdog.keyring import KeyRing
 from watchdog.log import scrub
 from watchdog.notify import Target
 from watchdog.providers.base import (
@@ -82,6 +85,8 @@ class Memory:
     chart_at: datetime | None = None
     # The savings the day's audit found: (message, USD), largest first.
     savings: tuple[tuple[str, float], ...] = ()
+    # Every key of the account (with a management key; None without).
+    keys: KeyRing | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,10 @@ class Tick:
         self.digester = digester
         self.targets = tuple(targets)
         self.memory = memory or resume(store, policy, clock())
+        if self.admin is not None and self.memory.keys is None:
+            now = clock()
+            since = burn.samples_needed_since(now, policy.budget.tz)
+            self.memory.keys = KeyRing.resume(store, since, now)
         if self.admin is not None and self.memory.watched.hash:
             self.admin.remember_watched_key(self.memory.watched.hash)
         first = view.starting(self.memory.poll.started_at, policy.budget, self.memory.poll)
@@ -246,6 +255,9 @@ class Tick:
         snapshot, error, skipped = self._poll()
         now = self.clock()
         sample = self._absorb(snapshot, now) if snapshot is not None else None
+        key_samples: list[KeySample] = []
+        if m.keys is not None and snapshot is not None and self.admin is not None:
+            key_samples = m.keys.absorb(snapshot.keys, now, self.policy.budget)
         if error is not None:
             m.poll = m.poll.failed(
                 now,
@@ -272,11 +284,14 @@ class Tick:
                 key_name=m.watched.name,
                 disable_error=m.disable_error,
                 permit_error=m.permit_error,
+                keys=m.keys.inputs() if m.keys is not None else None,
             )
         )
         due = self._digest(now, outcome) if self.digester is not None else None
-        self._commit(now, sample, error, outcome, due)
+        self._commit(now, sample, error, outcome, due, key_samples)
         m.alerts, m.permit = outcome.alerts, outcome.permit
+        if m.keys is not None:
+            self._follow_keys(outcome)
         result = TickResult(now, snapshot, error, skipped, outcome)
         self.view = self._view(now, outcome, silences)
         self._apply_permit(outcome)
@@ -381,6 +396,24 @@ class Tick:
 
     # -- commit ----------------------------------------------------------------------
 
+    def _follow_keys(self, o: Outcome) -> None:
+        """The keys' judgements and listing changes, kept for the next tick and logged."""
+        ring = self.memory.keys
+        assert ring is not None
+        ring.judgements, ring.known = o.judgements, o.known
+        first = all(what == "new" and before is None for what, _, before in o.key_changes)
+        if first and len(o.key_changes) > 3:
+            self.log.info("keys_followed", count=len(o.key_changes))
+            return
+        for what, key, before in o.key_changes:
+            if what == "deleted":
+                ring.forget(key.hash)
+                self.log.warning("key_deleted", key=key.name, hash=key.hash[:8])
+            elif what == "renamed" and before is not None:
+                self.log.info("key_renamed", key=key.name, was=before.name, hash=key.hash[:8])
+            else:
+                self.log.info("key_new", key=key.name, hash=key.hash[:8])
+
     def _digest(self, now: datetime, o: Outcome) -> Due | None:
         """The digest due now, if any (composing it may read activity and prices: a failure
         there delays the digest to the next tick, it never fails the tick)."""
@@ -398,10 +431,15 @@ class Tick:
         error: ProviderError | None,
         o: Outcome,
         due: Due | None = None,
+        key_samples: Sequence[KeySample] = (),
     ) -> None:
         with self.store.unit() as unit:
             if sample is not None:
                 unit.add_samples([sample])
+            if key_samples:
+                unit.add_key_samples(key_samples)
+            if o.key_changes:
+                unit.save_keys([key for _, key, _ in o.key_changes])
             unit.save_alerts(o.alerts)
             unit.enqueue(o.outbox)
             if o.transition is not None:
@@ -445,6 +483,9 @@ class Tick:
             month_days=burn.daily_spend(
                 m.history, now, now.astimezone(self.policy.budget.tz).day, self.policy.budget.tz
             ),
+            key_judgements=list(o.judgements.values()),
+            key_verdicts=o.verdicts,
+            keys_watched=m.keys is not None,
         )
 
     def _chart(self, now: datetime) -> tuple[tuple[datetime, float | None], ...]:
@@ -494,11 +535,20 @@ class Tick:
         return max(timedelta(0), min(ttl, left))
 
     def _apply_key_actions(self, now: datetime, o: Outcome) -> None:
+        """Disable or re-enable keys at the provider: the watched keys while the account's
+        permit is revoked (`killswitch.disable_keys`), and a key whose own findings revoke
+        it with `action = "disable"`; re-enabled only when the watchdog disabled them."""
         m = self.memory
-        if not self.policy.killswitch.disable_keys or self.admin is None:
+        if self.admin is None:
             return
-        disable, enable = key_actions(
-            o.decision, _watched_keys(m.snapshot), self.store.disabled_keys()
+        ours = self.store.disabled_keys()
+        account = []
+        if self.policy.killswitch.disable_keys and not o.decision.armed:
+            account = _watched_keys(m.snapshot)
+        elif not self.policy.killswitch.disable_keys and not o.judgements and not ours:
+            return
+        disable, enable = provider_actions(
+            o.judgements, account, ours, self.policy.killswitch.revoke_on
         )
         for key_hash, name in enable:
             try:
@@ -508,9 +558,9 @@ class Tick:
                 continue
             with self.store.unit() as unit:
                 unit.forget_disabled(key_hash)
-            self.log.warning("key_enabled", key=name, reason="permit re-armed")
+            self.log.warning("key_enabled", key=name, reason="its findings cleared")
         errors = []
-        for key_hash, name in disable:
+        for key_hash, name, reason in disable:
             try:
                 self.admin.set_key_disabled(key_hash, True)
             except ProviderError as exc:
@@ -518,8 +568,8 @@ class Tick:
                 self.log.error("key_disable_failed", key=name, error=exc.message)
                 continue
             with self.store.unit() as unit:
-                unit.record_disabled(key_hash, name, now, o.decision.reason)
-            self.log.warning("key_disabled", key=name, reason=o.decision.reason)
+                unit.record_disabled(key_hash, name, now, reason)
+            self.log.warning("key_disabled", key=name, reason=reason)
         m.disable_error = "; ".join(errors) if errors else None
 
     def _maybe_thin(self, now: datetime) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from watchdog.core.model import Finding, KillswitchPolicy, Override, PollHealth, Severity, Trip
-from watchdog.core.permit import STARTING, Decision, PermitState, advance, decide, key_actions
+from watchdog.core.permit import STARTING, Decision, PermitState, advance, decide
 
 NOW = datetime(2026, 11, 27, 14, tzinfo=UTC)
 STARTED = NOW - timedelta(hours=1)
@@ -141,11 +141,3 @@ def test_the_first_arm_ever_is_quiet() -> None:
 def test_a_finding_before_the_first_poll_still_revokes_with_its_reason() -> None:
     _, d, _ = step(ARMED, [f("auth")], poll=NEVER)
     assert not d.armed and d.causes == ("auth",)
-
-
-def test_key_actions_disable_what_is_watched_and_re_enable_only_ours() -> None:
-    revoked = Decision(False, "daily_limit critical")
-    armed = Decision(True, "fine")
-    watched = [("h1", "batch"), ("h2", "other")]
-    assert key_actions(revoked, watched, {"h2": "other"}) == ([("h1", "batch")], [])
-    assert key_actions(armed, watched, {"h2": "other"}) == ([], [("h2", "other")])

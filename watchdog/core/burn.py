@@ -152,7 +152,12 @@ class History:
             # The provider's usage_daily says exactly how much of this step fell after
             # midnight UTC: pin the curve there, so a gap is split between the right days.
             self._append(anchor, total - sample.usage_daily)
-        self._append(t, total)
+        if delta == 0 and len(self.ts) >= 2 and self.spend[-2] == total:
+            # A flat run keeps its first and last points only (the curve between is the
+            # same): an idle key costs two points, not one per poll.
+            self.ts[-1] = t
+        else:
+            self._append(t, total)
         self.last = sample
         self._note_counters(sample, total)
 

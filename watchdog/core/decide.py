@@ -8,16 +8,18 @@ outbox, key disable, view). Tested with plain values: no store, no clock, no pro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
-from watchdog.core import alerts, burn, messages, rules
+from watchdog.core import alerts, burn, keys, messages, rules
 from watchdog.core import permit as permits
 from watchdog.core.model import (
+    WATCHED,
     AlertState,
     Event,
     Finding,
     Ident,
+    KnownKey,
     OutboxRow,
     Override,
     Policy,
@@ -28,6 +30,19 @@ from watchdog.core.model import (
 
 # Predictions look this far ahead: the next poll, with margin for its own duration.
 HORIZON_FACTOR = 1.25
+
+
+@dataclass(frozen=True)
+class KeyInputs:
+    """Every key of the account this tick: `listed` is this poll's listing as facts (None
+    when there is none this tick: a failed poll keeps the last judgements), `histories`
+    each listed key's curve by hash, `previous` the last judgements, `known` the keys
+    followed so far."""
+
+    listed: Sequence[keys.KeyFacts] | None
+    histories: Mapping[str, burn.History]
+    previous: Mapping[str, keys.KeyJudgement]
+    known: Mapping[str, KnownKey]
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,7 @@ class Inputs:
     key_name: str
     disable_error: str | None = None
     permit_error: str | None = None
+    keys: KeyInputs | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,10 @@ class Outcome:
     decision: permits.Decision
     events: list[Event]
     outbox: list[OutboxRow]
+    judgements: dict[str, keys.KeyJudgement] = field(default_factory=dict)
+    verdicts: list[keys.KeyVerdict] = field(default_factory=list)
+    known: dict[str, KnownKey] = field(default_factory=dict)
+    key_changes: list[tuple[str, KnownKey, KnownKey | None]] = field(default_factory=list)
 
     @property
     def transition(self) -> Event | None:
@@ -71,13 +91,14 @@ class Outcome:
 def decide(i: Inputs) -> Outcome:
     """Given one tick's inputs, return its outcome (see the module's docstring)."""
     policy = i.policy
+    horizon = policy.poll_interval * HORIZON_FACTOR
     metrics = burn.measure(i.history, i.now, policy.budget.tz, i.prior)
     held = alerts.firing(i.alerts)  # a resolution held by a silence gets no hysteresis
     findings = rules.evaluate(
         metrics,
         policy.budget,
         i.poll,
-        horizon=policy.poll_interval * HORIZON_FACTOR,
+        horizon=horizon,
         held=held,
         disable_error=i.disable_error,
         permit_error=i.permit_error,
@@ -85,15 +106,21 @@ def decide(i: Inputs) -> Outcome:
     new_permit, decision, permit_events = permits.advance(
         i.permit, findings, i.override, i.poll, i.now, policy.killswitch
     )
+    states, judgements, known, changes, notices = _keys(i, dict(i.alerts), horizon)
+    key_findings = [f for j in judgements.values() for f in j.findings]
     new_alerts, events = alerts.advance(
-        i.alerts,
-        findings,
+        states,
+        findings + key_findings,
         i.now,
         repeat_interval=policy.notify.repeat_interval,
         send_resolved=policy.notify.send_resolved,
         silences=i.silences,
     )
-    events += permit_events
+    events += permit_events + notices
+    verdicts = [
+        keys.verdict(j, decision.armed, decision.reason, policy.killswitch)
+        for j in judgements.values()
+    ]
     ctx = messages.Context(
         metrics=metrics,
         budget=policy.budget,
@@ -102,5 +129,90 @@ def decide(i: Inputs) -> Outcome:
         key_name=i.key_name,
         data_age_s=i.poll.data_age(i.now),
     )
-    rows = messages.route(events, ctx, i.recipients, i.now)
-    return Outcome(metrics, findings, new_alerts, new_permit, decision, events, rows)
+    rows = messages.route([e for e in events if e.key == WATCHED], ctx, i.recipients, i.now)
+    by_name = {j.facts.name: j for j in judgements.values()}
+    by_verdict = {v.name: v for v in verdicts}
+    for event in events:
+        if event.key == WATCHED:
+            continue
+        j, v = by_name.get(event.key), by_verdict.get(event.key)
+        key_ctx = messages.Context(
+            metrics=j.metrics if j is not None else None,
+            budget=keys.key_budget_policy(policy.budget, j.facts.budget if j else None),
+            permit="armed" if v is not None and v.armed else "revoked",
+            permit_reason=v.reason if v is not None else "the key is no longer listed",
+            key_name=f"key {event.key}",
+            data_age_s=ctx.data_age_s,
+            per_key=True,
+        )
+        rows += messages.route([event], key_ctx, i.recipients, i.now)
+    return Outcome(
+        metrics,
+        findings,
+        new_alerts,
+        new_permit,
+        decision,
+        events,
+        rows,
+        judgements,
+        verdicts,
+        known,
+        changes,
+    )
+
+
+def _keys(
+    i: Inputs, states: dict[Ident, AlertState], horizon: timedelta
+) -> tuple[
+    dict[Ident, AlertState],
+    dict[str, keys.KeyJudgement],
+    dict[str, KnownKey],
+    list[tuple[str, KnownKey, KnownKey | None]],
+    list[Event],
+]:
+    """Every key's judgement this tick, the keys followed, and what their listing changed:
+    a renamed key's alerts move to its new name; a deleted key's alerts end with one
+    notice (no resolution follows it) and it is no longer judged."""
+    k = i.keys
+    if k is None:
+        return states, {}, {}, [], []
+    judgements = dict(k.previous)
+    known = dict(k.known)
+    changes: list[tuple[str, KnownKey, KnownKey | None]] = []
+    notices: list[Event] = []
+    if k.listed is None:
+        return states, judgements, known, changes, notices
+    listing = [(f.hash, f.name, f.label, f.workspace_id) for f in k.listed]
+    known, changes = keys.follow(k.known, listing, i.now)
+    for what, key, before in changes:
+        if what == "renamed" and before is not None:
+            for ident in [x for x in states if x[1] == before.name]:
+                states[(ident[0], key.name)] = states.pop(ident)
+        elif what == "deleted" and before is not None:
+            for ident in [x for x in states if x[1] == before.name]:
+                del states[ident]
+            judgements.pop(key.hash, None)
+            notices.append(
+                Event(
+                    "notice",
+                    "key_deleted",
+                    before.name,
+                    "warning",
+                    i.now,
+                    i.now,
+                    f"Key {before.name} is no longer listed at the provider (deleted): it is "
+                    "no longer watched, and its alerts end here.",
+                )
+            )
+    held = alerts.firing(states)
+    fresh: dict[str, keys.KeyJudgement] = {}
+    for facts in k.listed:
+        previous = judgements.get(facts.hash)
+        history = k.histories.get(facts.hash)
+        if previous is not None and not keys.needs_judging(previous, facts, i.now):
+            fresh[facts.hash] = replace(previous, facts=facts)
+        elif history is not None:
+            fresh[facts.hash] = keys.judge(
+                facts, history, i.now, i.policy.budget, horizon=horizon, held=held
+            )
+    return states, fresh, known, changes, notices

@@ -60,6 +60,7 @@ TITLE_KIND = {
     "unsilenced": "silence ended",
     "revoked": "",
     "armed": "",
+    "notice": "",
 }
 
 
@@ -73,6 +74,7 @@ class Context:
     permit_reason: str = ""
     key_name: str = "watched key"
     data_age_s: float | None = None
+    per_key: bool = False  # one key of the account: no runway or balance of its own
 
 
 def route(
@@ -94,7 +96,7 @@ def title(event: Event, key_name: str) -> str:
     """ "[CRITICAL] daily_limit on batch key", "[RESOLVED] spike on batch key", …"""
     if event.kind in ("revoked", "armed"):
         return f"[PERMIT {event.kind.upper()}] batch launches for {key_name} (budget-watchdog)"
-    label = "RESOLVED" if event.kind == "resolved" else event.severity.upper()
+    label = {"resolved": "RESOLVED", "notice": "NOTICE"}.get(event.kind, event.severity.upper())
     extra = TITLE_KIND[event.kind]
     head = f"[{label}{', ' + extra if extra else ''}]"
     return f"{head} {event.rule} on {key_name} (budget-watchdog)"
@@ -106,7 +108,7 @@ def body(event: Event, ctx: Context) -> str:
     lines.append(WHEN + when(event, ctx))
     lines += [f"- {line}" for line in facts(ctx, event.rule)]
     lines.append("")
-    if event.kind in ("resolved", "armed"):
+    if event.kind in ("resolved", "armed", "notice"):
         lines.append("No action needed.")
     else:
         lines.append(f"What to do: {ADVICE.get(event.rule, 'Check the status page.')}")
@@ -144,10 +146,11 @@ def facts(ctx: Context, rule: str = "") -> list[str]:
         out.append(f"Spent today: {against(m.spent_today, b.daily_limit)}")
         out.append(f"Spent this month: {against(m.spent_month, b.monthly_limit)}")
         out.append(f"Burn rate: {rate_words(explaining_rate(m, rule))}")
-        avg = m.avg_daily
-        at = f" at {usd(avg.per_day)}/day ({avg.basis})" if avg.per_day is not None else ""
-        out.append(f"Runway: {days(m.runway_days)}{at}")
-        out.append(f"Balance: {usd(m.balance)}")
+        if not ctx.per_key:
+            avg = m.avg_daily
+            at = f" at {usd(avg.per_day)}/day ({avg.basis})" if avg.per_day is not None else ""
+            out.append(f"Runway: {days(m.runway_days)}{at}")
+            out.append(f"Balance: {usd(m.balance)}")
     if ctx.permit == "revoked":
         reason = f" ({ctx.permit_reason})" if ctx.permit_reason else ""
         out.append(f"Permit: REVOKED{reason}: new batch launches are blocked until it re-arms")

@@ -312,7 +312,15 @@ class Finding:
 
 
 EventKind = Literal[
-    "firing", "repeat", "escalated", "de-escalated", "resolved", "unsilenced", "revoked", "armed"
+    "firing",
+    "repeat",
+    "escalated",
+    "de-escalated",
+    "resolved",
+    "unsilenced",
+    "revoked",
+    "armed",
+    "notice",
 ]
 Ident = tuple[str, str]
 

@@ -16,7 +16,7 @@ Writing or removing the file is the edge's job (`watchdog.permitfile`); this dec
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -128,14 +128,3 @@ def _latched(state: PermitState, override: Override) -> bool:
     if state.latched_since is None:
         return False
     return override.armed_at is None or override.armed_at < state.latched_since
-
-
-def key_actions(
-    decision: Decision, watched: Sequence[tuple[str, str]], ours: Mapping[str, str]
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Given the decision, the watched keys (hash, name) and the keys the watchdog itself
-    disabled (hash → name), return (to disable, to re-enable) at the provider. Armed:
-    re-enable only what we disabled. Revoked: disable watched keys not yet disabled."""
-    if decision.armed:
-        return [], list(ours.items())
-    return [(h, n) for h, n in watched if h not in ours], []

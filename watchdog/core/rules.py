@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from watchdog.core.burn import Metrics
@@ -98,6 +99,50 @@ def evaluate(
     return sorted(result, key=lambda f: (-SEVERITY_ORDER[f.severity], RULES.index(f.rule)))
 
 
+def evaluate_key(
+    metrics: Metrics,
+    budget: BudgetPolicy,
+    key: str,
+    *,
+    horizon: timedelta,
+    held: Mapping[tuple[str, str], Severity] | None = None,
+) -> list[Finding]:
+    """One key's findings (KEY_RULES): its own daily and monthly limits (`budget` carries
+    them), its provider limit whatever its reset, and a spike against its own baseline;
+    with the same prediction and hysteresis as the account's. Each finding carries the
+    key's name in `key`, and its sentence starts with it."""
+    ctx = _Context(metrics, budget, horizon, held or {}, key)
+    found = [
+        ctx.limit(
+            "daily_limit",
+            metrics.spent_today,
+            budget.daily_limit,
+            "today",
+            "daily",
+            metrics.day_end,
+        ),
+        ctx.limit(
+            "monthly_limit",
+            metrics.spent_month,
+            budget.monthly_limit,
+            "this month",
+            "monthly",
+            metrics.month_end,
+        ),
+        ctx.key_limit(),
+        ctx.spike(),
+    ]
+    result = [
+        replace(f, key=key, message=f"Key {key}: {f.message[:1].lower()}{f.message[1:]}")
+        for f in found
+        if f is not None
+    ]
+    return sorted(result, key=lambda f: (-SEVERITY_ORDER[f.severity], RULES.index(f.rule)))
+
+
+KEY_RULES = ("daily_limit", "monthly_limit", "key_limit", "spike")
+
+
 class _Context:
     def __init__(
         self,
@@ -105,7 +150,9 @@ class _Context:
         budget: BudgetPolicy,
         horizon: timedelta,
         held: Mapping[tuple[str, str], Severity],
+        key: str = WATCHED,
     ) -> None:
+        self.key = key
         self.m = metrics
         self.b = budget
         self.tz = budget.tz
@@ -117,7 +164,7 @@ class _Context:
         self.rate = max(rates) if rates else None
 
     def _held(self, rule: str) -> Severity | None:
-        return self.held.get((rule, WATCHED))
+        return self.held.get((rule, self.key))
 
     def _relax(self, rule: str, severity: Severity) -> float:
         """Multiplier for an upper threshold: below 1 while the finding is held."""

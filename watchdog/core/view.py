@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from watchdog import __version__
-from watchdog.core import preflight
+from watchdog.core import keys, preflight
 from watchdog.core.burn import Metrics, Rate
 from watchdog.core.model import (
     BudgetPolicy,
@@ -41,6 +41,90 @@ class TargetView:
     shown: str
     severities: tuple[str, ...]
     health: TargetHealth = field(default_factory=TargetHealth)
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    """One key of the account as /status, /metrics, the page and `report` show it."""
+
+    name: str
+    hash: str
+    label: str | None
+    workspace_id: str | None
+    disabled: bool
+    spent_today: float | None
+    spent_month: float | None
+    burn_rate_per_hour: float | None
+    limit: float | None
+    limit_remaining: float | None
+    limit_reset: str | None
+    daily_limit: float | None
+    monthly_limit: float | None
+    action: str
+    armed: bool
+    reason: str
+    headroom: float | None
+    findings: tuple[Finding, ...] = ()
+
+    def json(self, account_armed: bool, account_reason: str) -> dict[str, Any]:
+        armed = self.armed and account_armed
+        reason = self.reason or (
+            "" if account_armed else f"the account's permit is revoked ({account_reason})"
+        )
+        return {
+            "name": self.name,
+            "hash": self.hash,
+            "label": self.label,
+            "workspace": self.workspace_id,
+            "disabled": self.disabled,
+            "spent_today": money(self.spent_today),
+            "spent_month": money(self.spent_month),
+            "burn_rate_per_hour": money(self.burn_rate_per_hour),
+            "limit": self.limit,
+            "limit_remaining": money(self.limit_remaining),
+            "limit_reset": self.limit_reset,
+            "daily_limit": self.daily_limit,
+            "monthly_limit": self.monthly_limit,
+            "action": self.action,
+            "permit": "armed" if armed else "revoked",
+            "permit_reason": "" if armed else reason,
+            "headroom_usd": money(self.headroom),
+            "findings": [finding_json(f) for f in self.findings],
+        }
+
+
+def key_rows(
+    judgements: Sequence[keys.KeyJudgement], verdicts: Sequence[keys.KeyVerdict]
+) -> tuple[KeyRow, ...]:
+    """The keys as shown, by name."""
+    by_hash = {v.hash: v for v in verdicts}
+    rows = []
+    for j in judgements:
+        f, m, v = j.facts, j.metrics, by_hash.get(j.facts.hash)
+        rates = [r for r in (m.rate_now.per_hour, m.rate_1h.per_hour) if r is not None]
+        rows.append(
+            KeyRow(
+                name=f.name,
+                hash=f.hash,
+                label=f.label,
+                workspace_id=f.workspace_id,
+                disabled=f.disabled,
+                spent_today=m.spent_today,
+                spent_month=m.spent_month,
+                burn_rate_per_hour=max(rates) if rates else None,
+                limit=f.latest.key_limit,
+                limit_remaining=f.latest.key_limit_remaining,
+                limit_reset=f.latest.limit_reset,
+                daily_limit=f.budget.daily_limit if f.budget else None,
+                monthly_limit=f.budget.monthly_limit if f.budget else None,
+                action=f.action,
+                armed=v.armed if v is not None else False,
+                reason=v.reason if v is not None else "not judged yet",
+                headroom=v.headroom if v is not None else None,
+                findings=j.findings,
+            )
+        )
+    return tuple(sorted(rows, key=lambda r: r.name))
 
 
 @dataclass(frozen=True)
@@ -78,7 +162,14 @@ class View:
     month_days: tuple[tuple[date, float | None], ...] = ()
     # The savings the audit found: (message, USD saving), largest first.
     savings: tuple[tuple[str, float], ...] = ()
+    # Every key of the account (management key), by name; `keys_watched` when they are.
+    keys: tuple[KeyRow, ...] = ()
+    keys_watched: bool = False
     version: str = __version__
+
+    def key(self, name: str) -> KeyRow | None:
+        """A key by its name (as shown), or by its full hash."""
+        return next((k for k in self.keys if name in (k.name, k.hash)), None)
 
     @property
     def stale_after(self) -> timedelta:
@@ -173,6 +264,11 @@ class View:
                 for c in self.permit_history
             ],
             "byok": byok_json(self.latest),
+            **(
+                {"keys": [k.json(self.armed, self.permit_reason) for k in self.keys]}
+                if self.keys_watched
+                else {}
+            ),
             "key": self.key_name,
             "scope": self.scope,
             "timezone": b.timezone,
@@ -218,6 +314,9 @@ def build(
     activity: Sequence[tuple[date, str, str, float]] = (),
     month_days: Sequence[tuple[date, float | None]] = (),
     savings: Sequence[tuple[str, float]] = (),
+    key_judgements: Sequence[keys.KeyJudgement] = (),
+    key_verdicts: Sequence[keys.KeyVerdict] = (),
+    keys_watched: bool = False,
 ) -> View:
     """Given one tick's results, return the View the server and CLI show. Before the first
     successful poll since start the state is "unknown", whatever the rules said."""
@@ -249,6 +348,8 @@ def build(
         top_models=top_models_from(activity, now),
         month_days=_filled(month_days, daily),
         savings=tuple(savings),
+        keys=key_rows(key_judgements, key_verdicts),
+        keys_watched=keys_watched,
     )
 
 

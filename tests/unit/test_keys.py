@@ -1,0 +1,274 @@
+"""Every key of the account, judged with plain values: facts, histories and judgements in,
+findings, permits, alert moves and provider actions out (watchdog.core.keys via decide)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from watchdog.core import burn, keys
+from watchdog.core.decide import Inputs, KeyInputs, Outcome, decide
+from watchdog.core.model import (
+    AlertState,
+    BudgetPolicy,
+    KeyBudget,
+    KeySample,
+    KillswitchPolicy,
+    KnownKey,
+    Override,
+    Policy,
+    PollHealth,
+    Recipient,
+    Sample,
+    Trip,
+)
+from watchdog.core.permit import PermitState
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+BATCH = KeyBudget("batch-*", daily_limit=5.0, monthly_limit=100.0, action="revoke")
+POLICY = Policy(budget=BudgetPolicy(daily_limit=50.0, keys=(BATCH,)))
+OPS = Recipient("ops", ("warning", "critical"))
+
+
+class Keys:
+    """A hand-moved account of keys: usage per key, polled each `tick`."""
+
+    def __init__(self, policy: Policy = POLICY, **usage: float) -> None:
+        self.policy = policy
+        self.usage = dict(usage)
+        self.names = {name: name for name in usage}
+        self.disabled: set[str] = set()
+        self.daily: dict[str, float] = {}  # usage_daily where it differs from usage
+        self.histories: dict[str, burn.History] = {}
+        self.judgements: dict[str, keys.KeyJudgement] = {}
+        self.known: dict[str, KnownKey] = {}
+        self.alerts: dict[tuple[str, str], AlertState] = {}
+        self.now = T0
+
+    def listed(self) -> list[keys.KeyFacts]:
+        rows = []
+        for key_hash, usage in self.usage.items():
+            sample = KeySample(
+                key_hash,
+                self.now,
+                usage,
+                usage_daily=self.daily.get(key_hash, usage),
+                disabled=key_hash in self.disabled,
+            )
+            self.histories.setdefault(key_hash, burn.History()).add(sample.to_sample())
+            rows.append((sample, self.names[key_hash], None, None))
+        return keys.facts_of(rows, self.policy.budget)
+
+    def tick(self, minutes: float = 1.0, *, armed: bool = True) -> Outcome:
+        self.now += timedelta(minutes=minutes)
+        account = burn.History.from_samples([Sample(T0, 0.0), Sample(self.now, 0.0)])
+        o = decide(
+            Inputs(
+                now=self.now,
+                policy=self.policy,
+                history=account,
+                prior=burn.Prior(),
+                poll=PollHealth(started_at=T0, last_success=self.now),
+                alerts=self.alerts,
+                permit=PermitState(armed=True),
+                override=Override() if armed else Override(trip=Trip("test", "ops", T0)),
+                silences={},
+                recipients=[OPS],
+                key_name="the account",
+                keys=KeyInputs(self.listed(), self.histories, self.judgements, self.known),
+            )
+        )
+        self.alerts, self.judgements, self.known = o.alerts, o.judgements, o.known
+        return o
+
+
+def verdict(o: Outcome, name: str) -> keys.KeyVerdict:
+    return next(v for v in o.verdicts if v.name == name)
+
+
+def test_a_runaway_key_loses_only_its_own_permit() -> None:
+    k = Keys(**{"batch-1": 0.0, "summariser": 0.0})
+    k.tick()
+    k.usage["batch-1"] = 6.0  # over its $5 daily limit
+    k.usage["summariser"] = 1.0
+    o = k.tick()
+    assert o.decision.armed  # the account's permit stands
+    assert not verdict(o, "batch-1").armed
+    assert "Key batch-1: $6.00 spent today" in verdict(o, "batch-1").reason
+    assert verdict(o, "summariser").armed
+    finding = next(f for f in o.events if f.key == "batch-1")
+    assert finding.rule == "daily_limit" and finding.severity == "critical"
+    titles = [r.title for r in o.outbox]
+    assert any("daily_limit on key batch-1" in t for t in titles)
+    body = next(r.body for r in o.outbox if "batch-1" in r.title)
+    assert "Runway" not in body and "Spent today: $6.00 of $5.00" in body
+
+
+def test_a_key_without_a_revoking_entry_only_alerts() -> None:
+    alerting = Policy(budget=BudgetPolicy(keys=(replace(BATCH, action="alert"),)))
+    k = Keys(alerting, **{"batch-1": 0.0})
+    k.tick()
+    k.usage["batch-1"] = 9.0
+    o = k.tick()
+    assert verdict(o, "batch-1").armed
+    assert [e.rule for e in o.events] == ["daily_limit"]
+
+
+def test_every_key_loses_its_permit_with_the_account() -> None:
+    k = Keys(**{"batch-1": 0.0, "summariser": 0.0})
+    o = k.tick(armed=False)
+    assert not o.decision.armed
+    assert all(not v.armed and "account's permit is revoked" in v.reason for v in o.verdicts)
+
+
+def test_a_key_disabled_at_the_provider_has_no_permit() -> None:
+    k = Keys(**{"summariser": 0.0})
+    k.disabled.add("summariser")
+    o = k.tick()
+    assert not verdict(o, "summariser").armed
+    assert "disabled at the provider" in verdict(o, "summariser").reason
+
+
+def test_a_provider_limit_is_judged_whatever_its_reset() -> None:
+    k = Keys(**{"interactive": 0.0})
+    k.tick()
+    k.now += timedelta(minutes=1)
+    sample = KeySample(
+        "interactive",
+        k.now,
+        9.9,
+        usage_daily=9.9,
+        key_limit=10.0,
+        key_limit_remaining=0.0,
+        limit_reset="daily",
+    )
+    k.histories["interactive"].add(sample.to_sample())
+    facts = keys.facts_of([(sample, "interactive", None, None)], POLICY.budget)
+    j = keys.judge(
+        facts[0], k.histories["interactive"], k.now, POLICY.budget, horizon=timedelta(minutes=1)
+    )
+    assert [(f.rule, f.severity, f.key) for f in j.findings] == [
+        ("key_limit", "critical", "interactive")
+    ]
+
+
+def test_a_rename_keeps_the_alert_and_its_start() -> None:
+    k = Keys(**{"batch-1": 0.0})
+    k.tick()
+    k.usage["batch-1"] = 6.0
+    first = k.tick()
+    since = first.alerts[("daily_limit", "batch-1")].since
+    k.names["batch-1"] = "batch-renamed"
+    o = k.tick()
+    assert ("daily_limit", "batch-1") not in o.alerts
+    assert o.alerts[("daily_limit", "batch-renamed")].since == since
+    assert [e for e in o.events if e.rule == "daily_limit"] == []  # not resolved, re-fired
+    assert [what for what, _, _ in o.key_changes] == ["renamed"]
+    assert o.known["batch-1"].name == "batch-renamed"  # followed by hash
+
+
+def test_a_deleted_key_gets_one_notice_and_no_resolution() -> None:
+    k = Keys(**{"batch-1": 0.0, "summariser": 0.0})
+    k.tick()
+    k.usage["batch-1"] = 6.0
+    k.tick()
+    del k.usage["batch-1"]
+    o = k.tick()
+    assert [(e.kind, e.rule, e.key) for e in o.events] == [("notice", "key_deleted", "batch-1")]
+    assert not any(ident[1] == "batch-1" for ident in o.alerts)
+    assert "batch-1" not in o.judgements and o.known["batch-1"].deleted_at == k.now
+    assert [r.title for r in o.outbox] == ["[NOTICE] key_deleted on key batch-1 (budget-watchdog)"]
+    assert k.tick().events == []  # told once
+
+
+def test_an_idle_key_is_not_measured_again_every_tick() -> None:
+    k = Keys(**{"quiet": 1.0})
+    first = k.tick()
+    again = k.tick()
+    assert again.judgements["quiet"].measured_at == first.judgements["quiet"].measured_at
+    k.usage["quiet"] = 1.5
+    moved = k.tick()
+    assert moved.judgements["quiet"].measured_at == k.now
+    assert keys.needs_judging(moved.judgements["quiet"], k.listed()[0], k.now + keys.REFRESH_IDLE)
+
+
+def test_names_two_keys_share_get_the_hash_after_them() -> None:
+    assert keys.unique_names([("aaaa1111bbbb", "x"), ("cccc2222dddd", "x"), ("e", "y")]) == {
+        "aaaa1111bbbb": "x~aaaa1111",
+        "cccc2222dddd": "x~cccc2222",
+        "e": "y",
+    }
+
+
+def test_a_budget_entry_matches_name_label_or_full_hash() -> None:
+    entry = KeyBudget("batch-*")
+    assert entry.matches("batch-pipeline", None, "h")
+    assert entry.matches(None, "batch-label", "h")
+    assert not entry.matches("Batch-pipeline", "other", "h")  # case-sensitive
+    assert KeyBudget("f01d" * 16).matches("anything", None, "f01d" * 16)
+    assert not KeyBudget("f01d").matches("anything", None, "f01d" * 16)
+
+
+def test_headroom_is_the_nearest_limit() -> None:
+    k = Keys(**{"batch-1": 0.0})
+    k.tick()
+    k.usage["batch-1"] = 3.0
+    assert verdict(k.tick(), "batch-1").headroom == 2.0
+
+
+def test_disable_and_re_enable_only_what_we_disabled() -> None:
+    policy = Policy(budget=BudgetPolicy(keys=(replace(BATCH, action="disable"),)))
+    k = Keys(policy, **{"batch-1": 0.0, "batch-2": 0.0})
+    k.tick()
+    k.usage["batch-1"] = 6.0
+    o = k.tick()
+    disable, enable = keys.provider_actions(o.judgements, [], {}, ("critical",))
+    assert [(h, n) for h, n, _ in disable] == [("batch-1", "batch-1")] and enable == []
+    # Disabled by us: still wanted disabled while the finding lasts, never twice.
+    assert keys.provider_actions(o.judgements, [], {"batch-1": "batch-1"}, ("critical",)) == (
+        [],
+        [],
+    )
+    # Someone else disabled batch-2: never re-enabled by us.
+    k.disabled.add("batch-2")
+    o = k.tick()
+    assert keys.provider_actions(o.judgements, [], {}, ("critical",))[1] == []
+    # The next day batch-1's findings clear: re-enabled, because we disabled it.
+    k.now += timedelta(days=1)
+    k.daily["batch-1"] = 0.0
+    cleared = k.tick(minutes=90)
+    assert not any(j.findings for j in cleared.judgements.values())
+    assert keys.provider_actions(cleared.judgements, [], {"batch-1": "batch-1"}, ("critical",)) == (
+        [],
+        [("batch-1", "batch-1")],
+    )
+
+
+def test_the_account_kill_switch_still_disables_the_watched_keys() -> None:
+    disable, enable = keys.provider_actions({}, [("h1", "batch")], {"h2": "other"}, ("critical",))
+    assert disable == [("h1", "batch", "the account's permit is revoked")]
+    assert enable == [("h2", "other")]
+
+
+def test_an_idle_curve_keeps_two_points_and_the_same_numbers() -> None:
+    h = burn.History()
+    for minute in range(120):
+        h.add(Sample(T0 + timedelta(minutes=minute), 5.0, usage_daily=5.0))
+    assert len(h) == 2
+    h.add(Sample(T0 + timedelta(minutes=120), 6.0, usage_daily=6.0))
+    assert len(h) == 3
+    got = h.window(T0 + timedelta(minutes=119), T0 + timedelta(minutes=120))
+    assert got is not None and got[0] == 1.0  # the step fell after the flat run's end
+    m = burn.measure(h, T0 + timedelta(minutes=120), UTC)
+    assert m.spent_today == 6.0
+
+
+def test_killswitch_revoke_on_warning_revokes_a_key_on_its_warning() -> None:
+    policy = Policy(
+        budget=BudgetPolicy(keys=(BATCH,)),
+        killswitch=KillswitchPolicy(revoke_on=("warning", "critical")),
+    )
+    k = Keys(policy, **{"batch-1": 0.0})
+    k.tick()
+    k.usage["batch-1"] = 4.5  # 90% of $5: a warning
+    assert not verdict(k.tick(), "batch-1").armed

@@ -1,0 +1,243 @@
+"""Every key of the account: each measured as the account is, judged by its own limits,
+with its own permit. Pure.
+
+With a management key the provider lists every key; the watchdog follows each by its hash
+(a rename keeps its history and its alerts), measures it with `burn.measure` over its own
+curve, judges it with `rules.evaluate_key` (its `[[budget.keys]]` limits, its provider
+limit whatever its reset, a spike against its own baseline) and decides its permit:
+
+- a key's permit is go only while the account's is (every key spends the same credit);
+- a key whose first matching `[[budget.keys]]` entry says `action = "revoke"` or
+  `"disable"` loses its permit while it has a finding of a revoking severity — other keys'
+  jobs still go; `"disable"` also disables it at the provider, and re-enables it when its
+  findings clear, only if the watchdog disabled it;
+- a key disabled at the provider has no permit (its jobs would fail anyway);
+- `headroom` is what the key may still spend before its nearest limit.
+
+A key's findings carry its name in `key` (the account's is `*`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from watchdog.core import burn, rules
+from watchdog.core.model import (
+    BudgetPolicy,
+    Finding,
+    KeyBudget,
+    KeySample,
+    KillswitchPolicy,
+    KnownKey,
+    Severity,
+)
+
+# A key measured this recently, whose counters have not moved and that had no finding,
+# keeps its numbers: nothing new can fire without spend. Its rates are refreshed this often.
+REFRESH_IDLE = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class KeyFacts:
+    """One listed key this tick: who it is (`name` is unique among the listed keys: a
+    name two keys share gets the hash's first 8 characters after it), its latest counters,
+    and the [[budget.keys]] entry that matches it."""
+
+    hash: str
+    name: str
+    label: str | None
+    workspace_id: str | None
+    latest: KeySample
+    budget: KeyBudget | None
+
+    @property
+    def disabled(self) -> bool:
+        return self.latest.disabled
+
+    @property
+    def action(self) -> str:
+        return self.budget.action if self.budget is not None else "alert"
+
+
+@dataclass(frozen=True)
+class KeyJudgement:
+    """One key's numbers and findings at `measured_at` (possibly an earlier tick's, for an
+    idle key: see `needs_judging`)."""
+
+    facts: KeyFacts
+    metrics: burn.Metrics
+    findings: tuple[Finding, ...]
+    measured_at: datetime
+
+
+@dataclass(frozen=True)
+class KeyVerdict:
+    """One key's permit: go or not, why not, and what it may still spend (None: no limit
+    of its own; the account's headroom still applies)."""
+
+    name: str
+    hash: str
+    armed: bool
+    reason: str
+    headroom: float | None
+
+
+def unique_names(keys: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Given (hash, name) pairs, return hash → a name unique among them: a name two keys
+    share is followed by "~" and the first 8 characters of the hash."""
+    pairs = list(keys)
+    counts: dict[str, int] = {}
+    for _, name in pairs:
+        counts[name] = counts.get(name, 0) + 1
+    return {h: name if counts[name] == 1 else f"{name}~{h[:8]}" for h, name in pairs}
+
+
+def key_budget_policy(budget: BudgetPolicy, entry: KeyBudget | None) -> BudgetPolicy:
+    """The account's budget policy as one key is judged by it: that key's own daily and
+    monthly limits (none without a matching entry), the account's ratios, spike settings
+    and hysteresis."""
+    return replace(
+        budget,
+        daily_limit=entry.daily_limit if entry is not None else None,
+        monthly_limit=entry.monthly_limit if entry is not None else None,
+        keys=(),
+    )
+
+
+def facts_of(
+    listed: Sequence[tuple[KeySample, str, str | None, str | None]], budget: BudgetPolicy
+) -> list[KeyFacts]:
+    """Given this poll's keys (counters, name, label, workspace) and the budget, return
+    each key's facts: a unique name and its first matching [[budget.keys]] entry."""
+    names = unique_names((sample.hash, name) for sample, name, _, _ in listed)
+    return [
+        KeyFacts(
+            sample.hash,
+            names[sample.hash],
+            label,
+            workspace,
+            sample,
+            budget.key_budget(name, label, sample.hash),
+        )
+        for sample, name, label, workspace in listed
+    ]
+
+
+def needs_judging(previous: KeyJudgement | None, facts: KeyFacts, now: datetime) -> bool:
+    """Whether a key must be measured again this tick. Not when its counters, name and
+    budget are as they were, it had no finding, it was measured within REFRESH_IDLE and
+    in the same day: spend alone can make a finding fire, and an idle key has none."""
+    if previous is None or previous.findings:
+        return True
+    before = previous.facts
+    if before.budget != facts.budget or before.name != facts.name:
+        return True
+    if not before.latest.same_counters(facts.latest):
+        return True
+    m = previous.metrics
+    return now - previous.measured_at >= REFRESH_IDLE or not (m.day_start <= now < m.day_end)
+
+
+def judge(
+    facts: KeyFacts,
+    history: burn.History,
+    now: datetime,
+    budget: BudgetPolicy,
+    *,
+    horizon: timedelta,
+    held: Mapping[tuple[str, str], Severity] | None = None,
+    prior: burn.Prior | None = None,
+) -> KeyJudgement:
+    """Measure and judge one key (see the module's docstring)."""
+    policy = key_budget_policy(budget, facts.budget)
+    metrics = burn.measure(history, now, budget.tz, prior)
+    findings = rules.evaluate_key(metrics, policy, facts.name, horizon=horizon, held=held)
+    return KeyJudgement(facts, metrics, tuple(findings), now)
+
+
+def verdict(
+    j: KeyJudgement, account_armed: bool, account_reason: str, killswitch: KillswitchPolicy
+) -> KeyVerdict:
+    """One key's permit (see the module's docstring)."""
+    f = j.facts
+    reasons = []
+    if not account_armed:
+        reasons.append(f"the account's permit is revoked ({account_reason})")
+    if f.disabled:
+        reasons.append("the key is disabled at the provider")
+    if f.action in ("revoke", "disable"):
+        revoking = [x for x in j.findings if x.severity in killswitch.revoke_on]
+        reasons += [x.message for x in revoking]
+    return KeyVerdict(f.name, f.hash, not reasons, "; ".join(reasons), headroom(j))
+
+
+def headroom(j: KeyJudgement) -> float | None:
+    """What the key may still spend before its nearest limit: its daily and monthly
+    limits and its provider limit; None when it has none."""
+    m, entry = j.metrics, j.facts.budget
+    room: list[float] = []
+    if entry is not None and entry.daily_limit is not None and m.spent_today is not None:
+        room.append(entry.daily_limit - m.spent_today)
+    if entry is not None and entry.monthly_limit is not None and m.spent_month is not None:
+        room.append(entry.monthly_limit - m.spent_month)
+    if m.key_limit_remaining is not None:
+        room.append(m.key_limit_remaining)
+    return max(0.0, min(room)) if room else None
+
+
+def provider_actions(
+    judgements: Mapping[str, KeyJudgement],
+    account_disable: Sequence[tuple[str, str]],
+    ours: Mapping[str, str],
+    revoke_on: Sequence[str],
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """Which keys to disable and re-enable at the provider: (hash, name, reason) to
+    disable, (hash, name) to re-enable. A key is to be disabled when the account's
+    kill switch disables it (`account_disable`, hash and name: `disable_keys` with the
+    permit revoked) or its own findings revoke it with `action = "disable"`; a key the
+    watchdog disabled (`ours`, hash → name) is re-enabled when neither holds any more. A
+    key is never disabled twice, and never re-enabled unless we disabled it."""
+    want = {h: (n, "the account's permit is revoked") for h, n in account_disable}
+    for key_hash, j in judgements.items():
+        if j.facts.action != "disable" or (j.facts.disabled and key_hash not in ours):
+            continue  # not ours to disable, or disabled by someone else already
+        revoking = [f for f in j.findings if f.severity in revoke_on]
+        if revoking and key_hash not in want:
+            want[key_hash] = (j.facts.name, revoking[0].message)
+    disable = [(h, n, why) for h, (n, why) in want.items() if h not in ours]
+    enable = [(h, n) for h, n in ours.items() if h not in want]
+    return disable, enable
+
+
+def follow(
+    known: Mapping[str, KnownKey],
+    listed: Sequence[tuple[str, str, str | None, str | None]],
+    now: datetime,
+) -> tuple[dict[str, KnownKey], list[tuple[str, KnownKey, KnownKey | None]]]:
+    """Given the keys followed so far (hash → KnownKey), this poll's full listing (hash,
+    name, label, workspace) and the time, return the keys followed now and what changed:
+    ("new", key, None), ("renamed", key, before), ("deleted", key, before) — a deleted
+    key is told once (its `deleted_at` is set) and then no longer judged; a key that comes
+    back is followed again."""
+    out = dict(known)
+    changes: list[tuple[str, KnownKey, KnownKey | None]] = []
+    seen = set()
+    for key_hash, name, label, workspace in listed:
+        seen.add(key_hash)
+        before = known.get(key_hash)
+        if before is None or before.deleted_at is not None:
+            key = KnownKey(key_hash, name, label, workspace, now, now, None)
+            changes.append(("new", key, before))
+        else:
+            key = replace(before, name=name, label=label, workspace_id=workspace, last_seen=now)
+            if before.name != name:
+                changes.append(("renamed", key, before))
+        out[key_hash] = key
+    for key_hash, before in known.items():
+        if key_hash not in seen and before.deleted_at is None:
+            gone = replace(before, deleted_at=now)
+            out[key_hash] = gone
+            changes.append(("deleted", gone, before))
+    return out, changes

@@ -1,0 +1,111 @@
+"""The tick's memory of every key of the account (management key): each key's spend curve,
+its last counters, its last judgement and the keys followed by hash.
+
+`absorb` turns one poll's listing into the core's `KeyFacts` and the key samples worth
+keeping: a key's counters are kept when they change, together with the last unchanged
+sample before the change (so a restart rebuilds the same curve), never once per poll for
+an idle key. `KeyRing.resume` rebuilds the memory from the store after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from watchdog.core import burn
+from watchdog.core import keys as keyrules
+from watchdog.core.decide import KeyInputs
+from watchdog.core.model import BudgetPolicy, KeySample, KeyUsage, KnownKey
+from watchdog.store import Store
+
+
+def key_sample(key: KeyUsage, ts: datetime) -> KeySample:
+    """One listed key's counters at the tick's time (the counter its limit is judged on:
+    BYOK spend included when the provider counts it)."""
+    assert key.hash is not None
+    return KeySample(
+        hash=key.hash,
+        ts=ts,
+        usage=key.counted_usage,
+        usage_daily=key.counted_window("usage_daily"),
+        usage_weekly=key.counted_window("usage_weekly"),
+        usage_monthly=key.counted_window("usage_monthly"),
+        key_limit=key.limit,
+        key_limit_remaining=key.limit_remaining,
+        limit_reset=key.limit_reset,
+        disabled=key.disabled,
+    )
+
+
+@dataclass
+class KeyRing:
+    """Per-key memory between ticks (see the module's docstring)."""
+
+    histories: dict[str, burn.History] = field(default_factory=dict)
+    last: dict[str, KeySample] = field(default_factory=dict)
+    # The last sample of a key whose counters did not move, not stored yet: stored just
+    # before the next change, so the flat run's end survives a restart.
+    unstored: dict[str, KeySample] = field(default_factory=dict)
+    judgements: dict[str, keyrules.KeyJudgement] = field(default_factory=dict)
+    known: dict[str, KnownKey] = field(default_factory=dict)
+    listed: list[keyrules.KeyFacts] | None = None
+
+    @classmethod
+    def resume(cls, store: Store, since: datetime, now: datetime) -> KeyRing:
+        """The memory a daemon starts with: the keys followed and their curves."""
+        ring = cls(known=store.known_keys())
+        for key_hash, samples in store.key_history(since).items():
+            history = burn.History()
+            for sample in samples:
+                history.add(sample.to_sample())
+            history.compact(now)
+            ring.histories[key_hash] = history
+            ring.last[key_hash] = samples[-1]
+        return ring
+
+    def absorb(
+        self, listed: Sequence[KeyUsage], now: datetime, budget: BudgetPolicy
+    ) -> list[KeySample]:
+        """Take one poll's listing (every key, disabled ones too); return the key samples
+        to keep. Sets `listed` to this tick's facts."""
+        keep: list[KeySample] = []
+        rows: list[tuple[KeySample, str, str | None, str | None]] = []
+        for key in listed:
+            if key.hash is None:
+                continue
+            sample = key_sample(key, now)
+            before = self.last.get(key.hash)
+            if before is not None and sample.ts <= before.ts:
+                continue  # the clock stepped back: the account's `clock` rule says so
+            if before is None or not before.same_counters(sample):
+                pending = self.unstored.pop(key.hash, None)
+                if pending is not None:
+                    keep.append(pending)
+                keep.append(sample)
+            else:
+                self.unstored[key.hash] = sample
+            self.last[key.hash] = sample
+            self.histories.setdefault(key.hash, burn.History()).add(sample.to_sample())
+            rows.append(
+                (sample, key.name or key.label or key.hash[:8], key.label, key.workspace_id)
+            )
+        self.listed = keyrules.facts_of(rows, budget)
+        return keep
+
+    def inputs(self) -> KeyInputs:
+        """This tick's inputs for `decide` (the listing is consumed: a tick without a
+        listing keeps the last judgements)."""
+        listed, self.listed = self.listed, None
+        return KeyInputs(listed, self.histories, self.judgements, self.known)
+
+    def forget(self, key_hash: str) -> None:
+        """A deleted key: its curve leaves memory (its samples stay in the store)."""
+        self.histories.pop(key_hash, None)
+        self.last.pop(key_hash, None)
+        self.unstored.pop(key_hash, None)
+        self.judgements.pop(key_hash, None)
+
+    def compact(self, now: datetime) -> None:
+        for history in self.histories.values():
+            history.compact(now)
