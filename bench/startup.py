@@ -1,4 +1,5 @@
-"""`budget-watchdog gate` against `python3 -c pass` on the same interpreter.
+"""`budget-watchdog gate` (the account permit, and `--key` with a key's permit beside it)
+against `python3 -c pass` on the same interpreter.
 
 It runs the installed console script, as a batch job would: that script must be the one
 whose entry point is `watchdog.entry:main` (`pip install -e .` again after it changed).
@@ -14,6 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import BIN, ROOT, Result, env_with_bytecode, median_runs, say
+from watchdog.permitfile import KeyPermit, KeyPermits, keys_directory
+
+KEYS = 500  # an account's keys, as the daemon keeps them: one file each
 
 
 def run(rounds: int = 150) -> list[Result]:
@@ -32,6 +36,15 @@ def run(rounds: int = 150) -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         permit = Path(tmp) / "permit"
         now = datetime.now(UTC)
+        # The key permits as the daemon writes them, a directory of KEYS files.
+        keys = KeyPermits(keys_directory(permit), lambda: now)
+        epoch = keys.start()
+        keys.sync(
+            {
+                f"batch job {i}": KeyPermit(f"batch job {i}", f"h{i}", True, "", 20.0)
+                for i in range(KEYS)
+            }
+        )
         permit.write_text(
             json.dumps(
                 {
@@ -41,27 +54,38 @@ def run(rounds: int = 150) -> list[Result]:
                     "balance": 50.0,
                     "runway_days": 9.5,
                     "headroom_usd": 12.0,
+                    "keys_epoch": epoch,
                 }
             )
         )
         python = [str(BIN / "python"), "-c", "pass"]
         gate = [str(script), "gate", "--permit", str(permit), "--cost", "3"]
-        first = subprocess.run(gate, env=env, capture_output=True, text=True)
-        if first.returncode != 0:
-            raise SystemExit(f"gate said exit {first.returncode}: {first.stderr.strip()}")
-        median_runs([python, gate], 10, env)  # warm the page cache
+        gate_key = [*gate, "--key", f"batch job {KEYS // 2}"]
+        for command in (gate, gate_key):
+            first = subprocess.run(command, env=env, capture_output=True, text=True)
+            if first.returncode != 0:
+                raise SystemExit(f"gate said exit {first.returncode}: {first.stderr.strip()}")
+        median_runs([python, gate, gate_key], 10, env)  # warm the page cache
         start = time.monotonic()
-        base, ours = median_runs([python, gate], rounds, env)
+        base, ours, keyed = median_runs([python, gate, gate_key], rounds, env)
         say(
-            f"  gate {ours:.1f} ms vs python -c pass {base:.1f} ms "
+            f"  gate {ours:.1f} ms, gate --key {keyed:.1f} ms vs python -c pass {base:.1f} ms "
             f"({rounds} interleaved runs, {time.monotonic() - start:.0f} s)"
         )
+    note = f"medians of {rounds} interleaved runs"
     return [
         Result(
             "gate (permit file) vs `python -c pass`",
             ours / base,
             "x",
             1.3,
-            note=f"{ours:.1f} ms vs {base:.1f} ms, medians of {rounds} interleaved runs",
+            note=f"{ours:.1f} ms vs {base:.1f} ms, {note}",
+        ),
+        Result(
+            "gate --key (key permit beside it) vs `python -c pass`",
+            keyed / base,
+            "x",
+            1.3,
+            note=f"{keyed:.1f} ms vs {base:.1f} ms, {note}; {KEYS} key files",
         ),
     ]

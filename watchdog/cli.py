@@ -225,6 +225,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--days", type=_days_arg, default=14, help="how many days (default 14)")
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report.add_argument(
+        "--by",
+        choices=["day", "key"],
+        default="day",
+        help='"key": spend per key of the account (management key; default: per day and model)',
+    )
     report.set_defaults(func=cmd_report)
 
     audit = sub.add_parser(
@@ -662,6 +668,18 @@ def cmd_report(ns: argparse.Namespace) -> int:
     settings = loaded.settings
     now = datetime.now(UTC)
     tz = settings.budget.tz
+    if ns.by == "key":
+        since = min(now - timedelta(days=ns.days + 1), burn.samples_needed_since(now, tz))
+        with _state(loaded) as store:
+            known, histories = store.known_keys(), store.key_history(since)
+        latest = max([now] + [s[-1].ts for s in histories.values() if s])
+        rows = report.by_key(known, histories, latest, ns.days, settings.policy().budget)
+        zone = settings.budget.timezone
+        if ns.json:
+            print(json.dumps(report.keys_json(rows, zone, ns.days), indent=2))
+        else:
+            sys.stdout.write(report.render_keys(rows, zone=zone, days=ns.days))
+        return EXIT_OK
     with _state(loaded) as store:
         samples = store.history(now - timedelta(days=ns.days + 1))
     end = max([now] + [s.ts for s in samples[-1:]])  # a demo's clock may run ahead

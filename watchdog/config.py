@@ -851,6 +851,28 @@ def load(
                 f"{API_KEY_ENV}), or a management key",
             )
         )
+    if settings.provider.management_key is None and not key_problems:
+        needs = [
+            (
+                "budget.keys",
+                "[[budget.keys]] judges every key of the account",
+                settings.budget.keys,
+            ),
+            (
+                "caps.manage",
+                "caps.manage keeps the keys' provider-side limits",
+                settings.caps.manage,
+            ),
+        ]
+        problems += [
+            ConfigProblem(
+                where,
+                f"{what}, which needs a management key (provider."
+                "management_key_file or OPENROUTER_MANAGEMENT_KEY)",
+            )
+            for where, what, used in needs
+            if used
+        ]
     if problems:
         raise ConfigError(problems, source)
     if not settings.killswitch.revoke_on:

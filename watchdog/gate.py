@@ -19,7 +19,14 @@ import os
 import sys
 import time
 
-from watchdog.permit_json import RUNWAY_UNKNOWN, echo, epoch, mask_userinfo, parse_object
+from watchdog.permit_json import (
+    RUNWAY_UNKNOWN,
+    echo,
+    epoch,
+    key_file_name,
+    mask_userinfo,
+    parse_object,
+)
 from watchdog.permit_json import Verdict as Verdict  # public here: watchdog.gate.Verdict
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs `gate` milliseconds.
@@ -37,6 +44,7 @@ CLOCK_SLACK_S = 5.0  # how far the writer's and the reader's clocks may disagree
 MAX_PERMIT_BYTES = 65536
 MAX_COST = 1e9
 NUMBER_FIELDS = ("balance", "runway_days", "headroom_usd")
+REASON_CHARS = 300  # the most of a key's revocation reason a no-go repeats
 
 USAGE = """usage: budget-watchdog gate [--cost USD] [--key NAME] [--permit PATH | --url URL]
                             [--min-runway-days N] [--config PATH] [--quiet]
@@ -46,9 +54,9 @@ Exit 0 when a batch job may launch now, 1 when it may not (the reasons go to std
 
   --cost USD            what the job may spend, in plain decimal digits (0 to 1000000000,
                         e.g. 2.50): no-go if that exceeds the headroom
-  --key NAME            the API key the job uses: its own permit must say go too (the file
-                        NAME in <permit>.keys/ beside the account permit; with --url the
-                        daemon is asked with key=NAME)
+  --key NAME            the API key the job uses (its name): its own permit must say go
+                        too (a file in <permit>.keys/ beside the account permit, which
+                        vouches for it; with --url the daemon is asked with key=NAME)
   --permit PATH         the permit file (default: [killswitch] path of --config or
                         $WATCHDOG_CONFIG, $WATCHDOG_KILLSWITCH__PATH, else
                         /run/budget-watchdog/permit)
@@ -63,7 +71,9 @@ A permit is go only when it is a regular file holding the JSON object the daemon
 "state": "armed", numbers (or null) where numbers belong, a headroom_usd that is not
 negative, issued_at not in the future, and expires_at in the future but no further than the
 ttl ([killswitch] ttl of the config or $WATCHDOG_KILLSWITCH__TTL; 24 h when gate sees no
-config). Anything else is no-go.
+config). With --key, the key's file must also be one the same daemon run wrote (its epoch
+is the account permit's keys_epoch), say "state": "armed", not be issued in the future, and
+leave headroom_usd (when a number) for --cost. Anything else is no-go.
 """
 
 
@@ -83,10 +93,11 @@ def check(
     """Given a job's cost, the permit path, a runway floor and the killswitch ttl (seconds),
     return the Verdict. Without `permit`, the path and the ttl come from the config
     ($WATCHDOG_CONFIG, $WATCHDOG_KILLSWITCH__*); without a ttl, expires_at may lie at most
-    24 h after issued_at. With `key`, that key's own permit (`<permit>.keys/<key>`) must say go
-    too. With a runway floor, a permit that knows no runway (null) is no-go. Raise
-    ValueError for a bad cost, runway floor or key name, ConfigError for a config that
-    cannot be read."""
+    24 h after issued_at. With `key` (a key's name), that key's permit
+    (`<permit>.keys/<key_file_name(key)>`) must say go too, written by the daemon run the
+    account permit's keys_epoch names. With a runway floor, a permit that knows no runway
+    (null) is no-go. Raise ValueError for a bad cost, runway floor or key name, ConfigError
+    for a config that cannot be read."""
     cost = _checked("cost", cost, MAX_COST)
     min_runway_days = _checked("min_runway_days", min_runway_days, None)
     if key is not None:
@@ -96,10 +107,9 @@ def check(
         ttl_s = configured if ttl_s is None else ttl_s
     bound = DEFAULT_TTL_BOUND_S if ttl_s is None else ttl_s
     now = time.time() if now is None else now
-    data, reasons = _judge(permit, cost, min_runway_days, now, bound, None)
-    if key is not None:
-        _, key_reasons = _judge(f"{permit}.keys/{key}", cost, min_runway_days, now, bound, key)
-        reasons += key_reasons
+    data, reasons = _judge(permit, cost, min_runway_days, now, bound)
+    if key is not None and data is not None:  # no account permit: nothing vouches for a key
+        reasons += _judge_key(permit, key, data.get("keys_epoch"), cost, now)
     return Verdict(not reasons, reasons, data)
 
 
@@ -280,9 +290,11 @@ def _checked(name: str, value: float | None, most: float | None) -> float | None
 
 
 def _check_key_name(key: str, name: str = "key") -> None:
-    """A key's permit is a file in <permit>.keys/: its name must not walk out of it."""
-    if not key or key in (".", "..") or "/" in key or "\0" in key:
-        raise ValueError(f"{name} must be a key's name, not {echo(key)}")
+    """A key's name, as its permit file can be named (key_file_name): not empty, no NUL."""
+    try:
+        key_file_name(key)
+    except ValueError:
+        raise ValueError(f"{name} must be a key's name, not {echo(key)}") from None
 
 
 # -- reading and judging a permit --------------------------------------------------------------
@@ -294,26 +306,19 @@ def _judge(
     min_runway_days: float | None,
     now: float,
     ttl_s: float,
-    key: str | None,
 ) -> tuple[dict[str, object] | None, list[str]]:
-    """The permit at `path` (the account's, or `key`'s) and the reasons it says no-go."""
-    what = "the permit" if key is None else f"the permit of key {echo(key)}"
+    """The account permit at `path` and the reasons it says no-go."""
     text, problem = _read(path)
     if text is None:
         if problem is None:
-            problem = (
-                f"no permit at {path}: spending is stopped, or the watchdog is not running"
-                if key is None
-                else f"no permit for key {echo(key)} at {path}: that key's spending is stopped, "
-                "or the watchdog keeps no permit for it"
-            )
+            problem = f"no permit at {path}: spending is stopped, or the watchdog is not running"
         else:
-            problem = f"{what} {path} {problem}"
+            problem = f"the permit {path} {problem}"
         return None, [problem]
     try:
         data = parse_object(text)
     except ValueError as exc:
-        return None, [f"{what} {path} is not valid JSON of the permit's shape ({exc})"]
+        return None, [f"the permit {path} is not valid JSON of the permit's shape ({exc})"]
     reasons = _validate(data, now, ttl_s)
     if not reasons:
         # headroom_usd already stands under the balance (min_balance and the critical buffer).
@@ -328,9 +333,73 @@ def _judge(
                 reasons.append(
                     f"credit lasts {_days(runway)}, under the {min_runway_days:g} asked for"
                 )
-    if key is not None:
-        reasons = [f"key {echo(key)}: {r}" for r in reasons]
     return data, reasons
+
+
+def _judge_key(
+    permit: str, key: str, keys_epoch: object, cost: float | None, now: float
+) -> list[str]:
+    """The reasons the permit of `key` beside the account permit at `permit` says no-go,
+    each "key 'NAME': ...". Its file is not leased: the account permit's lease covers it,
+    when its epoch is the account permit's keys_epoch (the same daemon run wrote both)."""
+    prefix = f"key {echo(key)}: "
+    if keys_epoch is None:  # null or absent
+        return [prefix + "the watchdog keeps no per-key permits (it needs a management key)"]
+    if not isinstance(keys_epoch, str):
+        return []  # the account permit is no-go for it already
+    path = f"{permit}.keys/{key_file_name(key)}"
+    text, problem = _read(path)
+    if text is None:
+        if problem is None:
+            problem = (
+                "the watchdog keeps no permit for it (not a key of the account, or not listed yet)"
+            )
+        else:
+            problem = f"its permit {path} {problem}"
+        return [prefix + problem]
+    try:
+        data = parse_object(text)
+    except ValueError as exc:
+        return [prefix + f"its permit {path} is not valid JSON of the permit's shape ({exc})"]
+    if data.get("epoch") != keys_epoch:
+        return [prefix + "its permit is from an earlier run of the watchdog"]
+    if data.get("key") != key:
+        return [prefix + f"its permit {path} is the permit of key {echo(data.get('key'))}"]
+    reasons = []
+    state, reason = data.get("state"), data.get("reason")
+    if not isinstance(reason, str):
+        reasons.append(f"its permit's reason is {echo(reason)}, not a string")
+    elif state == "revoked":
+        reasons.append(_cut(reason) if reason else "its permit is revoked (no reason given)")
+    elif state != "armed":
+        reasons.append(f"its permit's state is {echo(state)}, not 'armed'")
+    issued = data.get("issued_at")
+    try:
+        if not isinstance(issued, str):
+            raise ValueError
+        if epoch(issued) > now + CLOCK_SLACK_S:
+            reasons.append(
+                f"its permit was issued {_span(epoch(issued) - now)} in the future: the "
+                "writer's clock runs ahead of this one"
+            )
+    except ValueError:
+        reasons.append(f"its permit's issued_at is {echo(issued)}, not an ISO-8601 time")
+    headroom = data.get("headroom_usd")
+    number = _finite(headroom)
+    if "headroom_usd" not in data:
+        reasons.append("its permit has no headroom_usd (a number or null)")
+    elif number is None and headroom is not None:
+        reasons.append(f"its permit's headroom_usd is {echo(headroom)}, not a number or null")
+    elif number is not None and number < 0:
+        reasons.append(f"its permit's headroom_usd is negative ({_usd(number)})")
+    elif number is not None and cost is not None and cost > number and not reasons:
+        reasons.append(f"a {_usd(cost)} job exceeds the {_usd(number)} of headroom left")
+    return [prefix + r for r in reasons]
+
+
+def _cut(text: str) -> str:
+    """A reason a permit gives, at most REASON_CHARS characters of it."""
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
 
 
 def _read(path: str) -> tuple[str | None, str | None]:
@@ -399,6 +468,9 @@ def _validate(data: dict[str, object], now: float, ttl_s: float) -> list[str]:
                 f"the permit's headroom_usd is negative ({_usd(number)}): the watchdog never "
                 "writes that (a tampered permit or a bug)"
             )
+    keys_epoch = data.get("keys_epoch")
+    if keys_epoch is not None and not isinstance(keys_epoch, str):
+        reasons.append(f"the permit's keys_epoch is {echo(keys_epoch)}, not a string or null")
     issued = _stamp(data, "issued_at", reasons)
     expires = _stamp(data, "expires_at", reasons)
     if expires is not None and expires <= now:

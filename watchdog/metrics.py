@@ -65,6 +65,8 @@ class _Collector:
         yield severity
         yield _gauge("reserved_usd", "USD held by pre-flight reservations.", self.reserved)
         yield from self._targets()
+        if v.keys_watched:
+            yield from self._keys()
         if m is None:
             return
         b = v.budget
@@ -157,6 +159,62 @@ class _Collector:
             ticks.add_metric([kind], counts.get(kind, 0))
         yield polls
         yield ticks
+
+    def _keys(self) -> Iterator[Metric]:
+        """Every key of the account, labelled `key` by its name (never the secret)."""
+        v = self.view
+        spent = GaugeMetricFamily(
+            "budget_watchdog_key_spent_usd",
+            "Each key's spend in the current day and month (budget time zone).",
+            labels=["key", "window"],
+        )
+        limits = GaugeMetricFamily(
+            "budget_watchdog_key_limit_usd",
+            "Each key's configured limits ([[budget.keys]]).",
+            labels=["key", "window"],
+        )
+        provider = GaugeMetricFamily(
+            "budget_watchdog_key_provider_limit_usd",
+            "Each key's own limit at the provider.",
+            labels=["key"],
+        )
+        remaining = GaugeMetricFamily(
+            "budget_watchdog_key_provider_limit_remaining_usd",
+            "What each key's provider limit leaves.",
+            labels=["key"],
+        )
+        rates = GaugeMetricFamily(
+            "budget_watchdog_key_burn_rate_usd_per_second",
+            "Each key's burn rate (the faster of 10m and 1h; × 3600 for USD/h).",
+            labels=["key"],
+        )
+        armed = GaugeMetricFamily(
+            "budget_watchdog_key_permit_armed",
+            "1 while the key's jobs may launch.",
+            labels=["key"],
+        )
+        severity = GaugeMetricFamily(
+            "budget_watchdog_key_finding_severity",
+            "Each key's worst finding: 0 none, 1 warning, 2 critical.",
+            labels=["key"],
+        )
+        for k in v.keys:
+            for window, value in (("day", k.spent_today), ("month", k.spent_month)):
+                if (known := _finite(value)) is not None:
+                    spent.add_metric([k.name, window], known)
+            for window, limit in (("day", k.daily_limit), ("month", k.monthly_limit)):
+                if limit:
+                    limits.add_metric([k.name, window], limit)
+            if (known := _finite(k.limit)) is not None:
+                provider.add_metric([k.name], known)
+            if (known := _finite(k.limit_remaining)) is not None:
+                remaining.add_metric([k.name], known)
+            if (known := _finite(k.burn_rate_per_hour)) is not None:
+                rates.add_metric([k.name], known / HOUR)
+            armed.add_metric([k.name], int(k.armed and v.armed))
+            worst = max((SEVERITY_ORDER[f.severity] for f in k.findings), default=0)
+            severity.add_metric([k.name], worst)
+        yield from (spent, limits, provider, remaining, rates, armed, severity)
 
     def _targets(self) -> Iterator[Metric]:
         # Labelled by the target's id, never its URL (which may hold credentials).

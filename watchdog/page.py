@@ -112,6 +112,7 @@ def render(view: View, now: datetime, reserved: float = 0.0) -> str:
 <div class="grid">{"".join(cards)}</div>
 <h2>Findings</h2>
 {_findings(view.findings, started, {s.rule for s in silences}, tz, now, view.state)}
+{_keys(view)}
 <h2 class="chart">This month against the limit</h2>
 {month_chart(view, now)}
 <h2 class="chart">Daily spend, last 30 days</h2>
@@ -131,6 +132,66 @@ times in {escape(b.timezone)} · budget-watchdog {escape(view.version)} ·
 <a href="/status">/status</a> · <a href="/metrics">/metrics</a></p>
 </main></body></html>
 """
+
+
+# The page lists at most this many keys (the most spent this month first); /status and
+# `report --by key` list them all.
+PAGE_KEYS = 100
+
+
+def _keys(view: View) -> str:
+    """Every key of the account: spend today and this month against its limits, bars as
+    the account's, its provider cap and its permit."""
+    if not view.keys_watched:
+        return ""
+    if not view.keys:
+        return '<h2>Keys</h2><p class="muted">No key listed yet.</p>'
+    b = view.budget
+    rows = []
+    shown = sorted(view.keys, key=lambda k: (-(k.spent_month or 0.0), k.name))[:PAGE_KEYS]
+    largest = max((k.spent_month or 0.0 for k in shown), default=0.0)
+    for k in shown:
+        armed = k.armed and view.armed
+        permit = (
+            f'<span style="color:{COLORS["ok"]}">armed</span>'
+            if armed
+            else f'<span style="color:{COLORS["critical"]}" title="{escape(k.reason)}">'
+            "revoked</span>"
+        )
+        cap = "none" if k.limit is None else f"{usd(k.limit)} {escape(k.limit_reset or 'total')}"
+        if k.limit is not None and k.limit_remaining is not None:
+            cap += f" ({usd(k.limit_remaining)} left)"
+        rows.append(
+            f"<tr><td>{escape(k.name)}{' (disabled)' if k.disabled else ''}</td>"
+            f"<td>{_key_cell(k.spent_today, k.daily_limit, b)}</td>"
+            f"<td>{_key_cell(k.spent_month, k.monthly_limit, b, largest)}</td>"
+            f"<td>{cap}</td><td>{permit}</td></tr>"
+        )
+    more = len(view.keys) - len(shown)
+    tail = f'<p class="muted">… and {more} more keys (see /status).</p>' if more > 0 else ""
+    return (
+        "<h2>Keys</h2><table><tr><th>key</th><th>today</th><th>this month</th>"
+        f"<th>provider cap</th><th>permit</th></tr>{''.join(rows)}</table>{tail}"
+    )
+
+
+def _key_cell(
+    spent: float | None, limit: float | None, budget: BudgetPolicy, largest: float = 0.0
+) -> str:
+    spent = _finite(spent)
+    if spent is None:
+        return "unknown"
+    if limit:
+        share = spent / limit
+        color = (
+            COLORS["critical"]
+            if share >= 1
+            else COLORS["warning"]
+            if share >= budget.warn_ratio
+            else COLORS["ok"]
+        )
+        return f"{usd(spent)} of {usd(limit)}{_bar(share, color)}"
+    return f"{usd(spent)}{_bar(spent / largest, COLORS['ok']) if largest > 0 else ''}"
 
 
 def _when(when: datetime | None, tz: tzinfo, now: datetime) -> str:

@@ -16,6 +16,12 @@ RUNWAY_UNKNOWN = (
     "gives one), so at least {floor:g} days cannot be promised"
 )
 ECHO_CHARS = 40  # the most of a value from a permit or an answer a message repeats
+# The bytes a key's file name keeps as they are; every other byte of its UTF-8 is %XX.
+_FILE_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+# A file name may have 255 bytes (NAME_MAX); a longer encoding keeps this much of itself and
+# ends in "~" and a hash of the name ("~" is in no other encoding, so names stay distinct).
+KEY_FILE_NAME_MAX = 255
+_KEY_FILE_PREFIX = 200
 
 
 class Verdict:
@@ -69,6 +75,30 @@ def mask_userinfo(text: str) -> str:
             break
     out.append(text[pos:])
     return "".join(out)
+
+
+def key_file_name(name: str) -> str:
+    """The file in `<permit>.keys/` that holds the permit of the key named `name`: its UTF-8
+    with every byte outside [A-Za-z0-9_-] (".", "/", "%", spaces, other scripts) written %XX,
+    so no name walks out of the directory, hides as a dot file or meets another name. An
+    encoding longer than 255 bytes is cut to 200 and ends in "~" and 32 hex digits of the
+    name's SHA-256. Raise ValueError for an empty name, one with NUL, or one that is not
+    text (a lone surrogate)."""
+    if not name or "\0" in name:
+        raise ValueError(f"not a key's name: {echo(name)}")
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"not a key's name (not UTF-8 text): {echo(name)}") from None
+    out = "".join(chr(b) if b in _FILE_NAME_BYTES else f"%{b:02X}" for b in raw)
+    if len(out) <= KEY_FILE_NAME_MAX:
+        return out
+    import hashlib  # only for a name this long: the gate path does without it otherwise
+
+    cut = _KEY_FILE_PREFIX
+    while "%" in out[cut - 2 : cut]:  # never half of a %XX
+        cut -= 1
+    return out[:cut] + "~" + hashlib.sha256(raw).hexdigest()[:32]
 
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}

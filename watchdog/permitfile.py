@@ -6,20 +6,30 @@ The permit is a lease. While nothing demands a stop it is rewritten every tick w
 no-go, so a dead watchdog stops launches by itself (fail-closed). Writes are atomic: a temp
 file in the same directory, fsync, rename; revoking is an unlink. The file is 0644 in a
 0755 directory so jobs of other users can read it.
+
+Beside it, `<permit>.keys/` holds one file per API key of the account (`KeyPermits`), named
+`permit_json.key_file_name(name)`. Those are rewritten only when they change, not every tick:
+the account permit's lease covers them, and its `keys_epoch` names the daemon run whose key
+files it vouches for (a new run starts with an empty directory and a new epoch).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import secrets
+import stat
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from watchdog import atomicfile
+from watchdog.permit_json import key_file_name
 
 PERMIT_MODE = 0o644
 
@@ -30,9 +40,12 @@ def permit_body(
     balance: float | None,
     runway_days: float | None,
     headroom: float | None = None,
+    keys_epoch: str | None = None,
 ) -> dict[str, object]:
     """The permit file's JSON: the DESIGN contract plus `headroom_usd`, what may still be
-    spent before a critical threshold (gate --cost compares against it)."""
+    spent before a critical threshold (gate --cost compares against it), and `keys_epoch`,
+    the epoch of the key permits this daemon run writes (`KeyPermits.epoch`; None when it
+    keeps none)."""
     finite_runway = runway_days if runway_days is not None and runway_days < 1e9 else None
     return {
         "state": "armed",
@@ -41,6 +54,7 @@ def permit_body(
         "balance": None if balance is None else round(balance, 6),
         "runway_days": None if finite_runway is None else round(finite_runway, 3),
         "headroom_usd": None if headroom is None else round(headroom, 6),
+        "keys_epoch": keys_epoch,
     }
 
 
@@ -78,11 +92,15 @@ class Issuer:
     """Writes and removes the permit, and remembers the lease it last wrote, so that a new
     reservation can re-issue it at once with less headroom (`gate --cost` reading the file
     then agrees with `gate --url` asking the daemon, without waiting for the next tick).
-    Thread-safe: the tick arms and revokes, the server re-issues."""
+    Thread-safe: the tick arms and revokes, the server re-issues. `keys_epoch` goes into
+    every permit written (set it to `KeyPermits.start()`'s epoch before the first arm)."""
 
-    def __init__(self, path: Path, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, path: Path, clock: Callable[[], datetime], keys_epoch: str | None = None
+    ) -> None:
         self.path = path
         self.clock = clock
+        self.keys_epoch = keys_epoch
         self._lock = threading.Lock()
         self._lease: tuple[datetime, datetime, float | None, float | None, float | None] | None
         self._lease = None
@@ -124,5 +142,155 @@ class Issuer:
         assert self._lease is not None
         issued, expires, balance, runway, headroom = self._lease
         left = None if headroom is None else max(0.0, headroom - reserved)
-        body = permit_body(issued, expires - issued, balance, runway, left)
+        body = permit_body(issued, expires - issued, balance, runway, left, self.keys_epoch)
         write(self.path, body)
+
+
+def keys_directory(path: Path) -> Path:
+    """Where the key permits of the account permit at `path` live: `<path>.keys`."""
+    return path.with_name(path.name + ".keys")
+
+
+@dataclass(frozen=True)
+class KeyPermit:
+    """What one key's permit says: go (`armed`) or not and why, and what a job on that key
+    may still spend (`headroom`, USD; None when no limit applies)."""
+
+    name: str
+    hash: str | None
+    armed: bool
+    reason: str = ""
+    headroom: float | None = None
+
+
+# What a key's file says, as compared between syncs: state, reason, hash, headroom, epoch.
+_Content = tuple[str, str, str | None, float | None, str]
+
+
+class KeyPermits:
+    """The per-key permits in `directory` (`keys_directory(permit path)`): one file per key,
+    written only when what it says changes. `start()` once, then `sync()` every tick and
+    `clear()` when everything is revoked or the daemon stops. OSError propagates from each
+    (the daemon makes it a finding); a key whose file could not be rewritten has its old
+    file removed, so it never says more than it should. Thread-safe like `Issuer`."""
+
+    def __init__(self, directory: Path, clock: Callable[[], datetime]) -> None:
+        self.directory = directory
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._epoch: str | None = None
+        self._written: dict[str, _Content] = {}  # by key name: what its file says
+
+    @property
+    def epoch(self) -> str | None:
+        """This run's epoch (what the account permit's keys_epoch must say); None before
+        `start()`."""
+        return self._epoch
+
+    def start(self) -> str:
+        """Make the directory (0755), remove every file in it (an earlier run's), pick a new
+        epoch and return it."""
+        with self._lock:
+            self.directory.mkdir(mode=atomicfile.DIR_MODE, parents=True, exist_ok=True)
+            os.chmod(self.directory, atomicfile.DIR_MODE)  # mkdir's mode passes the umask
+            self._remove_all()
+            self._written.clear()
+            self._epoch = secrets.token_hex(8)
+            return self._epoch
+
+    def sync(self, states: Mapping[str, KeyPermit]) -> int:
+        """Make the files say `states` (each key's permit by its name): write those whose
+        state, reason, hash, headroom (to the cent, rounded down) or epoch changed since
+        they were last written, issued now, and remove those of keys not in `states`.
+        Return how many files were written or removed. A name no file can have (empty,
+        with NUL) is skipped: gate cannot ask for it either."""
+        with self._lock:
+            epoch = self._epoch
+            if epoch is None:
+                raise RuntimeError("KeyPermits.sync() before start()")
+            changed = 0
+            for name in [n for n in self._written if n not in states]:
+                del self._written[name]
+                if self._unlink(key_file_name(name)):
+                    changed += 1
+            for name, permit in states.items():
+                if name != permit.name:
+                    raise ValueError(f"key permit of {permit.name!r} filed under {name!r}")
+                try:
+                    file_name = key_file_name(name)
+                except ValueError:
+                    continue
+                content = _content(permit, epoch)
+                if self._written.get(name) == content:
+                    continue
+                self._written.pop(name, None)
+                try:
+                    self._write(file_name, name, content)
+                except OSError:
+                    with contextlib.suppress(OSError):  # never leave it saying too much
+                        self._unlink(file_name)
+                    raise
+                self._written[name] = content
+                changed += 1
+            return changed
+
+    def clear(self) -> int:
+        """Remove every file in the directory (the epoch stays); the next sync writes them
+        all again. Return how many were removed."""
+        with self._lock:
+            self._written.clear()
+            return self._remove_all()
+
+    def _write(self, file_name: str, name: str, content: _Content) -> None:
+        state, reason, key_hash, headroom, epoch = content
+        body = {
+            "key": name,
+            "hash": key_hash,
+            "state": state,
+            "reason": reason,
+            "epoch": epoch,
+            "issued_at": self.clock().isoformat(),
+            "headroom_usd": headroom,
+        }
+        atomicfile.write(
+            self.directory / file_name, (json.dumps(body) + "\n").encode(), PERMIT_MODE
+        )
+
+    def _unlink(self, file_name: str) -> bool:
+        try:
+            os.unlink(self.directory / file_name)
+        except FileNotFoundError:
+            return False
+        atomicfile.fsync_dir(self.directory)
+        return True
+
+    def _remove_all(self) -> int:
+        """Unlink every entry of the directory but subdirectories (none of ours)."""
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return 0
+        removed = 0
+        for entry in entries:
+            if stat.S_ISDIR(entry.stat(follow_symlinks=False).st_mode):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+        if removed:
+            atomicfile.fsync_dir(self.directory)
+        return removed
+
+
+def _content(permit: KeyPermit, epoch: str) -> _Content:
+    """What `permit`'s file says: a revoked key keeps its reason, an armed one says none;
+    the headroom is cut to whole cents (down: a file never promises a cent not there)."""
+    headroom = permit.headroom
+    if headroom is not None:
+        if not math.isfinite(headroom):  # NaN or infinite: no number to promise
+            headroom = 0.0 if headroom != math.inf else None
+        else:
+            headroom = max(0.0, math.floor(round(headroom * 100, 6)) / 100)
+    if permit.armed:
+        return ("armed", "", permit.hash, headroom, epoch)
+    return ("revoked", permit.reason, permit.hash, headroom, epoch)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import textwrap
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from watchdog.core import burn, keys
 from watchdog.core.audit import AuditResult
+from watchdog.core.model import BudgetPolicy, KeySample, KnownKey
 from watchdog.core.words import duration, usd
 from watchdog.providers.base import ActivityRow
 
@@ -106,6 +108,100 @@ def as_json(
         ],
         "models": None if models is None else [asdict(m) for m in models],
     }
+
+
+# -- per key (budget-watchdog report --by key) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeySpend:
+    """One key's spend as `report --by key` shows it."""
+
+    name: str
+    hash: str
+    workspace: str | None
+    spent_today: float | None
+    spent_month: float | None
+    spent_days: float | None  # over the report's days
+    daily_limit: float | None
+    monthly_limit: float | None
+    provider_limit: float | None
+    provider_reset: str | None
+    deleted: bool = False
+
+
+def by_key(
+    known: Mapping[str, KnownKey],
+    histories: Mapping[str, Sequence[KeySample]],
+    now: datetime,
+    days: int,
+    budget: BudgetPolicy,
+) -> list[KeySpend]:
+    """Each followed key's spend today and this month (the budget's zone, as the daemon
+    measures it: never below the provider's counters) and over the last `days` days,
+    largest month first."""
+    out = []
+    names = keys.unique_names((h, k.name) for h, k in known.items() if k.deleted_at is None)
+    for key_hash, key in known.items():
+        samples = histories.get(key_hash, [])
+        history = burn.History.from_samples(s.to_sample() for s in samples)
+        metrics = burn.measure(history, now, budget.tz) if samples else None
+        window = history.window(now - timedelta(days=days), now) if samples else None
+        entry = budget.key_budget(key.name, key.label, key_hash)
+        latest = samples[-1] if samples else None
+        out.append(
+            KeySpend(
+                name=names.get(key_hash, key.name),
+                hash=key_hash,
+                workspace=key.workspace_id,
+                spent_today=metrics.spent_today if metrics else None,
+                spent_month=metrics.spent_month if metrics else None,
+                spent_days=window[0] if window else None,
+                daily_limit=entry.daily_limit if entry else None,
+                monthly_limit=entry.monthly_limit if entry else None,
+                provider_limit=latest.key_limit if latest else None,
+                provider_reset=latest.limit_reset if latest else None,
+                deleted=key.deleted_at is not None,
+            )
+        )
+    return sorted(out, key=lambda k: (k.deleted, -(k.spent_month or 0.0), k.name))
+
+
+def render_keys(rows: Sequence[KeySpend], *, zone: str, days: int) -> str:
+    """`report --by key` as a terminal table, bars as the account's."""
+    if not rows:
+        return (
+            "No keys followed yet: per-key spend needs the daemon to run with a management "
+            "key (provider.management_key_file).\n"
+        )
+    total = sum(k.spent_month or 0.0 for k in rows)
+    width = max([len(k.name) for k in rows] + [3])
+    largest = max((k.spent_month or 0.0 for k in rows), default=0.0)
+    lines = [
+        f"Spend by key ({zone}, own samples, never below the provider's counters): "
+        f"${total:,.2f} this month",
+        f"  {'key':<{width}}  {'today':>18}  {'this month':>20}  {f'{days} days':>10}  "
+        f"{'provider cap':>16}",
+    ]
+    for k in rows:
+        cap = "none" if k.provider_limit is None else usd(k.provider_limit)
+        if k.provider_limit is not None:
+            cap += f" {k.provider_reset or 'total'}"
+        name = f"{k.name} (deleted)" if k.deleted else k.name
+        lines.append(
+            f"  {name:<{width}}  {_against(k.spent_today, k.daily_limit):>18}  "
+            f"{_against(k.spent_month, k.monthly_limit):>20}  {usd(k.spent_days):>10}  "
+            f"{cap:>16}  {bar(k.spent_month or 0.0, largest)}".rstrip()
+        )
+    return "\n".join(lines) + "\n"
+
+
+def keys_json(rows: Sequence[KeySpend], zone: str, days: int) -> dict[str, Any]:
+    return {"timezone": zone, "days": days, "keys": [asdict(k) for k in rows]}
+
+
+def _against(spent: float | None, limit: float | None) -> str:
+    return usd(spent) if limit is None else f"{usd(spent)} of {usd(limit)}"
 
 
 # -- the audit (budget-watchdog audit) -------------------------------------------------------

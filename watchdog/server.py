@@ -41,8 +41,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from watchdog import atomicfile
 from watchdog.core import preflight
-from watchdog.core.view import UNKNOWN, View
-from watchdog.core.words import days, iso, money, parse_duration, rounded
+from watchdog.core.view import UNKNOWN, KeyRow, View
+from watchdog.core.words import days, iso, money, parse_duration, rounded, usd
 
 DEFAULT_HOLD = timedelta(minutes=30)
 MIN_HOLD = timedelta(seconds=1)
@@ -65,6 +65,7 @@ class Hold:
     amount: float
     until: datetime
     label: str
+    key: str = ""  # the key (name) a job reserved for, "" for the account only
 
 
 class Reservations:
@@ -97,7 +98,13 @@ class Reservations:
         if self.path is None:
             return
         data = [
-            {"id": h.id, "amount": h.amount, "until": h.until.isoformat(), "label": h.label}
+            {
+                "id": h.id,
+                "amount": h.amount,
+                "until": h.until.isoformat(),
+                "label": h.label,
+                "key": h.key,
+            }
             for h in self._holds.values()
         ]
         atomicfile.write(self.path, json.dumps({"holds": data}).encode(), 0o600)
@@ -128,6 +135,12 @@ class Reservations:
             self._expire_locked(now)
             return self._total
 
+    def total_for(self, key: str, now: datetime) -> float:
+        """What the holds made for `key` (by name) add up to."""
+        with self._lock:
+            self._expire_locked(now)
+            return math.fsum(h.amount for h in self._holds.values() if h.key == key)
+
     def count(self, now: datetime) -> int:
         self._expire(now)
         return len(self._holds)
@@ -145,13 +158,13 @@ class Reservations:
             self._expire_locked(now)
             return sorted(self._holds.values(), key=lambda h: (h.until, h.id))
 
-    def add(self, amount: float, until: datetime, label: str = "") -> Hold:
+    def add(self, amount: float, until: datetime, label: str = "", key: str = "") -> Hold:
         """Hold `amount` until `until`. The caller checks `full` first (ValueError if full).
         OSError when the holds cannot be saved (the hold is then not made)."""
         with self._lock:
             if len(self._holds) >= self.capacity:
                 raise ValueError(f"already {len(self._holds)} reservations held")
-            hold = Hold(uuid.uuid4().hex[:16], amount, until, label)
+            hold = Hold(uuid.uuid4().hex[:16], amount, until, label, key)
             self._holds[hold.id] = hold
             try:
                 self._save()
@@ -202,7 +215,13 @@ def _load_holds(path: Path | None) -> list[Hold]:
     try:
         saved = json.loads(raw)
         holds = [
-            Hold(str(h["id"]), float(h["amount"]), datetime.fromisoformat(h["until"]), h["label"])
+            Hold(
+                str(h["id"]),
+                float(h["amount"]),
+                datetime.fromisoformat(h["until"]),
+                h["label"],
+                str(h.get("key", "")),
+            )
             for h in saved["holds"]
         ]
     except (ValueError, KeyError, TypeError) as exc:
@@ -275,6 +294,7 @@ class _Prepared:
     rooms: Sequence[preflight.Room]
     runway: float | None
     headroom: str  # JSON of headroom_usd, then `,"runway_days":` and its value
+    keys: dict[str, KeyRow]  # by name and by full hash
 
     @classmethod
     def of(cls, v: View) -> _Prepared:
@@ -295,7 +315,31 @@ class _Prepared:
             # headroom_usd, and runway_days beside it (gate --url checks both)
             headroom=f'{_num(money(v.headroom))},"runway_days":'
             f"{_num(rounded(m.runway_days, 2) if m is not None else None)}",
+            keys={k.name: k for k in v.keys} | {k.hash: k for k in v.keys},
         )
+
+    def key_reasons(self, name: str, cost: float, reserved: float) -> list[str]:
+        """Why a job on key `name` may not launch, beyond the account's reasons."""
+        shown = name[:80]
+        if not self.view.keys_watched:
+            return [
+                f"key {shown!r}: the watchdog keeps no per-key permits (it needs a management key)"
+            ]
+        row = self.keys.get(name)
+        if row is None:
+            return [
+                f"key {shown!r}: the watchdog keeps no permit for it (not a key of the "
+                "account, or not listed yet)"
+            ]
+        if not row.armed:
+            return [f"key {shown!r}: {row.reason}"]
+        if row.headroom is not None and cost + reserved > row.headroom + 1e-9:
+            left = max(0.0, row.headroom - reserved)
+            return [
+                f"key {shown!r}: a {usd(cost)} job exceeds the {usd(left)} left before its "
+                "nearest limit"
+            ]
+        return []
 
     def reasons(
         self, now: datetime, cost: float, reserved: float, runway_floor: float | None
@@ -381,6 +425,10 @@ class _Preflight:
         holds = self.holds
         reserved = holds.total(now)
         reasons = p.reasons(now, cost, reserved, runway_floor)
+        key = params.get("key")
+        if key is not None:
+            key = p.keys[key].name if key in p.keys else key  # a hash names the key too
+            reasons += p.key_reasons(key, cost, holds.total_for(key, now))
         if reasons:
             return 409, _no_go(cost, p.headroom, reserved, reasons), []
         if not post:
@@ -395,7 +443,9 @@ class _Preflight:
             body = _no_go(cost, p.headroom, reserved, [reason])
             return 429, body, [(b"retry-after", str(wait).encode())]
         try:
-            hold = holds.add(cost, now + hold_for, params.get("label", "")[:MAX_LABEL])
+            hold = holds.add(
+                cost, now + hold_for, params.get("label", "")[:MAX_LABEL], (key or "")[:200]
+            )
         except OSError as exc:  # a hold that would not survive a restart is not granted
             reason = f"cannot save the reservation: {exc.strerror or exc}"
             return 503, _no_go(cost, p.headroom, reserved, [reason]), []

@@ -33,7 +33,7 @@ OPS = Recipient("ops", ("warning", "critical"))
 class Keys:
     """A hand-moved account of keys: usage per key, polled each `tick`."""
 
-    def __init__(self, policy: Policy = POLICY, **usage: float) -> None:
+    def __init__(self, usage: dict[str, float], policy: Policy = POLICY) -> None:
         self.policy = policy
         self.usage = dict(usage)
         self.names = {name: name for name in usage}
@@ -87,7 +87,7 @@ def verdict(o: Outcome, name: str) -> keys.KeyVerdict:
 
 
 def test_a_runaway_key_loses_only_its_own_permit() -> None:
-    k = Keys(**{"batch-1": 0.0, "summariser": 0.0})
+    k = Keys({"batch-1": 0.0, "summariser": 0.0})
     k.tick()
     k.usage["batch-1"] = 6.0  # over its $5 daily limit
     k.usage["summariser"] = 1.0
@@ -106,7 +106,7 @@ def test_a_runaway_key_loses_only_its_own_permit() -> None:
 
 def test_a_key_without_a_revoking_entry_only_alerts() -> None:
     alerting = Policy(budget=BudgetPolicy(keys=(replace(BATCH, action="alert"),)))
-    k = Keys(alerting, **{"batch-1": 0.0})
+    k = Keys({"batch-1": 0.0}, alerting)
     k.tick()
     k.usage["batch-1"] = 9.0
     o = k.tick()
@@ -115,14 +115,14 @@ def test_a_key_without_a_revoking_entry_only_alerts() -> None:
 
 
 def test_every_key_loses_its_permit_with_the_account() -> None:
-    k = Keys(**{"batch-1": 0.0, "summariser": 0.0})
+    k = Keys({"batch-1": 0.0, "summariser": 0.0})
     o = k.tick(armed=False)
     assert not o.decision.armed
     assert all(not v.armed and "account's permit is revoked" in v.reason for v in o.verdicts)
 
 
 def test_a_key_disabled_at_the_provider_has_no_permit() -> None:
-    k = Keys(**{"summariser": 0.0})
+    k = Keys({"summariser": 0.0})
     k.disabled.add("summariser")
     o = k.tick()
     assert not verdict(o, "summariser").armed
@@ -130,7 +130,7 @@ def test_a_key_disabled_at_the_provider_has_no_permit() -> None:
 
 
 def test_a_provider_limit_is_judged_whatever_its_reset() -> None:
-    k = Keys(**{"interactive": 0.0})
+    k = Keys({"interactive": 0.0})
     k.tick()
     k.now += timedelta(minutes=1)
     sample = KeySample(
@@ -153,7 +153,7 @@ def test_a_provider_limit_is_judged_whatever_its_reset() -> None:
 
 
 def test_a_rename_keeps_the_alert_and_its_start() -> None:
-    k = Keys(**{"batch-1": 0.0})
+    k = Keys({"batch-1": 0.0})
     k.tick()
     k.usage["batch-1"] = 6.0
     first = k.tick()
@@ -168,7 +168,7 @@ def test_a_rename_keeps_the_alert_and_its_start() -> None:
 
 
 def test_a_deleted_key_gets_one_notice_and_no_resolution() -> None:
-    k = Keys(**{"batch-1": 0.0, "summariser": 0.0})
+    k = Keys({"batch-1": 0.0, "summariser": 0.0})
     k.tick()
     k.usage["batch-1"] = 6.0
     k.tick()
@@ -182,7 +182,7 @@ def test_a_deleted_key_gets_one_notice_and_no_resolution() -> None:
 
 
 def test_an_idle_key_is_not_measured_again_every_tick() -> None:
-    k = Keys(**{"quiet": 1.0})
+    k = Keys({"quiet": 1.0})
     first = k.tick()
     again = k.tick()
     assert again.judgements["quiet"].measured_at == first.judgements["quiet"].measured_at
@@ -210,7 +210,7 @@ def test_a_budget_entry_matches_name_label_or_full_hash() -> None:
 
 
 def test_headroom_is_the_nearest_limit() -> None:
-    k = Keys(**{"batch-1": 0.0})
+    k = Keys({"batch-1": 0.0})
     k.tick()
     k.usage["batch-1"] = 3.0
     assert verdict(k.tick(), "batch-1").headroom == 2.0
@@ -218,7 +218,7 @@ def test_headroom_is_the_nearest_limit() -> None:
 
 def test_disable_and_re_enable_only_what_we_disabled() -> None:
     policy = Policy(budget=BudgetPolicy(keys=(replace(BATCH, action="disable"),)))
-    k = Keys(policy, **{"batch-1": 0.0, "batch-2": 0.0})
+    k = Keys({"batch-1": 0.0, "batch-2": 0.0}, policy)
     k.tick()
     k.usage["batch-1"] = 6.0
     o = k.tick()
@@ -268,7 +268,7 @@ def test_killswitch_revoke_on_warning_revokes_a_key_on_its_warning() -> None:
         budget=BudgetPolicy(keys=(BATCH,)),
         killswitch=KillswitchPolicy(revoke_on=("warning", "critical")),
     )
-    k = Keys(policy, **{"batch-1": 0.0})
+    k = Keys({"batch-1": 0.0}, policy)
     k.tick()
     k.usage["batch-1"] = 4.5  # 90% of $5: a warning
     assert not verdict(k.tick(), "batch-1").armed

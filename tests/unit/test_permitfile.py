@@ -32,6 +32,7 @@ def test_written_permit_is_world_readable_json_in_a_0755_dir(tmp_path: Path) -> 
         "balance": 42.5,
         "runway_days": 3.25,
         "headroom_usd": 10.0,
+        "keys_epoch": None,
     }
     assert [p.name for p in path.parent.iterdir()] == ["permit"]  # no temp file left
 
@@ -80,3 +81,14 @@ def test_a_reader_never_sees_a_partial_permit(tmp_path: Path) -> None:
         t.join()
     assert seen["bad"] == 0
     assert seen["valid"] > 100 and seen["missing"] > 0
+
+
+def test_the_issuer_writes_its_keys_epoch_into_the_permit(tmp_path: Path) -> None:
+    path = tmp_path / "permit"
+    issuer = permit.Issuer(path, lambda: NOW, keys_epoch="0123456789abcdef")
+    issuer.arm(timedelta(minutes=5), 80.0, 6.0, 12.0, reserved=2.0)
+    body = parse_object(path.read_text())
+    assert body["keys_epoch"] == "0123456789abcdef" and body["headroom_usd"] == 10.0
+    issuer.keys_epoch = None  # a daemon without per-key permits
+    issuer.reissue(reserved=3.0)
+    assert parse_object(path.read_text())["keys_epoch"] is None
