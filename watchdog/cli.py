@@ -258,6 +258,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     digest.add_argument("--send", action="store_true", help="send it to the digest targets")
     digest.set_defaults(func=cmd_digest)
+
+    from watchdog import caps  # stdlib, the core and the provider interface: cheap
+
+    caps.add_parser(sub)
     return parser
 
 
@@ -673,12 +677,12 @@ def cmd_report(ns: argparse.Namespace) -> int:
         with _state(loaded) as store:
             known, histories = store.known_keys(), store.key_history(since)
         latest = max([now] + [s[-1].ts for s in histories.values() if s])
-        rows = report.by_key(known, histories, latest, ns.days, settings.policy().budget)
+        spend = report.by_key(known, histories, latest, ns.days, settings.policy().budget)
         zone = settings.budget.timezone
         if ns.json:
-            print(json.dumps(report.keys_json(rows, zone, ns.days), indent=2))
+            print(json.dumps(report.keys_json(spend, zone, ns.days), indent=2))
         else:
-            sys.stdout.write(report.render_keys(rows, zone=zone, days=ns.days))
+            sys.stdout.write(report.render_keys(spend, zone=zone, days=ns.days))
         return EXIT_OK
     with _state(loaded) as store:
         samples = store.history(now - timedelta(days=ns.days + 1))
@@ -897,6 +901,19 @@ def _serve(
     # does not know yet, so it is removed now, before anything else (no permit at boot).
     if issuer.revoke():
         logger.info("permit_removed", reason="starting: no successful poll since start")
+    # Every key's own permit (management key), beside the account's: a new epoch binds
+    # the files of this run to the account permits it writes; old files are removed.
+    key_permits = None
+    if provider.admin() is not None:
+        key_permits = permitfile.KeyPermits(
+            permitfile.keys_directory(permit_path), lambda: datetime.now(UTC)
+        )
+        try:
+            issuer.keys_epoch = key_permits.start()
+        except OSError as exc:
+            message = f"cannot write the keys' permits: {exc.strerror or exc}"
+            logger.error("permit_unwritable", detail=message)
+            raise CommandError(f"error: {message} (killswitch.path)", EXIT_USAGE) from None
     memory = resume(store, policy, now())
     published = LatestView(view.starting(memory.poll.started_at, policy.budget, memory.poll))
     # Reservations live beside the state, so a restart does not grant the same money twice;
@@ -927,7 +944,16 @@ def _serve(
             logger.info("outbox_resumed", pending=waiting)
         digester = _digester(settings, store, provider, logger)
         # The price list (for the page's savings and the digest) is fetched off the tick.
-        chores = ((lambda: digester.refresh_prices(now()), PRICES_EVERY_S),)
+        chores: tuple[tuple[Callable[[], object], float], ...] = (
+            (lambda: digester.refresh_prices(now()), PRICES_EVERY_S),
+        )
+        admin = provider.admin()
+        if policy.caps.manage and admin is not None:
+            from watchdog import caps
+
+            # Provider-side daily caps kept at factor × expected spend (issue 14).
+            every = policy.caps.every.total_seconds()
+            chores += ((lambda: caps.manage(policy, admin, store, now, logger), every),)
         tick = Tick(
             digester=digester,
             policy=policy,
@@ -941,6 +967,7 @@ def _serve(
             memory=memory,
             published=published,
             reserved=holds.total,
+            key_permits=key_permits,
         )
         if not targets:
             return Prepared(tick, chores=chores)
@@ -952,6 +979,8 @@ def _serve(
         try:
             if issuer.revoke():
                 logger.info("permit_removed", reason="daemon stopped")
+            if key_permits is not None:
+                key_permits.clear()
         except OSError as exc:  # e.g. the path became a directory: say so, stop cleanly
             logger.error("permit_revoke_failed", path=str(permit_path), error=str(exc))
 

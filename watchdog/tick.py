@@ -21,6 +21,7 @@ from typing import Any
 
 from watchdog import permitfile
 from watchdog.core import burn, view
+from watchdog.core import keys as keyrules
 from watchdog.core.burn import Metrics
 from watchdog.core.decide import Inputs, Outcome, decide
 from watchdog.core.keys import provider_actions
@@ -173,8 +174,11 @@ class Tick:
         published: LatestView | None = None,
         reserved: Callable[[datetime], float] | None = None,
         digester: Digester | None = None,
+        key_permits: permitfile.KeyPermits | None = None,
     ) -> None:
         self.policy = policy
+        # Every key's own permit file (management key), synced before the account's.
+        self.key_permits = key_permits
         self.provider = provider
         self.admin = admin
         self.store = store
@@ -500,6 +504,8 @@ class Tick:
     def _apply_permit(self, o: Outcome) -> None:
         try:
             now = o.metrics.now
+            if self.key_permits is not None:
+                self._sync_key_permits(o)
             if o.decision.armed:
                 self.permit.arm(
                     self._lease(now),
@@ -522,6 +528,19 @@ class Tick:
                 )
         else:
             self.memory.permit_error = None
+
+    def _sync_key_permits(self, o: Outcome) -> None:
+        """Each key's own verdict in its file (the account's permit says the rest, and its
+        lease covers them): only files whose state changed are rewritten. OSError."""
+        assert self.key_permits is not None
+        ks = self.policy.killswitch
+        states = {}
+        for j in o.judgements.values():
+            v = keyrules.verdict(j, True, "", ks)
+            states[v.name] = permitfile.KeyPermit(v.name, v.hash, v.armed, v.reason, v.headroom)
+        written = self.key_permits.sync(states)
+        if written:
+            self.log.debug("key_permits_synced", changed=written)
 
     def _lease(self, now: datetime) -> timedelta:
         """How long the permit written now may stand: the ttl, but never past the moment

@@ -16,7 +16,13 @@ from datetime import UTC, date, datetime, timedelta
 
 from watchdog.core.audit import Endpoint, Price
 from watchdog.core.model import Credits, KeyUsage, Snapshot
-from watchdog.providers.base import ActivityRow, AuthError, KeyIdentity
+from watchdog.providers.base import (
+    ActivityRow,
+    AuthError,
+    KeyIdentity,
+    Workspace,
+    WorkspaceBudget,
+)
 
 HOUR = 3600.0
 MODELS = (
@@ -36,6 +42,7 @@ PRICES = {
 }
 SIM_KEY_HASH = "5f1e0c3a9d2b4e6f8a7c1b0d3e5f7a9c2b4d6e8f0a1c3e5a7b9d1f3e5a7c9b1d"
 SIM_KEY_LABEL = "sk-or-v1-sim...c9b"
+SIM_WORKSPACE = "00000000-0000-0000-0000-000000000000"
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ class SimulatedAccount:
         self._origin = self.start - history
         self._paused: list[tuple[datetime, datetime | None]] = []  # key disabled spans
         self._credits_at_start = self._raw_usage(self.start) + self.profile.balance
+        self._limit: tuple[float | None, str | None] = (None, None)  # set by caps --apply
 
     # The raw curve: cumulative spend since the origin, ignoring disabled spans.
     def _raw_usage(self, t: datetime) -> float:
@@ -146,7 +154,13 @@ class SimulatedAccount:
         monday = midnight - timedelta(days=now.weekday())
         first = midnight.replace(day=1)
         disabled = bool(self._paused and self._paused[-1][1] is None)
+        limit, reset = self._limit
+        window = {"daily": midnight, "weekly": monday, "monthly": first}.get(reset or "")
+        counted = used - self.usage_at(window) if window is not None else used
         key = KeyUsage(
+            limit=limit,
+            limit_remaining=None if limit is None else round(max(0.0, limit - counted), 6),
+            limit_reset=reset,
             usage=round(used, 6),
             label=SIM_KEY_LABEL,
             name="simulated batch key",
@@ -166,8 +180,39 @@ class SimulatedAccount:
         credits = Credits(total_credits=round(self.credits_at(now), 6), total_usage=key.usage)
         return Snapshot(taken_at=now, key=key, credits=credits, keys=(key,))
 
-    def activity(self) -> list[ActivityRow]:
-        """The last 30 complete UTC days, split over three models."""
+    def list_keys(self) -> list[KeyUsage]:
+        """The account's one key."""
+        key = self.fetch().key
+        return [key] if key is not None else []
+
+    def workspaces(self) -> list[Workspace]:
+        return [Workspace(SIM_WORKSPACE, "default", "Default")]
+
+    def update_key_limit(
+        self, key_hash: str, limit: float | None, limit_reset: str | None
+    ) -> KeyUsage:
+        if key_hash != SIM_KEY_HASH:
+            raise AuthError(f"PATCH /keys/{key_hash[:8]}…: HTTP 404: no such key", status=404)
+        self._limit = (limit, limit_reset)
+        return self.list_keys()[0]
+
+    def workspace_budget(self, workspace_id: str, interval: str) -> WorkspaceBudget | None:
+        return None  # the simulated account keeps no workspace budgets
+
+    def set_workspace_budget(
+        self, workspace_id: str, interval: str, limit_usd: float
+    ) -> WorkspaceBudget:
+        return WorkspaceBudget(workspace_id, interval, limit_usd, interval)
+
+    def activity(
+        self, *, api_key_hash: str | None = None, day: date | None = None
+    ) -> list[ActivityRow]:
+        """The last 30 complete UTC days, split over three models (all of the one key)."""
+        if api_key_hash not in (None, SIM_KEY_HASH):
+            return []
+        return [r for r in self._activity() if day is None or r.date == day]
+
+    def _activity(self) -> list[ActivityRow]:
         now = self._clock()
         today = date(now.year, now.month, now.day)
         rows = []
