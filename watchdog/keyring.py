@@ -11,13 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from watchdog.core import burn
 from watchdog.core import keys as keyrules
 from watchdog.core.decide import KeyInputs
 from watchdog.core.model import BudgetPolicy, KeySample, KeyUsage, KnownKey
 from watchdog.store import Store
+
+# A key's baseline from its activity is asked for once a day, at most ASK_PER_TICK keys a
+# tick (a runaway on hundreds of keys at once must not turn one tick into hundreds of calls).
+ASK_EVERY = timedelta(days=1)
+ASK_PER_TICK = 3
 
 
 def key_sample(key: KeyUsage, ts: datetime) -> KeySample:
@@ -50,6 +55,11 @@ class KeyRing:
     judgements: dict[str, keyrules.KeyJudgement] = field(default_factory=dict)
     known: dict[str, KnownKey] = field(default_factory=dict)
     listed: list[keyrules.KeyFacts] | None = None
+    # Each key's baseline from the provider's activity (`/activity?api_key_hash=`), and
+    # when it was asked for: keys that spend are asked once a day, a few per tick.
+    priors: dict[str, burn.Prior] = field(default_factory=dict)
+    asked: dict[str, datetime] = field(default_factory=dict)
+    moved: list[str] = field(default_factory=list)  # keys whose counters moved this tick
 
     @classmethod
     def resume(cls, store: Store, since: datetime, now: datetime) -> KeyRing:
@@ -70,6 +80,7 @@ class KeyRing:
         """Take one poll's listing (every key, disabled ones too); return the key samples
         to keep. Sets `listed` to this tick's facts."""
         keep: list[KeySample] = []
+        self.moved = []
         rows: list[tuple[KeySample, str, str | None, str | None]] = []
         for key in listed:
             if key.hash is None:
@@ -79,6 +90,7 @@ class KeyRing:
             if before is not None and sample.ts <= before.ts:
                 continue  # the clock stepped back: the account's `clock` rule says so
             if before is None or not before.same_counters(sample):
+                self.moved.append(key.hash)
                 pending = self.unstored.pop(key.hash, None)
                 if pending is not None:
                     keep.append(pending)
@@ -97,7 +109,18 @@ class KeyRing:
         """This tick's inputs for `decide` (the listing is consumed: a tick without a
         listing keeps the last judgements)."""
         listed, self.listed = self.listed, None
-        return KeyInputs(listed, self.histories, self.judgements, self.known)
+        return KeyInputs(listed, self.histories, self.judgements, self.known, self.priors)
+
+    def to_ask(self, now: datetime, most: int) -> list[str]:
+        """Keys whose baseline to ask the provider for now: ones that spend (their counters
+        moved this tick) and were not asked within a day; at most `most`."""
+        due = [h for h in self.moved if h not in self.asked or now - self.asked[h] >= ASK_EVERY]
+        return due[:most]
+
+    def learn(self, key_hash: str, prior: burn.Prior | None, now: datetime) -> None:
+        self.asked[key_hash] = now
+        if prior is not None:
+            self.priors[key_hash] = prior
 
     def forget(self, key_hash: str) -> None:
         """A deleted key: its curve leaves memory (its samples stay in the store)."""
@@ -105,6 +128,8 @@ class KeyRing:
         self.last.pop(key_hash, None)
         self.unstored.pop(key_hash, None)
         self.judgements.pop(key_hash, None)
+        self.priors.pop(key_hash, None)
+        self.asked.pop(key_hash, None)
 
     def compact(self, now: datetime) -> None:
         for history in self.histories.values():

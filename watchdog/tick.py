@@ -43,7 +43,7 @@ from watchdog.core.permit import Decision, PermitState
 from watchdog.core.view import View
 from watchdog.core.words import money, rounded
 from watchdog.digester import Digester, Due
-from watchdog.keyring import KeyRing
+from watchdog.keyring import ASK_PER_TICK, KeyRing
 from watchdog.log import scrub
 from watchdog.notify import Target
 from watchdog.providers.base import (
@@ -262,6 +262,7 @@ class Tick:
         key_samples: list[KeySample] = []
         if m.keys is not None and snapshot is not None and self.admin is not None:
             key_samples = m.keys.absorb(snapshot.keys, now, self.policy.budget)
+            self._ask_key_priors(m.keys, now)
         if error is not None:
             m.poll = m.poll.failed(
                 now,
@@ -399,6 +400,21 @@ class Tick:
             m.prior = prior
 
     # -- commit ----------------------------------------------------------------------
+
+    def _ask_key_priors(self, ring: KeyRing, now: datetime) -> None:
+        """The baseline of keys that spend, from their own activity (a few a tick, each
+        once a day): a spike is judged against the key's usual spend from its first tick,
+        not only once our own samples cover a week."""
+        assert self.admin is not None
+        for key_hash in ring.to_ask(now, ASK_PER_TICK):
+            try:
+                rows = self.admin.activity(api_key_hash=key_hash)
+            except ProviderError as exc:
+                self.log.warning("key_activity_failed", hash=key_hash[:8], error=exc.message)
+                ring.learn(key_hash, None, now)
+                continue
+            days = [(r.date, r.spend) for r in rows]
+            ring.learn(key_hash, burn.prior_from_activity(days, now.date()), now)
 
     def _follow_keys(self, o: Outcome) -> None:
         """The keys' judgements and listing changes, kept for the next tick and logged."""

@@ -37,12 +37,13 @@ class KeyInputs:
     """Every key of the account this tick: `listed` is this poll's listing as facts (None
     when there is none this tick: a failed poll keeps the last judgements), `histories`
     each listed key's curve by hash, `previous` the last judgements, `known` the keys
-    followed so far."""
+    followed so far; `priors` each key's baseline from the provider's activity."""
 
     listed: Sequence[keys.KeyFacts] | None
     histories: Mapping[str, burn.History]
     previous: Mapping[str, keys.KeyJudgement]
     known: Mapping[str, KnownKey]
+    priors: Mapping[str, burn.Prior] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,12 @@ def _keys(
             fresh[facts.hash] = replace(previous, facts=facts)
         elif history is not None:
             fresh[facts.hash] = keys.judge(
-                facts, history, i.now, i.policy.budget, horizon=horizon, held=held
+                facts,
+                history,
+                i.now,
+                i.policy.budget,
+                horizon=horizon,
+                held=held,
+                prior=k.priors.get(facts.hash),
             )
     return states, fresh, known, changes, notices
