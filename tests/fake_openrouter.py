@@ -1,21 +1,34 @@
 """A small fake OpenRouter HTTP server on 127.0.0.1, with fault injection.
 
-Serves /api/v1/key, /auth/key, /credits, /keys (paginated), GET and PATCH /keys/{hash}
-and /activity from a mutable account state, and the public price list (/models and
+Serves /api/v1/key, /auth/key, /credits, /keys (paginated), GET and PATCH /keys/{hash},
+/activity, /workspaces (paginated) and GET/PUT /workspaces/{id}/budgets[/{interval}] from
+a mutable account state, and the public price list (/models and
 /models/{author}/{slug}/endpoints, no key needed) from `models` and `endpoints`, in the
 shapes OpenRouter's OpenAPI document gives (tests/spec/openrouter_required.json;
 tests/integration/test_provider_contract.py holds every answer to it): every required
 field, disabled keys listed only with `include_disabled=true`, 100 keys a page by
-`offset`, a PATCH that changes only the fields it sends. Tests change the state (spend,
-top up) and queue faults (status bursts, slow answers, HTML, missing fields, a workspace
-budget's 403) between polls.
+`offset`, keys of the default workspace only unless `workspace_id` names another, a
+PATCH that changes only the fields it sends, activity filtered by key, day and workspace.
+Tests change the state (spend, top up, add workspaces and keys, delete or rename keys)
+and queue faults (status bursts, slow answers, HTML, missing fields, a workspace budget's
+403) between polls.
+
+The watched key is `account`; the account's other keys are `other_keys` (key_row dicts),
+in the default workspace unless a row names another `workspace_id`. An `activity` row
+belongs to the watched key unless it carries a private `api_key_hash` marker, and to its
+key's workspace unless it carries a `workspace_id` marker; neither marker is served
+(`workspace_id` only with group_by=workspace, as the spec says).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,9 +39,16 @@ API_KEY = "sk-or-v1-e2e-watched-key-0123456789abcdef0123456789abcdef"
 MANAGEMENT_KEY = "sk-or-v1-e2e-management-key-fedcba9876543210fedcba987654"
 KEY_HASH = "e2ekeyhash0000000000000000000000000000000000000000000000000000ab"
 USER_ID = "user_2e2e2e2e2e2e2e2e2e2e2e2e2e2"
-WORKSPACE_ID = "7d0c5a8e-2f1b-4c3d-9e8f-0a1b2c3d4e5f"
+# Every account has a default workspace; keys without another live there.
+DEFAULT_WORKSPACE_ID = "00000000-0000-0000-0000-000000000000"
+WORKSPACE_ID = DEFAULT_WORKSPACE_ID  # the watched key's workspace (an older name)
 PAGE_SIZE = 100
+WORKSPACE_PAGE_MAX = 100  # GET /workspaces: limit at most 100 (default 50)
 LIMIT_RESETS = ("daily", "weekly", "monthly", None)
+# Budget intervals, broadest first: the spec wants limits to shrink as the interval narrows.
+BUDGET_INTERVALS = ("lifetime", "monthly", "weekly", "daily")
+WINDOWS = ("", "_daily", "_weekly", "_monthly")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 # What OpenRouter answers when a workspace budget is used up (OpenRouterTeam/docs,
 # guides/features/workspaces/workspace-budgets.mdx): a 403 told apart by its message.
@@ -87,16 +107,36 @@ class Account:
     created_at: str = "2026-01-05T10:30:00Z"
     updated_at: str | None = None
     legacy_only: bool = False  # answer 404 on /key, like an older deployment
+    deleted: bool = False  # delete_key(KEY_HASH): /key answers 401, /keys leaves it out
+    workspace_id: str = DEFAULT_WORKSPACE_ID
 
     def limit_remaining(self) -> float | None:
         """The limit less what the provider counts in the current reset period."""
-        if self.limit is None:
-            return None
-        suffix = "" if self.limit_reset is None else f"_{self.limit_reset}"
-        used = float(getattr(self, f"usage{suffix}"))
-        if self.include_byok_in_limit:
-            used += float(getattr(self, f"byok_usage{suffix}"))
-        return round(self.limit - used, 6)
+        return limit_remaining(
+            self.limit,
+            self.limit_reset,
+            self.include_byok_in_limit,
+            lambda name: float(getattr(self, name)),
+        )
+
+
+def limit_remaining(
+    limit: float | None,
+    limit_reset: str | None,
+    include_byok: bool,
+    counter: Callable[[str], float],
+) -> float | None:
+    """A key's limit less what the provider counts in its reset window (`usage` for a
+    lifetime limit, `usage_daily` for a daily one, ...; BYOK too when it counts), as the
+    watched key and every other key of the fake report it. `counter(name)` reads one
+    counter. Not clamped at 0: the parser accepts a negative remainder."""
+    if limit is None:
+        return None
+    suffix = "" if limit_reset is None else f"_{limit_reset}"
+    used = float(counter(f"usage{suffix}"))
+    if include_byok:
+        used += float(counter(f"byok_usage{suffix}"))
+    return round(limit - used, 6)
 
 
 def per_token(per_million: float) -> str:
@@ -266,11 +306,55 @@ def key_row(key_hash: str, name: str, **fields: Any) -> dict[str, Any]:
         "created_at": "2026-01-05T10:30:00Z",
         "updated_at": None,
         "creator_user_id": USER_ID,
-        "workspace_id": WORKSPACE_ID,
+        "workspace_id": DEFAULT_WORKSPACE_ID,
         "expires_at": None,
     }
     row.update(fields)
     return row
+
+
+def workspace_row(workspace_id: str, slug: str, name: str, **fields: Any) -> dict[str, Any]:
+    """A workspace as GET /workspaces lists it, every required field present; `fields`
+    override."""
+    row: dict[str, Any] = {
+        "id": workspace_id,
+        "name": name,
+        "slug": slug,
+        "description": f"{name} (fake)",
+        "default_guardrail_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"guardrail:{workspace_id}")),
+        "default_text_model": None,
+        "default_image_model": None,
+        "default_provider_sort": None,
+        "include_byok_in_budgets": False,
+        "io_logging_api_key_ids": None,
+        "io_logging_sampling_rate": 1,
+        "is_data_discount_logging_enabled": True,
+        "is_observability_broadcast_enabled": False,
+        "is_observability_io_logging_enabled": False,
+        "created_at": "2026-01-05T10:00:00Z",
+        "updated_at": None,
+        "created_by": USER_ID,
+    }
+    row.update(fields)
+    return row
+
+
+def budget_row(workspace_id: str, interval: str, limit_usd: float) -> dict[str, Any]:
+    """A WorkspaceBudget as GET/PUT /workspaces/{id}/budgets/{interval} give it: a
+    lifetime budget has no reset interval (null)."""
+    stamp = _now()
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"budget:{workspace_id}:{interval}")),
+        "workspace_id": workspace_id,
+        "limit_usd": limit_usd,
+        "reset_interval": None if interval == "lifetime" else interval,
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class FakeOpenRouter:
@@ -299,6 +383,17 @@ class FakeOpenRouter:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.queries: list[tuple[str, str, dict[str, list[str]]]] = []
         self.patches: list[tuple[str, dict[str, Any]]] = []
+        # The account's workspaces (workspace_row), the default one first.
+        self.workspaces: list[dict[str, Any]] = [
+            workspace_row(DEFAULT_WORKSPACE_ID, "default", "Default Workspace")
+        ]
+        # Budgets by (workspace id, interval), and every PUT as (path id, interval, body).
+        self.budgets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.budget_puts: list[tuple[str, str, dict[str, Any]]] = []
+        # What spend_key spent on keys other than the watched one: the account's credits
+        # pay for every key (GET /credits total_usage).
+        self.spent_elsewhere = 0.0
+        self.deleted_keys: list[dict[str, Any]] = []  # delete_key: their activity stays
         self.lock = threading.Lock()
         outer = self
 
@@ -314,9 +409,15 @@ class FakeOpenRouter:
             def do_PATCH(self) -> None:
                 outer._handle(self, "PATCH")
 
+            def do_PUT(self) -> None:
+                outer._handle(self, "PUT")
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval: stop() returns in 50 ms, not the default half second.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -338,6 +439,63 @@ class FakeOpenRouter:
             for window in ("", "_daily", "_weekly", "_monthly"):
                 setattr(a, f"usage{window}", getattr(a, f"usage{window}") + amount)
                 setattr(a, f"byok_usage{window}", getattr(a, f"byok_usage{window}") + byok)
+
+    def spend_key(self, key_hash: str, amount: float, *, byok: float = 0.0) -> None:
+        """Spend `amount` (and `byok`) on the key `key_hash`, the watched one or one of
+        `other_keys`: every usage window grows, and its limit_remaining follows. Raise
+        KeyError for a key the account does not have."""
+        if key_hash == KEY_HASH:
+            self.spend(amount, byok=byok)
+            return
+        with self.lock:
+            row = self._other(key_hash)
+            for window in WINDOWS:
+                row[f"usage{window}"] = round(row.get(f"usage{window}", 0.0) + amount, 9)
+                row[f"byok_usage{window}"] = round(row.get(f"byok_usage{window}", 0.0) + byok, 9)
+            _recount(row)
+            self.spent_elsewhere += amount
+
+    def delete_key(self, key_hash: str) -> None:
+        """Delete a key: gone from every listing, 404 on GET /keys/{hash} (and the watched
+        key's own /key answers 401). Its activity stays. Raise KeyError if unknown."""
+        with self.lock:
+            if key_hash == KEY_HASH:
+                if self.account.deleted:
+                    raise KeyError(key_hash)
+                self.account.deleted = True
+                return
+            row = self._other(key_hash)
+            self.other_keys.remove(row)
+            self.deleted_keys.append(row)
+
+    def rename_key(self, key_hash: str, name: str) -> None:
+        """Rename a key, as the dashboard does (its hash stays). Raise KeyError if unknown."""
+        with self.lock:
+            if key_hash == KEY_HASH and not self.account.deleted:
+                self.account.name = name
+                self.account.updated_at = _now()
+                return
+            self._other(key_hash).update(name=name, updated_at=_now())
+
+    def add_workspace(self, workspace_id: str, slug: str, name: str) -> dict[str, Any]:
+        """Add a workspace to the account (listed after the ones before); its row."""
+        with self.lock:
+            if any(w["id"] == workspace_id or w["slug"] == slug for w in self.workspaces):
+                raise ValueError(f"workspace {workspace_id} / {slug} exists")
+            row = workspace_row(workspace_id, slug, name)
+            self.workspaces.append(row)
+            return row
+
+    def set_budget(self, workspace_id: str, interval: str, limit_usd: float) -> None:
+        """A budget set at the provider (the dashboard's, not a PUT: not in budget_puts)."""
+        with self.lock:
+            self.budgets[(workspace_id, interval)] = budget_row(workspace_id, interval, limit_usd)
+
+    def _other(self, key_hash: str) -> dict[str, Any]:
+        for row in self.other_keys:
+            if row["hash"] == key_hash:
+                return row
+        raise KeyError(key_hash)
 
     def price(
         self,
@@ -461,11 +619,20 @@ class FakeOpenRouter:
             disabled=a.disabled,
             created_at=a.created_at,
             updated_at=a.updated_at,
+            workspace_id=a.workspace_id,
             **fields,
         )
 
     def _rows(self) -> list[dict[str, Any]]:
-        return [self._watched_row(), *self.other_keys]
+        """Every key of every workspace, as GET /keys/{hash} shows it."""
+        watched = [] if self.account.deleted else [self._watched_row()]
+        return [*watched, *(_served_key(row) for row in self.other_keys)]
+
+    def _workspace(self, id_or_slug: str) -> dict[str, Any] | None:
+        for row in self.workspaces:
+            if id_or_slug in (row["id"], row["slug"]):
+                return row
+        return None
 
     # -- HTTP ---------------------------------------------------------------------------
 
@@ -507,6 +674,8 @@ class FakeOpenRouter:
         if path == "/key" and a.legacy_only:
             return error(404, "Not Found")
         if path in ("/key", "/auth/key") and method == "GET":
+            if watched and a.deleted:
+                return error(401, "User not found.")
             if watched and a.disabled:
                 return error(401, "Key disabled")
             return 200, {"data": self._key_body()}
@@ -514,7 +683,10 @@ class FakeOpenRouter:
             return error(403, "Only management keys can perform this operation")
         if path == "/credits" and method == "GET":
             return 200, {
-                "data": {"total_credits": a.total_credits, "total_usage": round(a.usage, 6)}
+                "data": {
+                    "total_credits": a.total_credits,
+                    "total_usage": round(a.usage + self.spent_elsewhere, 6),
+                }
             }
         if path == "/keys" and method == "GET":
             return self._list(query)
@@ -526,7 +698,12 @@ class FakeOpenRouter:
             if method == "PATCH":
                 return self._patch(key_hash, body)
         if path == "/activity" and method == "GET":
-            return 200, {"data": [dict(row) for row in self.activity]}
+            return self._activity(query)
+        if path == "/workspaces" and method == "GET":
+            return self._workspaces(query)
+        budgets = re.fullmatch(r"/workspaces/([^/]+)/budgets(?:/([^/]+))?", path)
+        if budgets:
+            return self._budget(method, unquote(budgets[1]), budgets[2], body)
         return error(404, "Not Found")
 
     def _models(self, query: dict[str, list[str]]) -> tuple[int, Any]:
@@ -574,8 +751,134 @@ class FakeOpenRouter:
         if offset < 0:
             return error(400, "offset must be at least 0")
         include_disabled = query.get("include_disabled", ["false"])[0] == "true"
-        rows = [r for r in self._rows() if include_disabled or not r["disabled"]]
+        workspace_id = query.get("workspace_id", [DEFAULT_WORKSPACE_ID])[0]
+        if not UUID.match(workspace_id) or self._workspace(workspace_id) is None:
+            return error(400, "Invalid request parameters")  # a UUID of this account's
+        rows = [
+            r
+            for r in self._rows()
+            if r["workspace_id"] == workspace_id and (include_disabled or not r["disabled"])
+        ]
         return 200, {"data": rows[offset : offset + PAGE_SIZE]}
+
+    def _workspaces(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        """GET /workspaces: `limit` (1 to 100, default 50) from `offset`, and the total."""
+        try:
+            offset = int(query.get("offset", ["0"])[0])
+            limit = int(query.get("limit", ["50"])[0])
+        except ValueError:
+            return error(400, "offset and limit must be integers")
+        if offset < 0 or not 1 <= limit <= WORKSPACE_PAGE_MAX:
+            return error(400, "Invalid request parameters")
+        rows = [dict(w) for w in self.workspaces]
+        return 200, {"data": rows[offset : offset + limit], "total_count": len(rows)}
+
+    def _activity(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        """GET /activity: rows of one key (`api_key_hash`), one day (`date`), one
+        workspace (`workspace_id`); split per workspace with `group_by=workspace`, else
+        summed across workspaces by date, model and endpoint, without `workspace_id`."""
+        key_hash = query.get("api_key_hash", [None])[0]
+        day = query.get("date", [None])[0]
+        workspace_id = query.get("workspace_id", [None])[0]
+        group_by = query.get("group_by", [None])[0]
+        if day is not None:
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                return error(400, "Invalid request parameters")
+        if group_by not in (None, "workspace"):
+            return error(400, "Invalid request parameters")
+        if workspace_id is not None and self._workspace(workspace_id) is None:
+            return error(404, "Resource not found")
+        homes = {r["hash"]: r["workspace_id"] for r in self._rows()}
+        for row in self.deleted_keys:  # a deleted key's activity keeps its workspace
+            homes.setdefault(row["hash"], row.get("workspace_id", DEFAULT_WORKSPACE_ID))
+        homes.setdefault(KEY_HASH, self.account.workspace_id)
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for raw in self.activity:
+            owner = raw.get("api_key_hash", KEY_HASH)
+            home = raw.get("workspace_id") or homes.get(owner, DEFAULT_WORKSPACE_ID)
+            if key_hash is not None and owner != key_hash:
+                continue
+            if day is not None and raw.get("date") != day:
+                continue
+            if workspace_id is not None and home != workspace_id:
+                continue
+            row = {k: v for k, v in raw.items() if k not in ("api_key_hash", "workspace_id")}
+            if group_by == "workspace":
+                row["workspace_id"] = home
+            group = tuple(
+                row.get(k)
+                for k in ("date", "model", "model_permaslug", "endpoint_id", "provider_name")
+            ) + ((home,) if group_by == "workspace" else ())
+            if group in merged:
+                _add_activity(merged[group], row)
+            else:
+                merged[group] = row
+        return 200, {"data": list(merged.values())}
+
+    def _budget(
+        self, method: str, id_or_slug: str, interval: str | None, raw: bytes
+    ) -> tuple[int, Any]:
+        """GET /workspaces/{id}/budgets, GET and PUT /workspaces/{id}/budgets/{interval}
+        (`id`: the workspace's id or slug)."""
+        workspace = self._workspace(id_or_slug)
+        if interval is not None and interval not in BUDGET_INTERVALS:
+            return error(400, "Invalid request parameters")
+        if workspace is None:
+            return error(404, "Resource not found")
+        byok = {"include_byok_in_budgets": workspace.get("include_byok_in_budgets", False)}
+        if interval is None:
+            if method != "GET":
+                return error(404, "Not Found")
+            rows = [
+                dict(self.budgets[(workspace["id"], i)])
+                for i in BUDGET_INTERVALS
+                if (workspace["id"], i) in self.budgets
+            ]
+            return 200, {"data": rows, **byok}
+        key = (workspace["id"], interval)
+        if method == "GET":
+            found = self.budgets.get(key)
+            return (
+                (200, {"data": dict(found), **byok}) if found else error(404, "Resource not found")
+            )
+        if method != "PUT":
+            return error(404, "Not Found")
+        try:
+            change = json.loads(raw or b"null")
+        except ValueError:
+            return error(400, "Invalid JSON body")
+        problem = _budget_problem(change) or self._budget_order_problem(
+            workspace["id"], interval, change
+        )
+        if problem:
+            return error(400, problem)
+        self.budget_puts.append((id_or_slug, interval, change))
+        if "include_byok_in_budgets" in change:  # workspace-wide, as the spec says
+            workspace["include_byok_in_budgets"] = change["include_byok_in_budgets"]
+            byok["include_byok_in_budgets"] = change["include_byok_in_budgets"]
+        budget = self.budgets.get(key) or budget_row(workspace["id"], interval, 0.0)
+        budget.update(limit_usd=change["limit_usd"], updated_at=_now())
+        self.budgets[key] = budget
+        return 200, {"data": dict(budget), **byok}
+
+    def _budget_order_problem(
+        self, workspace_id: str, interval: str, change: dict[str, Any]
+    ) -> str | None:
+        """The spec: "Budget limits must strictly decrease as the interval narrows
+        (lifetime > monthly > weekly > daily)"."""
+        rank = BUDGET_INTERVALS.index(interval)
+        limit = change["limit_usd"]
+        for other, budget in self.budgets.items():
+            if other[0] != workspace_id or other[1] == interval:
+                continue
+            broader = BUDGET_INTERVALS.index(other[1]) < rank
+            if (broader and budget["limit_usd"] <= limit) or (
+                not broader and budget["limit_usd"] >= limit
+            ):
+                return "Budget limits must strictly decrease as the interval narrows"
+        return None
 
     def _patch(self, key_hash: str, raw: bytes) -> tuple[int, Any]:
         """Change only the fields sent, as the spec's PATCH /keys/{hash} does."""
@@ -590,7 +893,7 @@ class FakeOpenRouter:
             return error(400, problem)
         self.patches.append((key_hash, change))
         updated_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        if key_hash == KEY_HASH:
+        if key_hash == KEY_HASH and not self.account.deleted:
             a = self.account
             for name in ("disabled", "limit", "limit_reset", "name", "include_byok_in_limit"):
                 if name in change:
@@ -600,7 +903,9 @@ class FakeOpenRouter:
         for row in self.other_keys:
             if row["hash"] == key_hash:
                 row.update(change, updated_at=updated_at)
-                return 200, {"data": row}
+                if {"limit", "limit_reset", "include_byok_in_limit"} & change.keys():
+                    _recount(row)
+                return 200, {"data": _served_key(row)}
         return error(404, "Resource not found")
 
     @staticmethod
@@ -627,6 +932,48 @@ class FakeOpenRouter:
 def error(status: int, message: str) -> tuple[int, dict[str, Any]]:
     """An error answer in the spec's shape: {"error": {"code", "message"}}."""
     return status, {"error": {"code": status, "message": message}}
+
+
+def _served_key(row: dict[str, Any]) -> dict[str, Any]:
+    """A key of `other_keys` as the API serves it: in the default workspace unless the
+    row names another."""
+    served = dict(row)
+    served.setdefault("workspace_id", DEFAULT_WORKSPACE_ID)
+    return served
+
+
+def _recount(row: dict[str, Any]) -> None:
+    """Set a key row's limit_remaining from its limit and counters (as the watched key's)."""
+    row["limit_remaining"] = limit_remaining(
+        row.get("limit"),
+        row.get("limit_reset"),
+        bool(row.get("include_byok_in_limit")),
+        lambda name: float(row.get(name) or 0.0),
+    )
+
+
+def _add_activity(into: dict[str, Any], row: dict[str, Any]) -> None:
+    """Sum `row`'s counters into `into` (two rows of one date, model and endpoint)."""
+    for name in ("usage", "byok_usage_inference"):
+        into[name] = round(into.get(name, 0.0) + row.get(name, 0.0), 9)
+    for name in ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens"):
+        into[name] = into.get(name, 0) + row.get(name, 0)
+
+
+def _budget_problem(change: Any) -> str | None:
+    """Why a PUT body breaks UpsertWorkspaceBudgetRequest, or None."""
+    if not isinstance(change, dict):
+        return "Body must be an object"
+    limit = change.get("limit_usd")
+    if isinstance(limit, bool) or not isinstance(limit, int | float):
+        return "limit_usd must be a number"
+    if not math.isfinite(limit) or limit < 0:
+        return "limit_usd must be at least 0"
+    if "include_byok_in_budgets" in change and not isinstance(
+        change["include_byok_in_budgets"], bool
+    ):
+        return "include_byok_in_budgets must be a boolean"
+    return None
 
 
 def _patch_problem(change: dict[str, Any]) -> str | None:

@@ -441,6 +441,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         key_hash=p.key_hash,
         key_name=p.key_name,
         timeout=p.timeout.total_seconds(),
+        workspaces=tuple(p.workspaces),
         max_wait=min(30.0, p.poll_interval.total_seconds() / 2),
     )
     return _serve(ns, loaded, provider, interval=p.poll_interval.total_seconds())
@@ -698,7 +699,11 @@ def cmd_report(ns: argparse.Namespace) -> int:
     p = settings.provider
     if p.management_key is not None:
         provider = OpenRouterProvider(
-            p.base_url, None, p.management_key.get_secret_value(), timeout=p.timeout.total_seconds()
+            p.base_url,
+            None,
+            p.management_key.get_secret_value(),
+            timeout=p.timeout.total_seconds(),
+            workspaces=tuple(p.workspaces),
         )
         try:
             rows = provider.activity()
@@ -746,7 +751,11 @@ def cmd_audit(ns: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     warnings: list[str] = []
     provider = OpenRouterProvider(
-        p.base_url, None, p.management_key.get_secret_value(), timeout=p.timeout.total_seconds()
+        p.base_url,
+        None,
+        p.management_key.get_secret_value(),
+        timeout=p.timeout.total_seconds(),
+        workspaces=tuple(p.workspaces),
     )
     with contextlib.ExitStack() as stack:
         stack.callback(provider.close)
@@ -806,6 +815,7 @@ def cmd_digest(ns: argparse.Namespace) -> int:
             p.api_key.get_secret_value() if p.api_key else None,
             p.management_key.get_secret_value() if p.management_key else None,
             timeout=p.timeout.total_seconds(),
+            workspaces=tuple(p.workspaces),
         )
         if settings.has_key
         else None

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import respx
 
-from tests.fake_openrouter import key_row
+from tests.fake_openrouter import DEFAULT_WORKSPACE_ID, key_row, workspace_row
 from tests.fakes import Clock, ScriptedProvider, build_tick
 from watchdog import gate
 from watchdog.config import Settings, load
@@ -177,6 +177,9 @@ class FakeAdmin:
             "h-watched": key_row("h-watched", "batch", usage=100.0, usage_daily=1.0),
             "h-other": key_row("h-other", "other", disabled=True, usage=5.0),
         }
+        # Every key lives in the default workspace: the one GET /workspaces lists.
+        workspace = workspace_row(DEFAULT_WORKSPACE_ID, "default", "Default Workspace")
+        router.get("/workspaces").respond(200, json={"data": [workspace], "total_count": 1})
         self.patches: list[tuple[str, bool]] = []
         self.fail_patch = False
         router.get("/key").mock(side_effect=self._key)

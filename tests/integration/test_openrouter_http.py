@@ -1,12 +1,14 @@
 """The OpenRouter client over HTTP (respx): retries, Retry-After and X-RateLimit-Reset,
-errors (a workspace budget's 403 apart from a wrong key's), pagination with disabled keys.
-Every body served here is held to the spec by tests/integration/test_provider_contract.py."""
+errors (a workspace budget's 403 apart from a wrong key's), pagination with disabled keys,
+key limits and workspace budgets as sent. Every body served here is held to the spec by
+tests/integration/test_provider_contract.py."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import httpx
@@ -15,10 +17,13 @@ import respx
 from freezegun import freeze_time
 
 from tests.unit.test_openrouter_parse import (
+    ACTIVITY_EXAMPLE,
+    BUDGET_EXAMPLE,
     CREDITS_EXAMPLE,
     KEY_EXAMPLE,
     KEYS_EXAMPLE,
     LEGACY_EXAMPLE,
+    WORKSPACES_EXAMPLE,
 )
 from watchdog.providers.base import (
     AuthError,
@@ -26,6 +31,7 @@ from watchdog.providers.base import (
     ProviderBudgetExceeded,
     RateLimited,
     TransientError,
+    WorkspaceBudget,
 )
 from watchdog.providers.openrouter import MAX_RETRY_AFTER, OpenRouterProvider
 
@@ -64,7 +70,9 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 def mock() -> Iterator[respx.MockRouter]:
+    """The API, with the spec's one workspace (GET /keys of it, every key)."""
     with respx.mock(base_url=BASE, assert_all_called=False) as router:
+        router.get("/workspaces", name="workspaces").respond(200, json=WORKSPACES_EXAMPLE)
         yield router
 
 
@@ -159,13 +167,13 @@ def test_403_on_credits_is_an_auth_error(mock: respx.MockRouter, sleeps: Sleeps)
 
 
 def test_legacy_path_is_used_when_key_is_404(mock: respx.MockRouter, sleeps: Sleeps) -> None:
-    mock.get("/key").respond(404, json=error(404, "Not Found"))
+    mock.get("/key", name="key").respond(404, json=error(404, "Not Found"))
     legacy = mock.get("/auth/key").respond(200, json=LEGACY_EXAMPLE)
     client = provider(sleeps)
     client.fetch()
     client.fetch()
     assert legacy.call_count == 2
-    assert mock.routes[0].call_count == 1  # remembered: /key is not asked again
+    assert mock.routes["key"].call_count == 1  # remembered: /key is not asked again
 
 
 def test_timeouts_are_transient(mock: respx.MockRouter, sleeps: Sleeps) -> None:
@@ -202,7 +210,7 @@ def test_management_key_reads_credits_and_pages_through_keys(
     page0 = [dict(ROW, hash=f"h{i}", label=f"l{i}") for i in range(100)]
     page1 = [dict(ROW, hash="watched", label="sk-or-v1-au7...890", name="batch")]
     mock.get("/key").respond(200, json=KEY_EXAMPLE)
-    mock.get("/credits").respond(200, json=CREDITS_EXAMPLE)
+    credits = mock.get("/credits").respond(200, json=CREDITS_EXAMPLE)
     keys = mock.get("/keys")
     keys.side_effect = lambda request: httpx.Response(
         200, json={"data": page0 if request.url.params.get("offset") == "0" else page1}
@@ -214,7 +222,7 @@ def test_management_key_reads_credits_and_pages_through_keys(
     assert snapshot.credits.balance == pytest.approx(74.75)
     assert snapshot.key is not None
     assert snapshot.key.hash == "watched"  # matched by label
-    assert mock.routes[1].calls.last.request.headers["authorization"] == f"Bearer {MGMT}"
+    assert credits.calls.last.request.headers["authorization"] == f"Bearer {MGMT}"
 
 
 def test_zero_credits_from_a_non_management_answer_are_ignored(
@@ -431,3 +439,159 @@ def test_patch_sends_only_the_disabled_field(mock: respx.MockRouter, sleeps: Sle
     )
     provider(sleeps, management=True).set_key_disabled("abc123", False)
     assert json.loads(route.calls.last.request.content) == {"disabled": False}
+
+
+# -- key limits: exactly the two fields, checked before sending ----------------------------------
+
+
+def test_a_key_limit_is_sent_as_exactly_limit_and_limit_reset(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    answer = dict(ROW, hash="abc123", limit=12.5, limit_reset="daily", limit_remaining=12.5)
+    route = mock.patch("/keys/abc123").respond(200, json={"data": answer})
+    key = provider(sleeps, management=True).update_key_limit("abc123", 12.5, "daily")
+    request = route.calls.last.request
+    assert request.headers["authorization"] == f"Bearer {MGMT}"
+    assert json.loads(request.content) == {"limit": 12.5, "limit_reset": "daily"}
+    assert (key.hash, key.limit, key.limit_reset, key.limit_remaining) == (
+        "abc123",
+        12.5,
+        "daily",
+        12.5,
+    )
+
+
+def test_removing_a_key_limit_sends_nulls(mock: respx.MockRouter, sleeps: Sleeps) -> None:
+    answer = dict(ROW, hash="abc123", limit=None, limit_reset=None, limit_remaining=None)
+    route = mock.patch("/keys/abc123").respond(200, json={"data": answer})
+    key = provider(sleeps, management=True).update_key_limit("abc123", None, None)
+    assert route.calls.last.request.content == b'{"limit":null,"limit_reset":null}'
+    assert key.limit is None
+
+
+@pytest.mark.parametrize(
+    ("limit", "reset"),
+    [
+        (-0.01, "daily"),
+        (float("nan"), None),
+        (float("inf"), "monthly"),
+        (True, "weekly"),
+        ("10", "daily"),
+        (10.0, "hourly"),
+        (10.0, "lifetime"),
+        (10.0, ""),
+    ],
+)
+def test_a_key_limit_the_provider_would_refuse_is_refused_before_sending(
+    mock: respx.MockRouter, sleeps: Sleeps, limit: Any, reset: Any
+) -> None:
+    route = mock.patch(url__regex=r".*/keys/.*")
+    with pytest.raises(ValueError):
+        provider(sleeps, management=True).update_key_limit("abc123", limit, reset)
+    assert not route.called
+
+
+def test_a_key_limit_needs_a_management_key(mock: respx.MockRouter, sleeps: Sleeps) -> None:
+    with pytest.raises(AuthError):
+        provider(sleeps).update_key_limit("abc123", 5.0, None)
+
+
+def test_a_refused_key_limit_is_a_typed_error(mock: respx.MockRouter, sleeps: Sleeps) -> None:
+    mock.patch("/keys/nope").respond(404, json=error(404, "Resource not found"))
+    with pytest.raises(BadResponse) as exc:
+        provider(sleeps, management=True, attempts=1).update_key_limit("nope", 5.0, None)
+    assert exc.value.status == 404
+
+
+def test_a_key_limit_answer_that_is_not_a_key_is_a_bad_response(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    mock.patch("/keys/abc123").respond(200, json={"data": dict(ROW, hash="abc123", limit=-5)})
+    with pytest.raises(BadResponse):
+        provider(sleeps, management=True).update_key_limit("abc123", 5.0, None)
+
+
+# -- per-key, per-day activity --------------------------------------------------------------------
+
+
+def test_activity_asks_for_one_key_and_one_day(mock: respx.MockRouter, sleeps: Sleeps) -> None:
+    route = mock.get("/activity").respond(200, json=ACTIVITY_EXAMPLE)
+    client = provider(sleeps, management=True)
+    rows = client.activity(api_key_hash="f01d5260", day=date(2025, 8, 24))
+    assert dict(route.calls.last.request.url.params) == {
+        "api_key_hash": "f01d5260",
+        "date": "2025-08-24",
+    }
+    assert [r.usage for r in rows] == [0.015]
+    client.activity()
+    assert route.calls.last.request.url.query == b""  # the whole account, every day
+
+
+# -- workspace budgets --------------------------------------------------------------------------
+
+
+WS = "550e8400-e29b-41d4-a716-446655440000"
+
+
+def test_a_workspace_budget_is_read(mock: respx.MockRouter, sleeps: Sleeps) -> None:
+    route = mock.get(f"/workspaces/{WS}/budgets/monthly").respond(200, json=BUDGET_EXAMPLE)
+    budget = provider(sleeps, management=True).workspace_budget(WS, "monthly")
+    assert budget == WorkspaceBudget(WS, "monthly", 100.0, "monthly")
+    assert route.calls.last.request.headers["authorization"] == f"Bearer {MGMT}"
+
+
+def test_no_workspace_budget_is_none(mock: respx.MockRouter, sleeps: Sleeps) -> None:
+    route = mock.get(f"/workspaces/{WS}/budgets/daily").respond(
+        404, json=error(404, "Resource not found")
+    )
+    assert provider(sleeps, management=True).workspace_budget(WS, "daily") is None
+    assert route.call_count == 1  # a 404 is not retried
+
+
+def test_a_workspace_budget_is_put_with_only_its_limit(
+    mock: respx.MockRouter, sleeps: Sleeps
+) -> None:
+    answer = {"data": dict(BUDGET_EXAMPLE["data"], limit_usd=250.0, reset_interval=None)}
+    route = mock.put("/workspaces/production/budgets/lifetime").respond(200, json=answer)
+    budget = provider(sleeps, management=True).set_workspace_budget("production", "lifetime", 250.0)
+    assert json.loads(route.calls.last.request.content) == {"limit_usd": 250.0}
+    assert budget == WorkspaceBudget(WS, "lifetime", 250.0, None)
+
+
+@pytest.mark.parametrize(
+    ("interval", "limit"),
+    [("hourly", 5.0), ("", 5.0), ("monthly", -1.0), ("monthly", float("nan")), ("daily", True)],
+)
+def test_a_budget_the_provider_would_refuse_is_refused_before_sending(
+    mock: respx.MockRouter, sleeps: Sleeps, interval: str, limit: Any
+) -> None:
+    route = mock.put(url__regex=r".*/budgets/.*")
+    with pytest.raises(ValueError):
+        provider(sleeps, management=True).set_workspace_budget(WS, interval, limit)
+    assert not route.called
+
+
+@pytest.mark.parametrize("interval", ["hourly", "", "Monthly", "lifetime "])
+def test_a_budget_of_an_unknown_interval_is_not_asked_for(
+    mock: respx.MockRouter, sleeps: Sleeps, interval: str
+) -> None:
+    route = mock.get(url__regex=r".*/budgets/.*")
+    with pytest.raises(ValueError):
+        provider(sleeps, management=True).workspace_budget(WS, interval)
+    assert not route.called
+
+
+def test_a_nan_budget_is_a_bad_response(mock: respx.MockRouter, sleeps: Sleeps) -> None:
+    body = {"data": dict(BUDGET_EXAMPLE["data"], limit_usd="NaN")}
+    mock.get(f"/workspaces/{WS}/budgets/weekly").respond(200, json=body)
+    with pytest.raises(BadResponse):
+        provider(sleeps, management=True).workspace_budget(WS, "weekly")
+
+
+def test_a_failing_budget_read_is_not_none(mock: respx.MockRouter, sleeps: Sleeps) -> None:
+    """Only a 404 means no budget; a 500 is an error, not "unlimited"."""
+    mock.get(f"/workspaces/{WS}/budgets/weekly").respond(
+        500, json=error(500, "Internal Server Error")
+    )
+    with pytest.raises(TransientError):
+        provider(sleeps, management=True, attempts=2).workspace_budget(WS, "weekly")

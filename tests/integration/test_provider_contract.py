@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,16 @@ import pytest
 
 from tests.fake_openrouter import (
     API_KEY,
+    DEFAULT_WORKSPACE_ID,
     KEY_HASH,
     MANAGEMENT_KEY,
     FakeOpenRouter,
     Fault,
+    activity_row,
     budget_exceeded,
+    budget_row,
     key_row,
+    workspace_row,
 )
 from watchdog.providers.openrouter import OpenRouterProvider
 
@@ -38,14 +43,24 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC: dict[str, Any] = json.loads((ROOT / "tests/spec/openrouter_required.json").read_text())
 ENDPOINTS: dict[str, dict[str, Any]] = SPEC["endpoints"]
 
+WORKSPACES_TESTS = "tests/integration/test_openrouter_workspaces.py::"
 # Fixtures that break the shape on purpose, to prove the client refuses it. Everything
 # else must be the API's shape. (test id without parameters: reason)
 DELIBERATE = {
+    WORKSPACES_TESTS + "test_a_key_row_without_its_workspace_gets_the_one_asked_for": (
+        "a /keys row without workspace_id: the workspace asked for is filled in"
+    ),
+    WORKSPACES_TESTS + "test_an_unreadable_workspace_listing_is_a_bad_response": (
+        "workspace listings without a list, an id or a numeric total: must be a BadResponse"
+    ),
     "tests/integration/test_openrouter_http.py::test_json_without_usage_is_a_bad_response": (
         "a /key body without usage: must be a BadResponse"
     ),
     "tests/integration/test_openrouter_http.py::test_html_instead_of_json_is_a_bad_response": (
         "an HTML maintenance page"
+    ),
+    "tests/integration/test_openrouter_http.py::test_a_nan_budget_is_a_bad_response": (
+        "a budget whose limit_usd is the string 'NaN': must be a BadResponse"
     ),
 }
 # Fault bodies of tests/e2e/test_faults.py that are broken on purpose, by name.
@@ -106,6 +121,8 @@ def error_problems(body: Any) -> list[str]:
 def endpoint_for(method: str, path: str) -> str | None:
     path = re.sub(r"^.*?/api/v1", "", path.split("?")[0])
     path = re.sub(r"^/keys/[^/]+$", "/keys/{hash}", path)
+    path = re.sub(r"^/workspaces/[^/]+/budgets/[^/]+$", "/workspaces/{id}/budgets/{interval}", path)
+    path = re.sub(r"^/workspaces/[^/]+/budgets$", "/workspaces/{id}/budgets", path)
     name = f"{method} {path}"
     return name if name in ENDPOINTS else None
 
@@ -120,11 +137,19 @@ def body_problems(method: str, path: str, status: int, body: Any) -> list[str]:
     spec = ENDPOINTS[name]
     if not isinstance(body, dict) or "data" not in body:
         return [f"{name}: no 'data' member"]
+    envelope = spec["envelope"]
+    problems: list[str] = [
+        f"{name}: envelope member '{member}' missing"
+        for member in envelope["required"]
+        if member not in body
+    ]
+    for member, allowed in envelope.get("fields", {}).items():
+        if member in body and not type_ok(body[member], allowed):
+            problems.append(f"{name}: envelope '{member}' is {body[member]!r}, not {allowed}")
     data = body["data"]
-    items = data if spec["envelope"]["data"] == "array" else [data]
-    if spec["envelope"]["data"] == "array" and not isinstance(data, list):
+    items = data if envelope["data"] == "array" else [data]
+    if envelope["data"] == "array" and not isinstance(data, list):
         return [f"{name}: 'data' is not an array"]
-    problems: list[str] = []
     for index, item in enumerate(items):
         problems += fields_problems(f"{name} [{index}]", item, spec["required"], spec["optional"])
         for field, allowed in spec.get("enums", {}).items():
@@ -135,13 +160,34 @@ def body_problems(method: str, path: str, status: int, body: Any) -> list[str]:
 
 def request_problems(method: str, path: str, body: Any) -> list[str]:
     name = endpoint_for(method, path)
-    spec = ENDPOINTS[name]["request"] if name else None
+    spec = ENDPOINTS[name].get("request") if name else None
     if spec is None:
         return [f"{method} {path}: no request schema"]
     problems = fields_problems(f"{name} request", body, spec["required"], spec["optional"])
     for field, allowed in spec["enums"].items():
         if isinstance(body, dict) and field in body and body[field] not in allowed:
             problems.append(f"{name} request: '{field}' is {body[field]!r}, not {allowed}")
+    return problems
+
+
+def query_problems(method: str, path: str, query: Mapping[str, list[str]]) -> list[str]:
+    """Why the query parameters of a request are not the spec's: a parameter the endpoint
+    does not document, or outside its enum or its minimum and maximum."""
+    name = endpoint_for(method, path)
+    documented: dict[str, Any] = ENDPOINTS[name].get("query", {}) if name else {}
+    problems = []
+    for param, values in query.items():
+        spec = documented.get(param)
+        if spec is None:
+            problems.append(f"{method} {path}: query '{param}' is not documented")
+            continue
+        for value in values:
+            if "enum" in spec and value not in spec["enum"]:
+                problems.append(f"{method} {path}: {param}={value!r}, not {spec['enum']}")
+            if "maximum" in spec and not spec["minimum"] <= int(value) <= spec["maximum"]:
+                problems.append(f"{method} {path}: {param}={value} out of range")
+            if spec.get("format") == "uuid" and not re.fullmatch(r"[0-9a-f-]{36}", value):
+                problems.append(f"{method} {path}: {param}={value!r} is not a UUID")
     return problems
 
 
@@ -158,6 +204,23 @@ def test_the_checker_refuses_what_the_spec_refuses() -> None:
     assert error_problems({"error": {"code": "403", "message": "x"}})
     assert error_problems({"error": {"code": 403, "message": "x"}}) == []
     assert request_problems("PATCH", "/keys/x", {"limit_reset": "hourly"})
+    assert body_problems("GET", "/workspaces", 200, {"data": []}) == [
+        "GET /workspaces: envelope member 'total_count' missing"
+    ]
+    ws = workspace_row(DEFAULT_WORKSPACE_ID, "default", "Default")
+    assert body_problems("GET", "/workspaces", 200, {"data": [ws], "total_count": 1}) == []
+    assert body_problems("GET", "/workspaces", 200, {"data": [ws], "total_count": "1"})
+    budget = budget_row(DEFAULT_WORKSPACE_ID, "monthly", 5)
+    path = f"/workspaces/{DEFAULT_WORKSPACE_ID}/budgets/monthly"
+    assert body_problems("PUT", path, 200, {"data": budget}) == []
+    assert body_problems("GET", path, 200, {"data": dict(budget, reset_interval="lifetime")})
+    assert request_problems("PUT", path, {"limit_usd": "5"})
+    assert request_problems("PUT", path, {}) == [
+        "PUT /workspaces/{id}/budgets/{interval} request: required 'limit_usd' missing"
+    ]
+    assert query_problems("GET", "/workspaces", {"limit": ["101"]})
+    assert query_problems("GET", "/keys", {"workspace_id": ["default"]})
+    assert query_problems("GET", "/activity", {"group_by": ["key"]})
 
 
 def test_the_spec_data_says_where_it_comes_from() -> None:
@@ -174,6 +237,10 @@ def test_the_spec_data_says_where_it_comes_from() -> None:
         "GET /keys/{hash}",
         "PATCH /keys/{hash}",
         "GET /activity",
+        "GET /workspaces",
+        "GET /workspaces/{id}/budgets",
+        "GET /workspaces/{id}/budgets/{interval}",
+        "PUT /workspaces/{id}/budgets/{interval}",
     }
 
 
@@ -189,6 +256,9 @@ def test_the_example_bodies_the_parser_tests_use_are_the_spec_s() -> None:
         ("GET", "/keys", parse.KEYS_EXAMPLE),
         ("GET", "/credits", parse.CREDITS_EXAMPLE),
         ("GET", "/activity", parse.ACTIVITY_EXAMPLE),
+        ("GET", "/workspaces", parse.WORKSPACES_EXAMPLE),
+        ("GET", "/workspaces/production/budgets/monthly", parse.BUDGET_EXAMPLE),
+        ("PUT", "/workspaces/production/budgets/monthly", parse.BUDGET_EXAMPLE),
     ]
     for method, path, body in examples:
         assert body_problems(method, path, 200, body) == [], path
@@ -240,6 +310,45 @@ def answers(fake: FakeOpenRouter) -> list[tuple[str, str, httpx.Response]]:
         call("GET", "/keys?include_disabled=true&offset=200")
         call("GET", f"/keys/{KEY_HASH}")
         call("GET", "/activity")
+    # Workspaces: a second one with keys of its own, its budgets, activity by key.
+    team = "5a1e0000-0000-4000-8000-00000000000b"
+    fake.add_workspace(team, "team", "Team")
+    fake.other_keys.append(key_row("t1", "team key", workspace_id=team, limit=5.0))
+    fake.spend_key("t1", 1.5, byok=0.5)
+    fake.activity.append(
+        dict(
+            activity_row(date(2026, 11, 1), "openai/gpt-4.1", "OpenAI", 0.5, 2, 10, 5),
+            api_key_hash="t1",
+        )
+    )
+    for query in ("", "?offset=0&limit=100", "?offset=1&limit=1", "?limit=101", "?offset=-1"):
+        call("GET", f"/workspaces{query}")
+    call("GET", "/workspaces", API_KEY)  # 403: not a management key
+    call("GET", f"/keys?workspace_id={team}&include_disabled=true&offset=0")
+    call("GET", "/keys?workspace_id=team")  # 400: not an id
+    call("GET", "/keys/t1")
+    call("PATCH", "/keys/t1", json={"limit": 10, "limit_reset": "weekly"})
+    for query in (
+        "?api_key_hash=t1",
+        f"?api_key_hash={KEY_HASH}&date=2026-11-01",
+        f"?workspace_id={team}",
+        "?group_by=workspace",
+        "?date=yesterday",  # 400
+        "?workspace_id=00000000-0000-4000-8000-00000000dead",  # 404
+    ):
+        call("GET", f"/activity{query}")
+    for where in (team, "team", DEFAULT_WORKSPACE_ID):
+        budgets = f"/workspaces/{where}/budgets"
+        call("GET", f"{budgets}/monthly")  # 404 at first
+        call("PUT", f"{budgets}/monthly", json={"limit_usd": 100})
+        call("PUT", f"{budgets}/daily", json={"limit_usd": 10, "include_byok_in_budgets": True})
+        call("PUT", f"{budgets}/weekly", json={"limit_usd": 200})  # 400: above monthly
+        call("PUT", f"{budgets}/lifetime", json={"limit_usd": 1000})
+        call("GET", f"{budgets}/lifetime")
+        call("GET", budgets)
+        call("GET", f"{budgets}/hourly")  # 400
+    call("PUT", f"/workspaces/{team}/budgets/monthly", json={"limit_usd": "a lot"})  # 400
+    call("GET", "/workspaces/nowhere/budgets")  # 404
     call("GET", "/keys/k007")
     call("PATCH", "/keys/k007", json={"disabled": False})
     call("PATCH", f"/keys/{KEY_HASH}", json={"limit": 20, "limit_reset": "monthly"})
@@ -355,6 +464,43 @@ def test_the_requests_the_client_sends_are_the_spec_s(fake: FakeOpenRouter) -> N
     queries = [q for m, p, q in fake.queries if p.endswith("/keys")]
     assert queries and all(q["include_disabled"] == ["true"] for q in queries)
     assert all(int(q["offset"][0]) >= 0 for q in queries)
+    assert all(q["workspace_id"] == [DEFAULT_WORKSPACE_ID] for q in queries)
+
+
+def test_the_new_requests_the_client_sends_are_the_spec_s(fake: FakeOpenRouter) -> None:
+    """Key limits, workspace budgets, per-key activity, and their query parameters."""
+    team = "5a1e0000-0000-4000-8000-00000000000b"
+    fake.add_workspace(team, "team", "Team")
+    fake.other_keys.append(key_row("t1", "team key", workspace_id=team))
+    client = OpenRouterProvider(
+        fake.base_url, API_KEY, MANAGEMENT_KEY, attempts=1, workspaces=("default", "team")
+    )
+    try:
+        client.fetch()
+        client.update_key_limit("t1", 25.0, "weekly")
+        client.update_key_limit(KEY_HASH, None, None)
+        client.activity(api_key_hash="t1", day=date(2026, 11, 1))
+        client.activity()
+        assert client.workspace_budget("team", "daily") is None
+        client.set_workspace_budget("team", "monthly", 50.0)
+        client.set_workspace_budget(team, "lifetime", 500.0)
+        client.workspace_budgets("team")
+    finally:
+        client.close()
+    for key_hash, body in fake.patches:
+        assert request_problems("PATCH", f"/keys/{key_hash}", body) == []
+    assert [b for _, _, b in fake.budget_puts] == [{"limit_usd": 50.0}, {"limit_usd": 500.0}]
+    for where, interval, body in fake.budget_puts:
+        assert request_problems("PUT", f"/workspaces/{where}/budgets/{interval}", body) == []
+    problems = [p for m, path, q in fake.queries for p in query_problems(m, path, q)]
+    assert problems == []
+    asked = {(m, endpoint_for(m, path)) for m, path, _ in fake.queries}
+    assert {
+        ("GET", "GET /workspaces"),
+        ("GET", "GET /workspaces/{id}/budgets/{interval}"),
+        ("PUT", "PUT /workspaces/{id}/budgets/{interval}"),
+        ("GET", "GET /workspaces/{id}/budgets"),
+    } <= asked
 
 
 # -- every respx fixture body, as served -------------------------------------------------------
@@ -438,10 +584,10 @@ def respx_problems(records: list[dict[str, Any]], module: str) -> list[str]:
         problems += [
             f"{where}: {p}" for p in body_problems(r["method"], r["path"], r["status"], body)
         ]
-        if r["method"] == "PATCH" and r["request"]:
+        if r["method"] in ("PATCH", "PUT") and r["request"]:
             problems += [
                 f"{where}: {p}"
-                for p in request_problems("PATCH", r["path"], json.loads(r["request"]))
+                for p in request_problems(r["method"], r["path"], json.loads(r["request"]))
             ]
     return problems
 

@@ -15,7 +15,12 @@ import httpx
 import pytest
 import respx
 
-from tests.unit.test_openrouter_parse import CREDITS_EXAMPLE, KEY_EXAMPLE, KEYS_EXAMPLE
+from tests.unit.test_openrouter_parse import (
+    CREDITS_EXAMPLE,
+    KEY_EXAMPLE,
+    KEYS_EXAMPLE,
+    WORKSPACES_EXAMPLE,
+)
 from watchdog.providers.base import AuthError
 from watchdog.providers.openrouter import OpenRouterProvider
 
@@ -32,6 +37,7 @@ def mock() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=BASE, assert_all_called=False) as router:
         router.get("/key").respond(200, json=KEY_EXAMPLE)  # label "sk-or-v1-au7...890"
         router.get("/credits").respond(200, json=CREDITS_EXAMPLE)
+        router.get("/workspaces").respond(200, json=WORKSPACES_EXAMPLE)  # one: "production"
         yield router
 
 
@@ -58,12 +64,12 @@ def test_the_configured_hash_finds_the_key_when_labels_differ(mock: respx.MockRo
 def test_a_configured_hash_outside_the_listing_is_read_by_its_own_endpoint(
     mock: respx.MockRouter,
 ) -> None:
-    """/keys lists the default workspace only: a key of another workspace is found by
-    GET /keys/{hash}, and joins the account's keys."""
+    """Only the named workspaces are listed: a watched key of another workspace is found
+    by GET /keys/{hash}, and joins the account's keys."""
     listing(mock, OTHER)
     elsewhere = dict(WATCHED, workspace_id="9c1f0000-0000-4000-8000-000000000001")
     one = mock.get(f"/keys/{WATCHED['hash']}").respond(200, json={"data": elsewhere})
-    client = provider(key_hash=WATCHED["hash"])
+    client = provider(key_hash=WATCHED["hash"], workspaces=("production",))
     snapshot = client.fetch()
     assert one.called
     assert snapshot.key is not None and snapshot.key.hash == WATCHED["hash"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
 from watchdog.core.model import Credits, KeyUsage, Snapshot
-from watchdog.providers.base import BadResponse
-from watchdog.providers.openrouter import parse_activity, parse_key
+from watchdog.providers.base import BadResponse, Workspace, WorkspaceBudget
+from watchdog.providers.openrouter import parse_activity, parse_budget, parse_key, parse_workspace
 
 # The example of GET /api/v1/key in OpenRouter's OpenAPI document.
 KEY_EXAMPLE = {
@@ -94,6 +95,43 @@ LEGACY_EXAMPLE = {
     }
 }
 CREDITS_EXAMPLE = {"data": {"total_credits": 100.5, "total_usage": 25.75}}
+# The example of GET /api/v1/workspaces in OpenRouter's OpenAPI document.
+WORKSPACES_EXAMPLE: dict[str, Any] = {
+    "data": [
+        {
+            "created_at": "2025-08-24T10:30:00Z",
+            "created_by": "user_abc123",
+            "default_guardrail_id": "595d5849-7e86-51fd-a7c0-705c34e4afff",
+            "default_image_model": "openai/dall-e-3",
+            "default_provider_sort": "price",
+            "default_text_model": "openai/gpt-4o",
+            "description": "Production environment workspace",
+            "id": "550e8400-e29b-41d4-a716-446655440000",
+            "include_byok_in_budgets": False,
+            "io_logging_api_key_ids": None,
+            "io_logging_sampling_rate": 1,
+            "is_data_discount_logging_enabled": True,
+            "is_observability_broadcast_enabled": False,
+            "is_observability_io_logging_enabled": False,
+            "name": "Production",
+            "slug": "production",
+            "updated_at": "2025-08-24T15:45:00Z",
+        }
+    ],
+    "total_count": 1,
+}
+# The example of GET (and PUT) /api/v1/workspaces/{id}/budgets/{interval}.
+BUDGET_EXAMPLE: dict[str, Any] = {
+    "data": {
+        "created_at": "2025-08-24T10:30:00Z",
+        "id": "770e8400-e29b-41d4-a716-446655440000",
+        "limit_usd": 100,
+        "reset_interval": "monthly",
+        "updated_at": "2025-08-24T15:45:00Z",
+        "workspace_id": "550e8400-e29b-41d4-a716-446655440000",
+    },
+    "include_byok_in_budgets": True,
+}
 
 
 def test_current_key_example_parses_every_field() -> None:
@@ -288,3 +326,53 @@ def test_a_byok_only_activity_row_is_not_zero() -> None:
     assert row.byok_usage == 0.012
     assert row.spend == 0.012
     assert parse_activity({"date": "2026-11-21"}).spend == 0.0  # missing: counts as 0
+
+
+# -- workspaces and their budgets ----------------------------------------------------------
+
+
+def test_the_workspaces_example_parses_to_id_slug_and_name() -> None:
+    assert parse_workspace(WORKSPACES_EXAMPLE["data"][0]) == Workspace(
+        "550e8400-e29b-41d4-a716-446655440000", "production", "Production"
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"id": None}, {"id": ""}, {"slug": 7}, {"name": None}],
+)
+def test_a_workspace_without_id_slug_or_name_is_a_bad_response(change: dict[str, object]) -> None:
+    with pytest.raises(BadResponse):
+        parse_workspace(dict(WORKSPACES_EXAMPLE["data"][0], **change))
+    with pytest.raises(BadResponse):
+        parse_workspace(["not", "an", "object"])
+
+
+def test_the_budget_example_parses() -> None:
+    assert parse_budget(BUDGET_EXAMPLE["data"], "monthly") == WorkspaceBudget(
+        "550e8400-e29b-41d4-a716-446655440000", "monthly", 100.0, "monthly"
+    )
+
+
+def test_a_lifetime_budget_has_no_reset_interval() -> None:
+    """The spec's reset_interval enum is daily/weekly/monthly/null: lifetime is null."""
+    body = dict(BUDGET_EXAMPLE["data"], reset_interval=None, limit_usd=1000.5)
+    budget = parse_budget(body, "lifetime")
+    assert (budget.interval, budget.reset_interval, budget.limit_usd) == ("lifetime", None, 1000.5)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"limit_usd": float("nan")},
+        {"limit_usd": "Infinity"},
+        {"limit_usd": -1},
+        {"limit_usd": True},
+        {"limit_usd": None},
+        {"workspace_id": None},
+        {"reset_interval": "hourly"},
+    ],
+)
+def test_an_unreadable_budget_is_a_bad_response(change: dict[str, object]) -> None:
+    with pytest.raises(BadResponse):
+        parse_budget(dict(BUDGET_EXAMPLE["data"], **change), "monthly")

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-from watchdog.core.model import Snapshot
+from watchdog.core.model import KeyUsage, Snapshot
+
+# How a key's limit resets (PATCH /keys/{hash} `limit_reset`); None: never, a lifetime limit.
+LIMIT_RESETS: tuple[str | None, ...] = (None, "daily", "weekly", "monthly")
+# The intervals a workspace budget is kept for (/workspaces/{id}/budgets/{interval}).
+BUDGET_INTERVALS: tuple[str, ...] = ("daily", "weekly", "monthly", "lifetime")
 
 
 class ProviderError(Exception):
@@ -84,6 +89,30 @@ class ActivityRow:
 
 
 @dataclass(frozen=True)
+class Workspace:
+    """A workspace of the account (GET /workspaces): its `id` (a UUID, what the other
+    endpoints filter by), its `slug` (also accepted in paths) and its display `name`."""
+
+    id: str
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class WorkspaceBudget:
+    """A spending budget kept at the provider for one workspace and one interval.
+    `interval` is the one asked for (daily, weekly, monthly or lifetime); `reset_interval`
+    is what the provider reports (daily, weekly, monthly, or None for a lifetime budget
+    that never resets). Once `limit_usd` is reached the provider refuses the workspace's
+    requests with a 403 (ProviderBudgetExceeded)."""
+
+    workspace_id: str
+    interval: str
+    limit_usd: float
+    reset_interval: str | None
+
+
+@dataclass(frozen=True)
 class KeyIdentity:
     """How the watched key is known at the provider: its `hash` (what the provider-side
     kill switch disables) and `source` (how it was found), or `problem`: why the switch
@@ -119,13 +148,31 @@ class KeyIdentifying(Protocol):
 
 
 class AccountAdmin(Protocol):
-    """What a management key adds: per-model activity, disabling keys, and finding the
-    watched key among the account's keys by its hash (after we disabled it, its own /key
-    answers 401)."""
+    """What a management key adds: every key of the account's workspaces, per-model
+    activity (of the account or of one key), disabling keys and setting their limits,
+    the workspaces' budgets, and finding the watched key among the account's keys by its
+    hash (after we disabled it, its own /key answers 401). Each call returns or raises a
+    ProviderError; the setters raise ValueError for a value the provider would refuse."""
 
-    def activity(self) -> list[ActivityRow]: ...
+    def list_keys(self) -> list[KeyUsage]: ...
+
+    def workspaces(self) -> list[Workspace]: ...
+
+    def activity(
+        self, *, api_key_hash: str | None = None, day: date | None = None
+    ) -> list[ActivityRow]: ...
 
     def set_key_disabled(self, key_hash: str, disabled: bool) -> None: ...
+
+    def update_key_limit(
+        self, key_hash: str, limit: float | None, limit_reset: str | None
+    ) -> KeyUsage: ...
+
+    def workspace_budget(self, workspace_id: str, interval: str) -> WorkspaceBudget | None: ...
+
+    def set_workspace_budget(
+        self, workspace_id: str, interval: str, limit_usd: float
+    ) -> WorkspaceBudget: ...
 
     def remember_watched_key(self, key_hash: str) -> None: ...
 

@@ -16,7 +16,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -29,6 +29,8 @@ from watchdog import __version__
 from watchdog.core.audit import Endpoint, Price
 from watchdog.core.model import Credits, KeyUsage, Snapshot
 from watchdog.providers.base import (
+    BUDGET_INTERVALS,
+    LIMIT_RESETS,
     ActivityRow,
     AuthError,
     BadResponse,
@@ -37,11 +39,14 @@ from watchdog.providers.base import (
     ProviderError,
     RateLimited,
     TransientError,
+    Workspace,
+    WorkspaceBudget,
 )
 
 USER_AGENT = f"budget-watchdog/{__version__} (+spend watchdog; python-httpx)"
 PAGE_SIZE = 100
 MAX_PAGES = 100  # 10,000 keys: far beyond any account we expect; stops a broken pager
+ALL_WORKSPACES = "*"
 MAX_RETRY_AFTER = 3600.0  # a provider's request to wait, in seconds, is bounded to an hour
 BUDGET = re.compile(r"budget", re.IGNORECASE)
 
@@ -52,7 +57,8 @@ def _utcnow() -> datetime:
 
 class OpenRouterProvider:
     """Reads spend from OpenRouter. With `api_key`, the watched key's usage (/key); with
-    `management_key`, the account's credits (/credits) and every key (/keys).
+    `management_key`, the account's credits (/credits) and every key (/keys) of the
+    `workspaces` named by id or slug ("*", the default: every workspace of the account).
 
     The watched key's hash (what the provider-side kill switch disables) is found, in this
     order: `key_hash` from the config; else `key_name`, when it names exactly one key;
@@ -68,6 +74,7 @@ class OpenRouterProvider:
         *,
         key_hash: str | None = None,
         key_name: str | None = None,
+        workspaces: Sequence[str] = (ALL_WORKSPACES,),
         timeout: float = 10.0,
         attempts: int = 3,
         backoff: float = 0.5,
@@ -82,6 +89,11 @@ class OpenRouterProvider:
         self._management_key = management_key
         self._key_hash = key_hash or None
         self._key_name = key_name or None
+        if isinstance(workspaces, str):
+            workspaces = (workspaces,)
+        self._workspaces = tuple(w.strip() for w in workspaces if w.strip())
+        if not self._workspaces:
+            raise ValueError("OpenRouterProvider needs at least one workspace (or '*': every one)")
         self._timeout = timeout
         self._attempts = max(1, attempts)
         self._backoff = backoff
@@ -259,34 +271,100 @@ class OpenRouterProvider:
         return Credits(total_credits=total_credits, total_usage=total_usage)
 
     def list_keys(self) -> list[KeyUsage]:
-        """Every key of the account (management key), disabled ones included (the API
-        leaves them out unless asked), 100 a page until a short page. A key seen twice (the
-        list shifted between pages) counts once."""
-        assert self._management_key is not None
+        """Every key of the watched workspaces (management key), disabled ones included
+        (the API leaves them out unless asked): GET /keys of each workspace, 100 a page
+        until a short page (GET /keys alone lists only the default workspace). Each key
+        carries its workspace's id. A key seen twice (the list shifted between pages, or
+        listed by two workspaces) counts once. Any failed request fails the whole listing:
+        an account-wide sum that missed a workspace would read low."""
+        self._need_management("listing the keys")
         keys: list[KeyUsage] = []
         seen: set[str] = set()
+        for workspace_id in self._workspace_ids():
+            for key in self._workspace_keys(workspace_id):
+                if key.hash is not None:
+                    if key.hash in seen:
+                        continue
+                    seen.add(key.hash)
+                keys.append(key)
+        return keys
+
+    def _workspace_ids(self) -> list[str]:
+        """The ids of the watched workspaces: every listed one for "*", else each named
+        one (by id or slug), resolved through the listing. Raise BadResponse for a name
+        the account has no workspace for: its keys cannot be read, and leaving them out
+        would make the account's spend read low."""
+        listed = self.workspaces()
+        if ALL_WORKSPACES in self._workspaces:
+            return [w.id for w in listed]
+        by_name = {w.slug: w.id for w in listed} | {w.id: w.id for w in listed}
+        missing = [name for name in self._workspaces if name not in by_name]
+        if missing:
+            known = ", ".join(sorted(w.slug for w in listed)) or "none"
+            raise BadResponse(
+                f"/workspaces: no workspace {', '.join(map(repr, missing))} in this account "
+                f"(its workspaces: {known}); check provider.workspaces"
+            )
+        return list(dict.fromkeys(by_name[name] for name in self._workspaces))
+
+    def _workspace_keys(self, workspace_id: str) -> list[KeyUsage]:
+        """One workspace's keys, page by page (by the rows received: a page is 100)."""
+        assert self._management_key is not None
+        keys: list[KeyUsage] = []
         offset = 0
         for _ in range(MAX_PAGES):
             body = self._request(
                 "GET",
                 "/keys",
                 self._management_key,
-                params={"include_disabled": "true", "offset": offset},
+                params={
+                    "include_disabled": "true",
+                    "offset": offset,
+                    "workspace_id": workspace_id,
+                },
             )
             rows = _data(body, "/keys")
             if not isinstance(rows, list):
                 raise BadResponse("/keys: 'data' is not a list")
             for row in rows:
                 key = parse_key(row, "/keys")
-                if key.hash is not None:
-                    if key.hash in seen:
-                        continue
-                    seen.add(key.hash)
+                if key.workspace_id is None:
+                    key = replace(key, workspace_id=workspace_id)
                 keys.append(key)
             offset += len(rows)
             if len(rows) < PAGE_SIZE:
                 break
         return keys
+
+    def workspaces(self) -> list[Workspace]:
+        """Every workspace of the account (management key): GET /workspaces, 100 a page
+        until `total_count` or a short page. Raise BadResponse when none is listed (every
+        account has its default workspace) or a row lacks its id, slug or name."""
+        management = self._need_management("listing the workspaces")
+        found: dict[str, Workspace] = {}
+        offset = 0
+        for _ in range(MAX_PAGES):
+            body = self._request(
+                "GET",
+                "/workspaces",
+                management,
+                params={"offset": offset, "limit": PAGE_SIZE},
+            )
+            rows = _data(body, "/workspaces")
+            if not isinstance(rows, list):
+                raise BadResponse("/workspaces: 'data' is not a list")
+            total = _count(body, "/workspaces")
+            for row in rows:
+                workspace = parse_workspace(row)
+                found.setdefault(workspace.id, workspace)
+            offset += len(rows)
+            if len(rows) < PAGE_SIZE or (total is not None and offset >= total):
+                break
+        else:
+            raise BadResponse(f"/workspaces: more than {MAX_PAGES} pages; a broken pager?")
+        if not found:
+            raise BadResponse("/workspaces: no workspace listed (every account has a default one)")
+        return list(found.values())
 
     def get_key(self, key_hash: str) -> KeyUsage | None:
         """One key by its hash (management key), None when the provider does not know it."""
@@ -299,11 +377,20 @@ class OpenRouterProvider:
             raise
         return parse_key(_data(body, "/keys/{hash}"), "/keys/{hash}")
 
-    def activity(self) -> list[ActivityRow]:
-        """Per-day, per-model spend for the last 30 UTC days (management key)."""
+    def activity(
+        self, *, api_key_hash: str | None = None, day: date | None = None
+    ) -> list[ActivityRow]:
+        """Per-day, per-model spend for the last 30 completed UTC days (management key),
+        of the whole account (every workspace), or of the key `api_key_hash` only, or of
+        one `day` only (it must be one of those 30). [] without a management key."""
         if not self._management_key:
             return []
-        body = self._request("GET", "/activity", self._management_key)
+        params: dict[str, str] = {}
+        if api_key_hash is not None:
+            params["api_key_hash"] = api_key_hash
+        if day is not None:
+            params["date"] = day.isoformat()
+        body = self._request("GET", "/activity", self._management_key, params=params or None)
         rows = _data(body, "/activity")
         if not isinstance(rows, list):
             raise BadResponse("/activity: 'data' is not a list")
@@ -316,6 +403,90 @@ class OpenRouterProvider:
         self._request(
             "PATCH", f"/keys/{key_hash}", self._management_key, json={"disabled": disabled}
         )
+
+    def update_key_limit(
+        self, key_hash: str, limit: float | None, limit_reset: str | None
+    ) -> KeyUsage:
+        """Set a key's spending cap at the provider (management key): `limit` in USD (None:
+        no cap) counted over `limit_reset` ("daily", "weekly", "monthly"; None: over the
+        key's lifetime). Return the key as the provider reports it afterwards. Raise
+        ValueError for a limit that is not a finite number >= 0 or an unknown reset (before
+        any request), a ProviderError subclass when the provider refuses."""
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int | float):
+                raise ValueError(f"a key limit is a number of USD or None, not {limit!r}")
+            if not math.isfinite(limit) or limit < 0:
+                raise ValueError(f"a key limit must be a finite amount >= 0, not {limit!r}")
+        if limit_reset not in LIMIT_RESETS:
+            raise ValueError(
+                f"limit_reset must be daily, weekly, monthly or None, not {limit_reset!r}"
+            )
+        management = self._need_management("setting a key's limit")
+        body = self._request(
+            "PATCH",
+            f"/keys/{key_hash}",
+            management,
+            json={"limit": limit, "limit_reset": limit_reset},
+        )
+        return parse_key(_data(body, "/keys/{hash}"), "/keys/{hash}")
+
+    # -- workspace budgets (management key) ------------------------------------------
+
+    def workspace_budget(self, workspace_id: str, interval: str) -> WorkspaceBudget | None:
+        """The budget of workspace `workspace_id` (its id or slug) for `interval` (daily,
+        weekly, monthly or lifetime), or None when the provider has none (404: no budget
+        for that interval, or no such workspace). Raise ValueError for an unknown interval,
+        a ProviderError subclass on other failures (BadResponse for an unreadable budget)."""
+        path = _budget_path(workspace_id, interval)
+        management = self._need_management("reading a workspace budget")
+        try:
+            body = self._request("GET", path, management)
+        except ProviderError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return parse_budget(_data(body, BUDGET_PATH), interval)
+
+    def set_workspace_budget(
+        self, workspace_id: str, interval: str, limit_usd: float
+    ) -> WorkspaceBudget:
+        """Create or change the budget of workspace `workspace_id` (id or slug) for
+        `interval` to `limit_usd` (PUT; whether BYOK counts is a workspace-wide setting,
+        left as it is). The provider wants the limits to shrink with the interval
+        (lifetime > monthly > weekly > daily) and answers 400 otherwise. Return the budget
+        as the provider reports it. Raise ValueError for an unknown interval or a limit that
+        is not a finite amount >= 0, a ProviderError subclass when the provider refuses."""
+        path = _budget_path(workspace_id, interval)
+        if isinstance(limit_usd, bool) or not isinstance(limit_usd, int | float):
+            raise ValueError(f"a budget is a number of USD, not {limit_usd!r}")
+        if not math.isfinite(limit_usd) or limit_usd < 0:
+            raise ValueError(f"a budget must be a finite amount >= 0, not {limit_usd!r}")
+        management = self._need_management("setting a workspace budget")
+        body = self._request("PUT", path, management, json={"limit_usd": limit_usd})
+        return parse_budget(_data(body, BUDGET_PATH), interval)
+
+    def workspace_budgets(self, workspace_id: str) -> list[WorkspaceBudget]:
+        """Every budget of workspace `workspace_id` (id or slug); each one's `interval` is
+        its reset interval ("lifetime" when it never resets). Raise a ProviderError
+        subclass on failure (404 for an unknown workspace)."""
+        if not workspace_id:
+            raise ValueError("a workspace id or slug is needed")
+        management = self._need_management("reading workspace budgets")
+        path = f"/workspaces/{quote(workspace_id, safe='')}/budgets"
+        rows = _data(self._request("GET", path, management), "/workspaces/{id}/budgets")
+        if not isinstance(rows, list):
+            raise BadResponse("/workspaces/{id}/budgets: 'data' is not a list")
+        budgets = []
+        for row in rows:
+            reset = row.get("reset_interval") if isinstance(row, Mapping) else None
+            interval = reset if isinstance(reset, str) else "lifetime"
+            budgets.append(parse_budget(row, interval))
+        return budgets
+
+    def _need_management(self, doing: str) -> str:
+        if not self._management_key:
+            raise AuthError(f"{doing} needs a management key")
+        return self._management_key
 
     # -- public prices (no key) ------------------------------------------------------
 
@@ -536,6 +707,16 @@ def _data(body: Any, path: str) -> Any:
     return body["data"]
 
 
+def _count(body: Any, path: str) -> int | None:
+    """A listing's `total_count`: None when absent; BadResponse when not a count."""
+    value = body.get("total_count") if isinstance(body, Mapping) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadResponse(f"{path}: total_count is not a count ({str(value)[:40]!r})")
+    return value
+
+
 def _number(data: Mapping[str, Any], name: str, *, negative_ok: bool = False) -> float | None:
     """The field `name` as a float, None when absent or null. A value that is there but is
     not a finite number (NaN, infinity, 1e400, "NaN", true) — or is negative where the
@@ -613,6 +794,52 @@ def parse_key(data: Any, path: str) -> KeyUsage:
         include_byok_in_limit=_flag(data, "include_byok_in_limit"),
         workspace_id=_text(data, "workspace_id"),
     )
+
+
+BUDGET_PATH = "/workspaces/{id}/budgets/{interval}"
+
+
+def _budget_path(workspace_id: str, interval: str) -> str:
+    if interval not in BUDGET_INTERVALS:
+        raise ValueError(
+            f"a workspace budget's interval is one of {', '.join(BUDGET_INTERVALS)}, "
+            f"not {interval!r}"
+        )
+    if not workspace_id:
+        raise ValueError("a workspace id or slug is needed")
+    return f"/workspaces/{quote(workspace_id, safe='')}/budgets/{interval}"
+
+
+def parse_workspace(data: Any) -> Workspace:
+    """Given one row of GET /workspaces, return its Workspace. Raise BadResponse when it
+    is not an object or lacks a non-empty `id`, or a `slug` or `name` string."""
+    if not isinstance(data, Mapping):
+        raise BadResponse("/workspaces: workspace is not an object")
+    workspace_id, slug, name = _text(data, "id"), _text(data, "slug"), _text(data, "name")
+    if not workspace_id or slug is None or name is None:
+        raise BadResponse("/workspaces: workspace without an id, slug or name")
+    return Workspace(workspace_id, slug, name)
+
+
+def parse_budget(data: Any, interval: str) -> WorkspaceBudget:
+    """Given a WorkspaceBudget object (the `data` of GET or PUT
+    /workspaces/{id}/budgets/{interval}) and the interval asked for, return its
+    WorkspaceBudget. Raise BadResponse when it is not an object, lacks `workspace_id`,
+    has no finite `limit_usd` >= 0, or a `reset_interval` the spec does not know."""
+    if not isinstance(data, Mapping):
+        raise BadResponse(f"{BUDGET_PATH}: budget is not an object")
+    workspace_id = _text(data, "workspace_id")
+    if not workspace_id:
+        raise BadResponse(f"{BUDGET_PATH}: budget without a workspace_id")
+    limit = _number(data, "limit_usd")
+    if limit is None:
+        raise BadResponse(f"{BUDGET_PATH}: budget without a numeric limit_usd")
+    reset = data.get("reset_interval")
+    # The spec's enum is daily/weekly/monthly/null (null: the lifetime budget); "lifetime"
+    # is accepted too, should the provider name it.
+    if reset is not None and reset not in BUDGET_INTERVALS:
+        raise BadResponse(f"{BUDGET_PATH}: reset_interval {str(reset)[:20]!r} is not an interval")
+    return WorkspaceBudget(workspace_id, interval, limit, reset)
 
 
 def _with_identity(key: KeyUsage, listed: KeyUsage) -> KeyUsage:
