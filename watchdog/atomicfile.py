@@ -21,14 +21,17 @@ def directory_of(path: Path, mode: int = DIR_MODE) -> Path:
     return directory
 
 
-def write(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` with `data` atomically, the file's permissions `mode`. Raise OSError."""
+def write(path: Path, data: bytes, mode: int, *, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically, the file's permissions `mode`. Raise OSError.
+    Without `durable`, no fsync: still all or nothing for a reader, but a power cut may
+    lose the change (for files rewritten from scratch at every start anyway)."""
     directory = directory_of(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         write_all(fd, data)
         os.fchmod(fd, mode)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
         os.close(fd)
         fd = -1
         os.replace(tmp, path)
@@ -38,7 +41,8 @@ def write(path: Path, data: bytes, mode: int) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -10,7 +10,7 @@ an idle key. `KeyRing.resume` rebuilds the memory from the store after a restart
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from watchdog.core import burn
@@ -23,6 +23,10 @@ from watchdog.store import Store
 # tick (a runaway on hundreds of keys at once must not turn one tick into hundreds of calls).
 ASK_EVERY = timedelta(days=1)
 ASK_PER_TICK = 3
+
+
+def _name(key: KeyUsage) -> str:
+    return key.name or key.label or (key.hash or "")[:8]
 
 
 def key_sample(key: KeyUsage, ts: datetime) -> KeySample:
@@ -49,9 +53,14 @@ class KeyRing:
 
     histories: dict[str, burn.History] = field(default_factory=dict)
     last: dict[str, KeySample] = field(default_factory=dict)
-    # The last sample of a key whose counters did not move, not stored yet: stored just
-    # before the next change, so the flat run's end survives a restart.
-    unstored: dict[str, KeySample] = field(default_factory=dict)
+    # When a key's counters were last polled unchanged (not stored yet): a sample there is
+    # stored just before the next change, so the flat run's end survives a restart.
+    flat_until: dict[str, datetime] = field(default_factory=dict)
+    raw: dict[str, KeyUsage] = field(default_factory=dict)  # as last listed
+    facts: dict[str, keyrules.KeyFacts] = field(default_factory=dict)  # the last facts
+    names: dict[str, str] = field(default_factory=dict)  # unique names by hash
+    # The judgements the key permit files were last synced from (Tick._sync_key_permits).
+    synced: dict[str, keyrules.KeyJudgement] = field(default_factory=dict)
     judgements: dict[str, keyrules.KeyJudgement] = field(default_factory=dict)
     known: dict[str, KnownKey] = field(default_factory=dict)
     listed: list[keyrules.KeyFacts] | None = None
@@ -78,31 +87,81 @@ class KeyRing:
         self, listed: Sequence[KeyUsage], now: datetime, budget: BudgetPolicy
     ) -> list[KeySample]:
         """Take one poll's listing (every key, disabled ones too); return the key samples
-        to keep. Sets `listed` to this tick's facts."""
+        to keep. Sets `listed` to this tick's facts. A key listed exactly as last time
+        costs a dictionary lookup: its curve's flat run is extended, its facts are the
+        same object (so `decide` knows at once that nothing changed)."""
         keep: list[KeySample] = []
         self.moved = []
-        rows: list[tuple[KeySample, str, str | None, str | None]] = []
+        facts: dict[str, keyrules.KeyFacts] = {}
+        fresh: list[KeyUsage] = []
+        t = now.timestamp()
         for key in listed:
-            if key.hash is None:
+            h = key.hash
+            if h is None:
                 continue
+            before = self.raw.get(h)
+            known = self.facts.get(h)
+            if before is not None and known is not None and before == key:
+                if self.histories[h].touch(t):
+                    self.flat_until[h] = now
+                facts[h] = known
+                continue
+            fresh.append(key)
+        names_changed = any(
+            self.raw.get(k.hash or "") is None
+            or self.raw[k.hash or ""].name != k.name
+            or self.raw[k.hash or ""].label != k.label
+            for k in fresh
+        ) or len(facts) + len(fresh) != len(self.facts)
+        accepted: list[KeyUsage] = []
+        for key in fresh:
+            assert key.hash is not None
+            h = key.hash
             sample = key_sample(key, now)
-            before = self.last.get(key.hash)
-            if before is not None and sample.ts <= before.ts:
-                continue  # the clock stepped back: the account's `clock` rule says so
-            if before is None or not before.same_counters(sample):
-                self.moved.append(key.hash)
-                pending = self.unstored.pop(key.hash, None)
-                if pending is not None:
-                    keep.append(pending)
+            last = self.last.get(h)
+            if last is not None and sample.ts <= last.ts:
+                # The clock stepped back (the account's `clock` rule says so): the key is
+                # still listed, as it was.
+                if h in self.facts:
+                    facts[h] = self.facts[h]
+                continue
+            accepted.append(key)
+            self.raw[h] = key
+            if last is None or not last.same_counters(sample):
+                self.moved.append(h)
+                flat = self.flat_until.pop(h, None)
+                if last is not None and flat is not None and flat > last.ts:
+                    keep.append(replace(last, ts=flat))  # where the flat run ended
                 keep.append(sample)
-            else:
-                self.unstored[key.hash] = sample
-            self.last[key.hash] = sample
-            self.histories.setdefault(key.hash, burn.History()).add(sample.to_sample())
-            rows.append(
-                (sample, key.name or key.label or key.hash[:8], key.label, key.workspace_id)
+                self.histories.setdefault(h, burn.History()).add(sample.to_sample())
+                self.last[h] = sample
+            elif self.histories[h].touch(sample.ts.timestamp()):
+                self.flat_until[h] = now
+        listing = {k.hash: k for k in listed if k.hash is not None}
+        if names_changed:
+            self.names = keyrules.unique_names(
+                (h, _name(k)) for h, k in listing.items() if h in self.raw
             )
-        self.listed = keyrules.facts_of(rows, budget)
+        for key in accepted:
+            h = key.hash
+            assert h is not None
+            name = self.names.get(h, _name(key))
+            facts[h] = keyrules.KeyFacts(
+                h,
+                name,
+                key.label,
+                key.workspace_id,
+                self.last[h],
+                budget.key_budget(_name(key), key.label, h),
+            )
+        if names_changed:  # another key's unique name may have changed with this one
+            for h, f in facts.items():
+                if f.name != self.names.get(h, f.name):
+                    facts[h] = replace(f, name=self.names[h])
+        for gone in [h for h in self.facts if h not in listing]:
+            self.raw.pop(gone, None)
+        self.facts = facts
+        self.listed = list(facts.values())
         return keep
 
     def inputs(self) -> KeyInputs:
@@ -126,7 +185,9 @@ class KeyRing:
         """A deleted key: its curve leaves memory (its samples stay in the store)."""
         self.histories.pop(key_hash, None)
         self.last.pop(key_hash, None)
-        self.unstored.pop(key_hash, None)
+        self.flat_until.pop(key_hash, None)
+        self.raw.pop(key_hash, None)
+        self.facts.pop(key_hash, None)
         self.judgements.pop(key_hash, None)
         self.priors.pop(key_hash, None)
         self.asked.pop(key_hash, None)

@@ -21,7 +21,6 @@ from typing import Any
 
 from watchdog import permitfile
 from watchdog.core import burn, view
-from watchdog.core import keys as keyrules
 from watchdog.core.burn import Metrics
 from watchdog.core.decide import Inputs, Outcome, decide
 from watchdog.core.keys import provider_actions
@@ -431,6 +430,8 @@ class Tick:
                 self.log.warning("key_deleted", key=key.name, hash=key.hash[:8])
             elif what == "renamed" and before is not None:
                 self.log.info("key_renamed", key=key.name, was=before.name, hash=key.hash[:8])
+            elif what == "changed":
+                self.log.info("key_changed", key=key.name, workspace=key.workspace_id)
             else:
                 self.log.info("key_new", key=key.name, hash=key.hash[:8])
 
@@ -506,6 +507,7 @@ class Tick:
             key_judgements=list(o.judgements.values()),
             key_verdicts=o.verdicts,
             keys_watched=m.keys is not None,
+            previous_keys=self.view.keys,
         )
 
     def _chart(self, now: datetime) -> tuple[tuple[datetime, float | None], ...]:
@@ -547,14 +549,26 @@ class Tick:
 
     def _sync_key_permits(self, o: Outcome) -> None:
         """Each key's own verdict in its file (the account's permit says the rest, and its
-        lease covers them): only files whose state changed are rewritten. OSError."""
+        lease covers them). Only keys whose judgement changed since the last sync are
+        looked at; of those, only files whose content changed are rewritten. OSError."""
         assert self.key_permits is not None
-        ks = self.policy.killswitch
-        states = {}
-        for j in o.judgements.values():
-            v = keyrules.verdict(j, True, "", ks)
-            states[v.name] = permitfile.KeyPermit(v.name, v.hash, v.armed, v.reason, v.headroom)
-        written = self.key_permits.sync(states)
+        ring = self.memory.keys
+        if ring is None:
+            return
+        before, now = ring.synced, o.judgements
+        changed = {}
+        for key_hash, j in now.items():
+            if before.get(key_hash) is not j:
+                v = j.own
+                changed[v.name] = permitfile.KeyPermit(
+                    v.name, v.hash, v.armed, v.reason, v.headroom
+                )
+        names = {j.facts.name for j in now.values()}
+        removed = [j.facts.name for h, j in before.items() if j.facts.name not in names]
+        if not changed and not removed:
+            return
+        written = self.key_permits.update(changed, removed)
+        ring.synced = dict(now)
         if written:
             self.log.debug("key_permits_synced", changed=written)
 
@@ -651,7 +665,9 @@ class Tick:
                 **common,
             )
             return
-        m, sample = o.metrics, r.snapshot.to_sample()
+        m, sample = o.metrics, self.memory.history.last
+        if sample is None:
+            return
         self.log.info(
             "poll",
             at=r.now.isoformat(timespec="seconds"),

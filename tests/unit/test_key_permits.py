@@ -189,7 +189,7 @@ def test_sync_writes_each_key_as_a_flat_world_readable_object(tmp_path: Path) ->
         "reason": "",
         "epoch": epoch,
         "issued_at": NOW.isoformat(),
-        "headroom_usd": 12.34,  # to the cent, rounded down
+        "headroom_usd": 12.0,  # two significant digits, rounded down
     }
     ui = json.loads((directory / "ui").read_text())
     assert (ui["state"], ui["reason"], ui["headroom_usd"]) == ("revoked", "daily cap reached", None)
@@ -295,7 +295,7 @@ def test_a_failed_rewrite_propagates_and_leaves_no_file_saying_too_much(
     keys.start()
     keys.sync(states(armed("a"), armed("b")))
 
-    def full(path: Path, data: bytes, mode: int) -> None:
+    def full(path: Path, data: bytes, mode: int, durable: bool = True) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(atomicfile, "write", full)
@@ -594,3 +594,19 @@ def test_the_key_gate_path_imports_only_its_own_modules(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout.split()
     assert sorted(out) == ["watchdog", "watchdog.entry", "watchdog.gate", "watchdog.permit_json"]
+
+
+def test_update_touches_only_what_changed_and_headroom_is_coarse(tmp_path: Path) -> None:
+    directory = tmp_path / "permit.keys"
+    keys = KeyPermits(directory, lambda: NOW)
+    keys.start()
+    assert keys.sync(states(armed("a", 4.87), armed("b", 0.376), armed("c", 1234.5))) == 3
+    heads = {p.name: json.loads(p.read_text())["headroom_usd"] for p in directory.iterdir()}
+    assert heads == {"a": 4.8, "b": 0.37, "c": 1200.0}  # down to two digits, never up
+    inode = (directory / "b").stat().st_ino
+    # a spent a little (same two digits): nothing to write; c was deleted.
+    assert keys.update(states(armed("a", 4.81)), removed=["c"]) == 1
+    assert sorted(p.name for p in directory.iterdir()) == ["a", "b"]
+    assert (directory / "b").stat().st_ino == inode
+    assert keys.update(states(revoked("a", "daily limit", None))) == 1
+    assert json.loads((directory / "a").read_text())["state"] == "revoked"

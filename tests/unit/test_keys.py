@@ -145,7 +145,12 @@ def test_a_provider_limit_is_judged_whatever_its_reset() -> None:
     k.histories["interactive"].add(sample.to_sample())
     facts = keys.facts_of([(sample, "interactive", None, None)], POLICY.budget)
     j = keys.judge(
-        facts[0], k.histories["interactive"], k.now, POLICY.budget, horizon=timedelta(minutes=1)
+        facts[0],
+        k.histories["interactive"],
+        k.now,
+        POLICY.budget,
+        horizon=timedelta(minutes=1),
+        killswitch=POLICY.killswitch,
     )
     assert [(f.rule, f.severity, f.key) for f in j.findings] == [
         ("key_limit", "critical", "interactive")

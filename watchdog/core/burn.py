@@ -161,6 +161,18 @@ class History:
         self.last = sample
         self._note_counters(sample, total)
 
+    def touch(self, t: float) -> bool:
+        """The counters were polled again at epoch second `t`, unchanged: extend the flat
+        run to `t` as `add` would (cheaply, for idle keys). False when `t` is not after
+        the last point (nothing done)."""
+        if not self.ts or t <= self.ts[-1]:
+            return False
+        if len(self.ts) >= 2 and self.spend[-2] == self.spend[-1]:
+            self.ts[-1] = t
+        else:
+            self._append(t, self.spend[-1])
+        return True
+
     def _note_counters(self, sample: Sample, total: float) -> None:
         starts = _utc_windows(sample.ts)
         values = (sample.usage_daily, sample.usage_weekly, sample.usage_monthly)
@@ -301,7 +313,14 @@ def month_bounds(now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
 # -- measuring ----------------------------------------------------------------------------
 
 
-def measure(history: History, now: datetime, tz: tzinfo, prior: Prior | None = None) -> Metrics:
+def measure(
+    history: History,
+    now: datetime,
+    tz: tzinfo,
+    prior: Prior | None = None,
+    *,
+    account: bool = True,
+) -> Metrics:
     """Given the spend curve, the time and the budget's zone, return this tick's Metrics.
 
     Pure: reads nothing but its arguments. Cost is independent of history length (a few
@@ -310,7 +329,10 @@ def measure(history: History, now: datetime, tz: tzinfo, prior: Prior | None = N
     When the clock is behind the newest sample (it stepped back), the windows are those
     of the newest data, not of the clock: spend today is what the provider last counted,
     never $0 because "today" by a wrong clock has no samples (the `clock` rule says the
-    clock is wrong; `Metrics.now` stays the clock's reading)."""
+    clock is wrong; `Metrics.now` stays the clock's reading).
+
+    Without `account` (one key of many), only what a key is judged and shown by: no week,
+    no 24-hour or 7-day average, no runway or forecast (those are the account's)."""
     prior = prior or Prior()
     latest = history.last
     clock_now = now
@@ -321,7 +343,7 @@ def measure(history: History, now: datetime, tz: tzinfo, prior: Prior | None = N
     wk_start = week_start(now, tz)
 
     spent_today, today_source = _spent_since(history, day_start, now)
-    spent_week, _ = _spent_since(history, wk_start, now)
+    spent_week, _ = _spent_since(history, wk_start, now) if account else (None, "")
     spent_month, month_source = _spent_since(history, month_start, now)
     # The provider's UTC counters bound what we saw: never read lower than they prove.
     spent_today, today_source = _bounded(
@@ -333,15 +355,16 @@ def measure(history: History, now: datetime, tz: tzinfo, prior: Prior | None = N
         "usage_daily",
         "00:00 UTC",
     )
-    spent_week, _ = _bounded(
-        history,
-        spent_week,
-        "",
-        history.provider_floor("weekly", now),
-        wk_start,
-        "usage_weekly",
-        "Monday 00:00 UTC",
-    )
+    if account:
+        spent_week, _ = _bounded(
+            history,
+            spent_week,
+            "",
+            history.provider_floor("weekly", now),
+            wk_start,
+            "usage_weekly",
+            "Monday 00:00 UTC",
+        )
     spent_month, month_source = _bounded(
         history,
         spent_month,
@@ -358,8 +381,11 @@ def measure(history: History, now: datetime, tz: tzinfo, prior: Prior | None = N
         _own_rate(history, now, timedelta(hours=1)) or today_rate or _unknown(timedelta(hours=1))
     )
     rate_now = _own_rate(history, now, NOW_WINDOW, min_cover=timedelta(minutes=2)) or rate_1h
-    rate_24h = _blended(history, now, timedelta(days=1), today_rate or daily_prior)
-    avg_daily = _blended(history, now, timedelta(days=7), daily_prior or today_rate)
+    if account:
+        rate_24h = _blended(history, now, timedelta(days=1), today_rate or daily_prior)
+        avg_daily = _blended(history, now, timedelta(days=7), daily_prior or today_rate)
+    else:
+        rate_24h, avg_daily = _unknown(timedelta(days=1)), _unknown(timedelta(days=7))
     baseline = _blended(
         history,
         now - timedelta(hours=1),

@@ -118,10 +118,7 @@ def decide(i: Inputs) -> Outcome:
         silences=i.silences,
     )
     events += permit_events + notices
-    verdicts = [
-        keys.verdict(j, decision.armed, decision.reason, policy.killswitch)
-        for j in judgements.values()
-    ]
+    verdicts = [keys.verdict(j, decision.armed, decision.reason) for j in judgements.values()]
     ctx = messages.Context(
         metrics=metrics,
         budget=policy.budget,
@@ -211,7 +208,8 @@ def _keys(
         previous = judgements.get(facts.hash)
         history = k.histories.get(facts.hash)
         if previous is not None and not keys.needs_judging(previous, facts, i.now):
-            fresh[facts.hash] = replace(previous, facts=facts)
+            same = previous.facts is facts
+            fresh[facts.hash] = previous if same else replace(previous, facts=facts)
         elif history is not None:
             fresh[facts.hash] = keys.judge(
                 facts,
@@ -219,6 +217,7 @@ def _keys(
                 i.now,
                 i.policy.budget,
                 horizon=horizon,
+                killswitch=i.policy.killswitch,
                 held=held,
                 prior=k.priors.get(facts.hash),
             )

@@ -62,17 +62,6 @@ class KeyFacts:
 
 
 @dataclass(frozen=True)
-class KeyJudgement:
-    """One key's numbers and findings at `measured_at` (possibly an earlier tick's, for an
-    idle key: see `needs_judging`)."""
-
-    facts: KeyFacts
-    metrics: burn.Metrics
-    findings: tuple[Finding, ...]
-    measured_at: datetime
-
-
-@dataclass(frozen=True)
 class KeyVerdict:
     """One key's permit: go or not, why not, and what it may still spend (None: no limit
     of its own; the account's headroom still applies)."""
@@ -82,6 +71,18 @@ class KeyVerdict:
     armed: bool
     reason: str
     headroom: float | None
+
+
+@dataclass(frozen=True)
+class KeyJudgement:
+    """One key's numbers and findings at `measured_at` (possibly an earlier tick's, for an
+    idle key: see `needs_judging`)."""
+
+    facts: KeyFacts
+    metrics: burn.Metrics
+    findings: tuple[Finding, ...]
+    measured_at: datetime
+    own: KeyVerdict  # its permit by its own findings (the account's is added by `verdict`)
 
 
 def unique_names(keys: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -127,17 +128,25 @@ def facts_of(
 
 def needs_judging(previous: KeyJudgement | None, facts: KeyFacts, now: datetime) -> bool:
     """Whether a key must be measured again this tick. Not when its counters, name and
-    budget are as they were, it had no finding, it was measured within REFRESH_IDLE and
-    in the same day: spend alone can make a finding fire, and an idle key has none."""
+    budget are as they were, it had no finding, it was measured in the same day and
+    either within REFRESH_IDLE or with its rates at zero: spend alone can make a finding
+    fire, and an idle key has none."""
     if previous is None or previous.findings:
         return True
+    m = previous.metrics
+    # An idle key's numbers only change when its rates (sliding windows) fall or a new
+    # day starts: rates already at zero stay there.
+    moving = any(r.per_hour for r in (m.rate_now, m.rate_1h))
+    due = moving and now - previous.measured_at >= REFRESH_IDLE
+    stale = due or not (m.day_start <= now < m.day_end)
+    if previous.facts is facts:  # listed exactly as before (watchdog.keyring)
+        return stale
     before = previous.facts
     if before.budget != facts.budget or before.name != facts.name:
         return True
     if not before.latest.same_counters(facts.latest):
         return True
-    m = previous.metrics
-    return now - previous.measured_at >= REFRESH_IDLE or not (m.day_start <= now < m.day_end)
+    return stale
 
 
 def judge(
@@ -147,36 +156,42 @@ def judge(
     budget: BudgetPolicy,
     *,
     horizon: timedelta,
+    killswitch: KillswitchPolicy,
     held: Mapping[tuple[str, str], Severity] | None = None,
     prior: burn.Prior | None = None,
 ) -> KeyJudgement:
     """Measure and judge one key (see the module's docstring)."""
     policy = key_budget_policy(budget, facts.budget)
-    metrics = burn.measure(history, now, budget.tz, prior)
-    findings = rules.evaluate_key(metrics, policy, facts.name, horizon=horizon, held=held)
-    return KeyJudgement(facts, metrics, tuple(findings), now)
+    metrics = burn.measure(history, now, budget.tz, prior, account=False)
+    findings = tuple(rules.evaluate_key(metrics, policy, facts.name, horizon=horizon, held=held))
+    return KeyJudgement(facts, metrics, findings, now, _own(facts, metrics, findings, killswitch))
 
 
-def verdict(
-    j: KeyJudgement, account_armed: bool, account_reason: str, killswitch: KillswitchPolicy
+def verdict(j: KeyJudgement, account_armed: bool, account_reason: str) -> KeyVerdict:
+    """One key's permit, the account's included (see the module's docstring)."""
+    if account_armed:
+        return j.own
+    reasons = [f"the account's permit is revoked ({account_reason})"]
+    if j.own.reason:
+        reasons.append(j.own.reason)
+    return replace(j.own, armed=False, reason="; ".join(reasons))
+
+
+def _own(
+    f: KeyFacts, m: burn.Metrics, findings: tuple[Finding, ...], killswitch: KillswitchPolicy
 ) -> KeyVerdict:
-    """One key's permit (see the module's docstring)."""
-    f = j.facts
     reasons = []
-    if not account_armed:
-        reasons.append(f"the account's permit is revoked ({account_reason})")
     if f.disabled:
         reasons.append("the key is disabled at the provider")
     if f.action in ("revoke", "disable"):
-        revoking = [x for x in j.findings if x.severity in killswitch.revoke_on]
-        reasons += [x.message for x in revoking]
-    return KeyVerdict(f.name, f.hash, not reasons, "; ".join(reasons), headroom(j))
+        reasons += [x.message for x in findings if x.severity in killswitch.revoke_on]
+    return KeyVerdict(f.name, f.hash, not reasons, "; ".join(reasons), headroom(f, m))
 
 
-def headroom(j: KeyJudgement) -> float | None:
+def headroom(f: KeyFacts, m: burn.Metrics) -> float | None:
     """What the key may still spend before its nearest limit: its daily and monthly
     limits and its provider limit; None when it has none."""
-    m, entry = j.metrics, j.facts.budget
+    entry = f.budget
     room: list[float] = []
     if entry is not None and entry.daily_limit is not None and m.spent_today is not None:
         room.append(entry.daily_limit - m.spent_today)
@@ -230,10 +245,11 @@ def follow(
         if before is None or before.deleted_at is not None:
             key = KnownKey(key_hash, name, label, workspace, now, now, None)
             changes.append(("new", key, before))
+        elif (before.name, before.label, before.workspace_id) == (name, label, workspace):
+            continue  # as it was (last_seen is when it last changed)
         else:
             key = replace(before, name=name, label=label, workspace_id=workspace, last_seen=now)
-            if before.name != name:
-                changes.append(("renamed", key, before))
+            changes.append(("renamed" if before.name != name else "changed", key, before))
         out[key_hash] = key
     for key_hash, before in known.items():
         if key_hash not in seen and before.deleted_at is None:

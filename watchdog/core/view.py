@@ -65,6 +65,8 @@ class KeyRow:
     reason: str
     headroom: float | None
     findings: tuple[Finding, ...] = ()
+    # What the row was built from: an unchanged key's row is reused at the next tick.
+    source: object = field(default=None, compare=False, repr=False)
 
     def json(self, account_armed: bool, account_reason: str) -> dict[str, Any]:
         armed = self.armed and account_armed
@@ -94,13 +96,22 @@ class KeyRow:
 
 
 def key_rows(
-    judgements: Sequence[keys.KeyJudgement], verdicts: Sequence[keys.KeyVerdict]
+    judgements: Sequence[keys.KeyJudgement],
+    verdicts: Sequence[keys.KeyVerdict],
+    previous: Sequence[KeyRow] = (),
 ) -> tuple[KeyRow, ...]:
-    """The keys as shown, by name."""
+    """The keys as shown, by name. A row of `previous` built from the same judgement and
+    verdict is reused (most keys are idle: their rows do not change)."""
     by_hash = {v.hash: v for v in verdicts}
+    before = {r.hash: r for r in previous}
     rows = []
     for j in judgements:
         f, m, v = j.facts, j.metrics, by_hash.get(j.facts.hash)
+        old = before.get(f.hash)
+        source = old.source if old is not None else None
+        if old is not None and isinstance(source, tuple) and source[0] is j and source[1] is v:
+            rows.append(old)
+            continue
         rates = [r for r in (m.rate_now.per_hour, m.rate_1h.per_hour) if r is not None]
         rows.append(
             KeyRow(
@@ -122,6 +133,7 @@ def key_rows(
                 reason=v.reason if v is not None else "not judged yet",
                 headroom=v.headroom if v is not None else None,
                 findings=j.findings,
+                source=(j, v),  # held, so identity stays meaningful
             )
         )
     return tuple(sorted(rows, key=lambda r: r.name))
@@ -317,6 +329,7 @@ def build(
     key_judgements: Sequence[keys.KeyJudgement] = (),
     key_verdicts: Sequence[keys.KeyVerdict] = (),
     keys_watched: bool = False,
+    previous_keys: Sequence[KeyRow] = (),
 ) -> View:
     """Given one tick's results, return the View the server and CLI show. Before the first
     successful poll since start the state is "unknown", whatever the rules said."""
@@ -348,7 +361,7 @@ def build(
         top_models=top_models_from(activity, now),
         month_days=_filled(month_days, daily),
         savings=tuple(savings),
-        keys=key_rows(key_judgements, key_verdicts),
+        keys=key_rows(key_judgements, key_verdicts, previous_keys),
         keys_watched=keys_watched,
     )
 

@@ -1,0 +1,248 @@
+"""Many keys: CPU per tick and memory with 500 keys, side by side with one key, and the
+state a key costs per year.
+
+In-process, without the network: a provider answers every poll with the account's keys
+(a few of them spending, the rest idle, as accounts usually are), the whole tick runs
+(store, every key measured and judged, per-key permit files, the view).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from bench.common import QuietLog, Result, say
+from watchdog.core.model import Credits, KeyUsage, Snapshot
+
+KEYS = 500
+SPENDING = 25  # keys whose counters move each tick (5 %)
+FEW = 5  # and an account where 1 % of keys spend at a time
+TICKS = 600
+WARMUP = 60
+
+
+class ManyKeys:
+    """A provider and its management side: `keys` keys, `spending` of them spending."""
+
+    def __init__(self, clock: object, keys: int, spending: int) -> None:
+        self.clock = clock
+        self.usage = [0.0] * keys
+        self.spending = spending
+        self.tick = 0
+
+    def fetch(self) -> Snapshot:
+        self.tick += 1
+        for i in range(self.spending):
+            k = (i * 7 + self.tick) % len(self.usage)  # a moving set of spending keys
+            self.usage[k] += 0.01
+        rows = tuple(
+            KeyUsage(
+                usage=round(u, 6),
+                usage_daily=round(u, 6),
+                usage_weekly=round(u, 6),
+                usage_monthly=round(u, 6),
+                name=f"job-{i:03d}",
+                hash=f"{i:064x}",
+                limit=50.0,
+                limit_remaining=round(50.0 - u, 6),
+                limit_reset="daily",
+            )
+            for i, u in enumerate(self.usage)
+        )
+        total = sum(self.usage)
+        return Snapshot(
+            taken_at=self.clock(),  # type: ignore[operator]
+            credits=Credits(total_credits=10_000.0, total_usage=total),
+            keys=rows,
+        )
+
+    def admin(self) -> ManyKeys:
+        return self
+
+    def close(self) -> None:
+        return None
+
+    # AccountAdmin, as far as a tick uses it
+    def list_keys(self) -> list[KeyUsage]:
+        return list(self.fetch().keys)
+
+    def workspaces(self) -> list[object]:
+        return []
+
+    def activity(self, *, api_key_hash: str | None = None, day: date | None = None) -> list[object]:
+        return []
+
+    def set_key_disabled(self, key_hash: str, disabled: bool) -> None:
+        return None
+
+    def update_key_limit(self, key_hash: str, limit: float | None, reset: str | None) -> object:
+        raise NotImplementedError
+
+    def workspace_budget(self, workspace_id: str, interval: str) -> None:
+        return None
+
+    def set_workspace_budget(self, workspace_id: str, interval: str, limit: float) -> object:
+        raise NotImplementedError
+
+    def remember_watched_key(self, key_hash: str) -> None:
+        return None
+
+    def watched_key_identity(self) -> object:
+        from watchdog.providers.base import KeyIdentity
+
+        return KeyIdentity(problem="no watched key")
+
+
+def measure(keys: int, spending: int) -> tuple[float, float, int]:
+    """(CPU ms per tick, RSS MB after the ticks, state bytes) for an account of `keys`."""
+    from tests.fakes import build_tick
+    from watchdog import permitfile
+    from watchdog.config import load
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = datetime(2026, 11, 18, 9, tzinfo=UTC)
+        now = [start]
+        settings = load(
+            None,
+            require_key=False,
+            overrides={
+                "budget": {
+                    "daily_limit": 200.0,
+                    "keys": [{"match": "job-0*", "daily_limit": 5.0, "action": "revoke"}],
+                },
+                "state": {"path": f"{tmp}/state.db"},
+                "killswitch": {"path": f"{tmp}/permit"},
+                "provider": {"management_key": "sk-or-v1-" + "0" * 64},
+            },
+        ).settings
+        provider = ManyKeys(lambda: now[0], keys, spending)
+        tick = build_tick(settings, provider, lambda: now[0], log=QuietLog())  # type: ignore[arg-type]
+        tick.key_permits = permitfile.KeyPermits(
+            permitfile.keys_directory(settings.killswitch.path), lambda: now[0]
+        )
+        tick.permit.keys_epoch = tick.key_permits.start()
+        for _ in range(WARMUP):
+            tick.run()
+            now[0] += timedelta(minutes=1)
+        gc.collect()
+        began = time.process_time()
+        for _ in range(TICKS):
+            tick.run()
+            now[0] += timedelta(minutes=1)
+        per_tick = (time.process_time() - began) / TICKS * 1000
+        tick.store.close()
+        size = sum(p.stat().st_size for p in Path(tmp).glob("state.db*"))
+    return per_tick, _rss_mb(), size
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _isolated(keys: int, spending: int) -> tuple[float, float, int]:
+    """`measure` in a fresh interpreter, so one run's memory does not count in the other."""
+    code = f"from bench.keys import measure; import sys; print(*measure({keys}, {spending}))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    ).stdout.split()
+    return float(out[0]), float(out[1]), int(out[2])
+
+
+def key_year_bytes() -> tuple[float, float]:
+    """State bytes per key-year: a key spending at every 60 s poll all year (raw samples
+    for 40 days, one an hour after that), and the bytes of one key-sample row."""
+    from watchdog.core.model import KeySample
+    from watchdog.store import RAW_RETENTION, Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "s.db")
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        rows = 20_000
+        base = Path(tmp, "s.db").stat().st_size
+        with store.unit() as unit:
+            unit.add_key_samples(
+                [
+                    KeySample(
+                        f"{7:064x}",
+                        t0 + timedelta(minutes=i),
+                        i * 0.01,
+                        i * 0.01,
+                        None,
+                        i * 0.01,
+                        50.0,
+                        10.0,
+                        "daily",
+                    )
+                    for i in range(rows)
+                ]
+            )
+        store.close()
+        per_row = (Path(tmp, "s.db").stat().st_size - base) / rows
+    raw = RAW_RETENTION.total_seconds() / 60
+    thinned = (365 * 24) - RAW_RETENTION.total_seconds() / 3600
+    return per_row * (raw + thinned), per_row
+
+
+def run() -> list[Result]:
+    one_cpu, one_rss, _ = _isolated(1, 1)
+    few_cpu, _, _ = _isolated(KEYS, FEW)
+    many_cpu, many_rss, many_state = _isolated(KEYS, SPENDING)
+    year, per_row = key_year_bytes()
+    ratio, few_ratio = many_cpu / one_cpu, few_cpu / one_cpu
+    say(
+        f"  CPU per tick: {many_cpu:.2f} ms with {KEYS} keys ({SPENDING} spending), "
+        f"{few_cpu:.2f} ms ({FEW} spending) vs {one_cpu:.2f} ms with one key: {ratio:.2f}x, "
+        f"{few_ratio:.2f}x; RSS {many_rss:.1f} MB vs {one_rss:.1f} MB; "
+        f"state after {WARMUP + TICKS} ticks {many_state / 1e6:.1f} MB; "
+        f"a key spending every minute for a year: {year / 1e6:.1f} MB ({per_row:.0f} B a row)"
+    )
+    return [
+        Result(
+            f"CPU per tick, {KEYS} keys ({FEW} spending) / one key (side by side)",
+            few_ratio,
+            "x",
+            3.0,
+            note=f"{few_cpu:.2f} ms vs {one_cpu:.2f} ms, in-process, no network",
+        ),
+        Result(
+            f"CPU per tick, {KEYS} keys ({SPENDING} spending) / one key (side by side)",
+            ratio,
+            "x",
+            3.0,
+            note=f"{many_cpu:.2f} ms vs {one_cpu:.2f} ms; each spending key is measured "
+            "every tick (about 0.2 ms each)",
+        ),
+        Result(
+            f"RSS with {KEYS} keys after {WARMUP + TICKS} ticks",
+            many_rss,
+            "MB",
+            None,
+            note=f"one key: {one_rss:.1f} MB (same harness)",
+        ),
+        Result(
+            "state per key-year, a key spending at every 60 s poll",
+            year / 1e6,
+            "MB",
+            None,
+            note=f"{per_row:.0f} B a row; an idle key costs no rows",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    for r in run():
+        print(r)
