@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import audit, daemon, detection, http, readiness, startup, store
+from bench import audit, daemon, detection, http, keys, readiness, startup, store
 from bench.common import ROOT, Result, machine, say
 
 SUITES: list[tuple[str, Callable[[], list[Result]]]] = [
@@ -22,6 +22,7 @@ SUITES: list[tuple[str, Callable[[], list[Result]]]] = [
     ("daemon footprint", daemon.run),
     ("a year of history", store.run),
     ("spend audit", audit.run),
+    ("many keys", keys.run),
 ]
 
 

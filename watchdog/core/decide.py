@@ -206,6 +206,9 @@ def _keys(
     fresh: dict[str, keys.KeyJudgement] = {}
     for facts in k.listed:
         previous = judgements.get(facts.hash)
+        if previous is not None and previous.facts is facts and i.now < previous.valid_until:
+            fresh[facts.hash] = previous  # listed as before, nothing due: the common case
+            continue
         history = k.histories.get(facts.hash)
         if previous is not None and not keys.needs_judging(previous, facts, i.now):
             same = previous.facts is facts

@@ -84,6 +84,18 @@ class KeyJudgement:
     measured_at: datetime
     own: KeyVerdict  # its permit by its own findings (the account's is added by `verdict`)
 
+    @property
+    def valid_until(self) -> datetime:
+        """Until when these numbers stand for a key listed exactly as now (see
+        `needs_judging`): not at all with a finding; else until the day ends, or sooner
+        (REFRESH_IDLE) while its rates are not zero."""
+        if self.findings:
+            return self.measured_at
+        m = self.metrics
+        if any(r.per_hour for r in (m.rate_now, m.rate_1h)):
+            return min(m.day_end, self.measured_at + REFRESH_IDLE)
+        return m.day_end
+
 
 def unique_names(keys: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Given (hash, name) pairs, return hash → a name unique among them: a name two keys
