@@ -40,3 +40,7 @@ def nothing_written_to_system_paths() -> Iterator[None]:
     yield
     for path, existed in before.items():
         assert existed or not path.exists(), f"a test wrote to {path}"
+
+
+# The throwaway PostgreSQL server (pg_server, pg_url) for the store tests on both engines.
+pytest_plugins = ["tests.pg"]

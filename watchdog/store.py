@@ -1,15 +1,28 @@
-"""The embedded SQLite store: every poll's sample, and the state that must survive restarts.
+"""The store: every poll's sample, and the state that must survive restarts.
 
-WAL mode, one writer (the daemon holds `<path>.lock`; a second daemon refuses to start),
-readers anywhere (the CLI's `status`, `report`, `trip`). Schema changes are numbered
-migrations recorded in `PRAGMA user_version`. Old samples are thinned to one per hour so
-a year of 60-second polls stays a few MB.
+Two engines, one store (watchdog.db holds what differs between them). SQLite is the
+embedded default: a state file in WAL mode, one writer (the daemon holds `<path>.lock`; a
+second daemon refuses to start), readers anywhere (the CLI's `status`, `report`, `trip`).
+PostgreSQL is for several instances sharing one budget (`Store.open(url)`): there is no
+lock file, every instance writes, one of them leads (watchdog.leader), and the leader's
+writes carry its term (`Unit.fence`) so that a deposed leader's are refused.
+
+Schema changes are numbered migrations, written once in SQLite's words and translated for
+PostgreSQL; the version is in `PRAGMA user_version`, or a `schema_version` table. Old
+samples are thinned to one per hour so a year of 60-second polls stays a few MB.
 
 Reads are methods of `Store` returning the core's types. Writes happen in a unit of work:
 `with store.unit() as unit: unit.add_sample(…); unit.save_alerts(…)` is one transaction
-(BEGIN IMMEDIATE … COMMIT), so a crash leaves all of a tick's state or none of it. No
-connection leaves this module, rows are read by column name, and the time is always
-passed in: the store never reads the clock.
+(SQLite: BEGIN IMMEDIATE … COMMIT; PostgreSQL: BEGIN, the units' advisory lock, …
+COMMIT), so a crash leaves all of a tick's state or none of it, and units of several
+instances never interleave. No connection leaves this module, rows are read by column
+name, and the time is always passed in: the store never reads the clock (the one
+exception is the leader's lease, judged by the database server's clock so that instances
+on hosts whose clocks differ agree on when it ends).
+
+Every database error of either engine leaves the store's methods as a StoreError: a
+DatabaseFailed (also an sqlite3.Error, for callers that catch that), or StoreUnavailable
+when the database cannot be reached. No message carries a password.
 """
 
 from __future__ import annotations
@@ -42,11 +55,22 @@ from watchdog.core.model import (
     Trip,
 )
 from watchdog.core.permit import PermitState
+from watchdog.db import (
+    Database,
+    PostgreSQL,
+    Row,
+    SQLite,
+    Unreachable,
+    is_postgres_url,
+    mask_url,
+)
 
 # Raw samples are kept this long: the longest window measured (month to date, 31 days)
 # plus the 7-day baseline before it would need 38; older ones keep one per hour.
 RAW_RETENTION = timedelta(days=40)
 THIN_BUCKET_MS = 3_600_000
+# A message not yet delivered: waiting, or claimed by an instance sending it.
+_UNDELIVERED = "state IN ('pending', 'sending')"
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: samples and a key/value table for small state (last error, last poll).
@@ -197,15 +221,43 @@ MIGRATIONS: tuple[str, ...] = (
         reason TEXT NOT NULL
     );
     """,
+    # 8: several instances on one database (issue 16). An outbox message is claimed before
+    # it is sent (state 'sending', by whom, until when), so exactly one instance sends it
+    # and a claim left by one that died runs out; the leader's lease (one row: who, which
+    # term, since and until when, on the database's clock).
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;
+    CREATE TABLE leader (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT NOT NULL,
+        term INTEGER NOT NULL,
+        since INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    """,
 )
 
 
 class StoreError(Exception):
-    """The state file cannot be used; the message says why and what to do."""
+    """The state cannot be used; the message says why and what to do."""
 
 
 class StoreLocked(StoreError):
     """Another daemon owns this state file."""
+
+
+class DatabaseFailed(StoreError, sqlite3.Error):
+    """The database refused or failed a statement (either engine). Also an sqlite3.Error,
+    so that callers written when SQLite was the only engine still catch it."""
+
+
+class StoreUnavailable(DatabaseFailed):
+    """The database cannot be reached (PostgreSQL down, a network cut, a wrong password)."""
+
+
+class LeadershipLost(StoreError):
+    """A leader's unit of work was refused: its term is over (see Unit.fence)."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +270,24 @@ class OutboxMessage:
     next_attempt_at: datetime
     last_error: str | None
     state: str = "pending"
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The leader's lease as the database holds it. `now` is the database's clock when it
+    was read: the lease is live while `now < expires_at`."""
+
+    holder: str
+    term: int
+    since: datetime
+    expires_at: datetime
+    now: datetime
+
+    @property
+    def live(self) -> bool:
+        return bool(self.holder) and self.now < self.expires_at
 
 
 @dataclass(frozen=True)
@@ -252,10 +322,16 @@ def _iso_or_none(text: object) -> datetime | None:
 
 class Store:
     """SQLite at `path`. With `lock=True` (the daemon) it takes the single-writer lock and
-    raises StoreLocked when another daemon holds it."""
+    raises StoreLocked when another daemon holds it. `Store.open` also opens PostgreSQL."""
+
+    engine: str  # "sqlite" or "postgresql"
+    shown: str  # where the state is, for messages: the path, or the URL without password
+    target: str  # what opens it again (`Store.open(target)`): the path, or the URL WITH password
 
     def __init__(self, path: Path, *, lock: bool = False) -> None:
-        self.path = path
+        self._path: Path | None = path
+        self.engine = "sqlite"
+        self.shown = self.target = str(path)
         self._lock_file: IO[str] | None = None
         self._mutex = threading.RLock()
         try:
@@ -265,18 +341,59 @@ class Store:
         if lock:
             self._take_lock()
         try:
-            self._db = sqlite3.connect(
-                str(path), timeout=10.0, isolation_level=None, check_same_thread=False
-            )
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed outbox row or alert state survives a crash at any moment.
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
+            self._db: Database = SQLite(path)
+        except sqlite3.Error as exc:
             self._release_lock()
             raise StoreError(f"cannot open state file {path}: {exc}") from None
+        try:
+            self._migrate()
+        except DatabaseFailed as exc:
+            self.close()
+            raise StoreError(f"cannot open state file {path}: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def open(cls, target: str | Path, *, lock: bool = False) -> Store:
+        """The store at `target`: a `postgresql://` (or `postgres://`) URL, or the path of
+        a SQLite file. `lock` applies to a file only: instances sharing PostgreSQL elect
+        a leader instead (watchdog.leader). Raise StoreError (StoreUnavailable when the
+        server cannot be reached) if it cannot be used."""
+        if is_postgres_url(target):
+            return cls.postgres(str(target))
+        return cls(Path(target), lock=lock)
+
+    @classmethod
+    def postgres(cls, url: str) -> Store:
+        """The store in the PostgreSQL database at `url` (libpq's URL: user, password,
+        hosts, database, parameters such as sslmode). The schema is created or upgraded;
+        several instances may open it at once. Raise StoreUnavailable if the server cannot
+        be reached (the message has the URL without its password)."""
+        store = cls.__new__(cls)
+        store._path = None
+        store.engine = "postgresql"
+        store.shown = mask_url(url)
+        store.target = url
+        store._lock_file = None
+        store._mutex = threading.RLock()
+        try:
+            store._db = PostgreSQL(url)
+        except Unreachable as exc:
+            raise StoreUnavailable(str(exc)) from None
+        try:
+            store._migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (StoreError on PostgreSQL, which has none: use `target`)."""
+        if self._path is None:
+            raise StoreError(f"the state is in PostgreSQL ({self.shown}), not in a file")
+        return self._path
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -327,43 +444,57 @@ class Store:
         self.close()
 
     @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The engines' exceptions as StoreErrors, worded without secrets."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except self._db.errors as exc:
+            message = self._db.describe(exc)
+            if self._db.unavailable(exc):
+                raise StoreUnavailable(f"cannot reach {self.shown}: {message}") from None
+            raise DatabaseFailed(message) from None
+
+    @contextmanager
     def unit(self) -> Iterator[Unit]:
-        """One atomic unit of writes (BEGIN IMMEDIATE … COMMIT; ROLLBACK on any error)."""
-        with self._mutex:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield Unit(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        """One atomic unit of writes (SQLite: BEGIN IMMEDIATE … COMMIT; PostgreSQL: BEGIN,
+        the units' advisory lock, … COMMIT; ROLLBACK on any error). A failure of the
+        database, inside the unit or at its commit, is a DatabaseFailed; on PostgreSQL a
+        commit whose answer was lost may have been applied."""
+        with self._mutex, self._errors(), self._db.transaction():
+            yield Unit(self._db)
 
     def _migrate(self) -> None:
         version = self.schema_version
+        while version < len(MIGRATIONS):
+            with self.unit() as unit:
+                # Again under the units' lock: another instance may have migrated since.
+                version = self._db.schema_version()
+                if version >= len(MIGRATIONS):
+                    break
+                for statement in self._db.migration(MIGRATIONS[version]):
+                    unit.db.run(statement)
+                version += 1
+                self._db.set_schema_version(version)
         if version > len(MIGRATIONS):
             raise StoreError(
-                f"{self.path} has schema {version}, newer than this budget-watchdog "
+                f"{self.shown} has schema {version}, newer than this budget-watchdog "
                 f"understands ({len(MIGRATIONS)}); upgrade budget-watchdog"
             )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.unit() as unit:
-                for statement in _statements(script):
-                    unit.db.execute(statement)
-                unit.db.execute(f"PRAGMA user_version = {number}")
 
-    def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
-        with self._mutex:
-            row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
-        return row
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        with self._mutex, self._errors():
+            return self._db.one(sql, args)
 
-    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._mutex:
-            return list(self._db.execute(sql, args).fetchall())
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        with self._mutex, self._errors():
+            return self._db.all(sql, args)
 
     @property
     def schema_version(self) -> int:
-        row = self._one("PRAGMA user_version")
-        return int(row[0]) if row else 0
+        with self._mutex, self._errors():
+            return self._db.schema_version()
 
     # -- samples ---------------------------------------------------------------------
 
@@ -373,7 +504,7 @@ class Store:
         end = _ms(until) if until else 2**62
         rows = self._all(
             """
-            SELECT * FROM (SELECT * FROM samples WHERE ts < ? ORDER BY ts DESC LIMIT 1)
+            SELECT * FROM (SELECT * FROM samples WHERE ts < ? ORDER BY ts DESC LIMIT 1) AS b
             UNION ALL
             SELECT * FROM samples WHERE ts >= ? AND ts <= ?
             ORDER BY ts
@@ -551,7 +682,9 @@ class Store:
         return {r["hash"]: r["name"] for r in self._all("SELECT hash, name FROM disabled_keys")}
 
     # -- outbox ----------------------------------------------------------------------
-    # The courier's side: each call is its own small transaction.
+    # The courier's side: each call is its own small transaction. A message is
+    # undelivered while it is 'pending' or 'sending' (claimed by an instance that is
+    # sending it, see claim); a single instance, which never claims, has none 'sending'.
 
     def next_pending(self, target: str) -> OutboxMessage | None:
         """The oldest undelivered message for `target` (messages go out in order)."""
@@ -566,29 +699,29 @@ class Store:
         of the targets whose oldest pending one is due (a target waiting out its backoff
         has none due, however many it holds)."""
         row = self._one(
-            """
-            SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND target IN (
+            f"""
+            SELECT COUNT(*) AS n FROM outbox WHERE {_UNDELIVERED} AND target IN (
                 SELECT target FROM outbox WHERE next_attempt_at <= ? AND id IN (
-                    SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY target))
-            """,
+                    SELECT MIN(id) FROM outbox WHERE {_UNDELIVERED} GROUP BY target))
+            """,  # noqa: S608 - a constant of ours
             (_ms(now),),
         )
-        return int(row[0]) if row else 0
+        return int(row["n"]) if row else 0
 
     def pending_targets(self, due_at: datetime | None = None) -> list[str]:
         """The targets with undelivered messages; with `due_at`, only those whose oldest
         pending message is due then (messages go out in order, so only it can be sent)."""
         if due_at is not None:
             heads = self._all(
-                """
+                f"""
                 SELECT target FROM outbox WHERE next_attempt_at <= ? AND id IN (
-                    SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY target)
+                    SELECT MIN(id) FROM outbox WHERE {_UNDELIVERED} GROUP BY target)
                 ORDER BY id
-                """,
+                """,  # noqa: S608 - a constant of ours
                 (_ms(due_at),),
             )
             return [r["target"] for r in heads]
-        rows = self._all("SELECT DISTINCT target FROM outbox WHERE state = 'pending'")
+        rows = self._all(f"SELECT DISTINCT target FROM outbox WHERE {_UNDELIVERED}")  # noqa: S608
         return [r["target"] for r in rows]
 
     def target_health(self) -> dict[str, TargetHealth]:
@@ -596,7 +729,7 @@ class Store:
         pending = {
             r["target"]: r["n"]
             for r in self._all(
-                "SELECT target, COUNT(*) AS n FROM outbox WHERE state = 'pending' GROUP BY target"
+                f"SELECT target, COUNT(*) AS n FROM outbox WHERE {_UNDELIVERED} GROUP BY target"  # noqa: S608
             )
         }
         out = {
@@ -614,22 +747,124 @@ class Store:
             out.setdefault(target, TargetHealth(pending=count))
         return out
 
+    def claim(
+        self, message_id: int, by: str, now: datetime, hold: timedelta
+    ) -> OutboxMessage | None:
+        """Claim a message for sending, for `hold` from `now`; the message, or None when it
+        is not to be had (sent, given up, not due, or claimed by someone else until later).
+
+        One conditional UPDATE, the pattern healthchecks' workers use: of several instances
+        claiming at once, the one whose update changed the row sends the message, and the
+        others leave it. The sender then marks it sent (or failed, which releases it). A
+        claim that is never marked (its instance died) runs out after `hold` and the
+        message is claimed again: delivery is at-least-once. A message goes out twice
+        only if its sender dies between the transport's success and the commit of
+        `mark_sent` (a few milliseconds), or a send outlasts `hold` (so `hold` should be
+        well above the transport's timeout and the hosts' clock difference: `now` is the
+        claimer's clock)."""
+        with self._mutex, self._errors():
+            changed = self._db.run(
+                "UPDATE outbox SET state = 'sending', claimed_by = ?, claimed_until = ? "
+                "WHERE id = ? AND next_attempt_at <= ? AND (state = 'pending' OR "
+                "(state = 'sending' AND claimed_until <= ?))",
+                (by, _ms(now + hold), message_id, _ms(now), _ms(now)),
+            )
+            if changed != 1:
+                return None
+            row = self._db.one("SELECT * FROM outbox WHERE id = ?", (message_id,))
+        return _message(row) if row is not None else None
+
+    def claim_next(
+        self, target: str, by: str, now: datetime, hold: timedelta
+    ) -> OutboxMessage | None:
+        """Claim the oldest undelivered message for `target` if it is due and nobody else
+        holds it (see claim); None otherwise. Messages keep their order: while the oldest
+        one is claimed by someone else, none of the target's messages are to be had."""
+        head = self._one(
+            f"SELECT * FROM outbox WHERE {_UNDELIVERED} AND target = ? ORDER BY id LIMIT 1",  # noqa: S608
+            (target,),
+        )
+        if head is None or head["next_attempt_at"] > _ms(now):
+            return None
+        if head["state"] == "sending" and (head["claimed_until"] or 0) > _ms(now):
+            return None
+        return self.claim(head["id"], by, now, hold)
+
+    # -- leadership ------------------------------------------------------------------
+
+    def lease(self) -> Lease | None:
+        """The leader's lease as the database holds it (None: nobody ever led)."""
+        with self._mutex, self._errors():
+            return _lease(self._db, self._db.clock_ms())
+
 
 class Unit:
     """The writes of one transaction (see Store.unit). Every time is passed in."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
+
+    # -- leadership ------------------------------------------------------------------
+
+    def fence(self, holder: str, term: int) -> None:
+        """Go on only if `holder` leads in `term` with its lease still running (on the
+        database's clock); otherwise raise LeadershipLost, and the unit rolls back. A
+        leader checks its term first in each of its units: units are serialised (and a
+        new term begins in one), so every write of term n commits before term n + 1
+        begins, and none of a deposed leader's after. On SQLite there is nothing to check:
+        one daemon per file, the lock file is its fence."""
+        if self.db.engine == "sqlite":
+            return
+        lease = _lease(self.db, self.db.clock_ms())
+        if lease is None or lease.holder != holder or lease.term != term or not lease.live:
+            current = lease.holder if lease and lease.live else "nobody"
+            raise LeadershipLost(
+                f"{holder} no longer leads (its term {term} is over; {current} leads now): "
+                "its writes are refused"
+            )
+
+    def take_lease(self, holder: str, lease: timedelta) -> Lease:
+        """Renew `holder`'s live lease, or take the lease when it ran out (or was never
+        taken): until the database's clock + `lease`. A new holder begins a new term (so
+        does a holder whose lease ran out meanwhile). Return the lease as it is now
+        (someone else's while theirs is live)."""
+        now = self.db.clock_ms()
+        until = now + int(lease.total_seconds() * 1000)
+        held = _lease(self.db, now)
+        if held is None:
+            self.db.run(
+                "INSERT INTO leader (id, holder, term, since, expires_at) VALUES (1, ?, 1, ?, ?)",
+                (holder, now, until),
+            )
+        elif held.live and held.holder == holder:
+            self.db.run("UPDATE leader SET expires_at = ? WHERE id = 1", (until,))
+        elif not held.live:
+            self.db.run(
+                "UPDATE leader SET holder = ?, term = term + 1, since = ?, expires_at = ? "
+                "WHERE id = 1",
+                (holder, now, until),
+            )
+        found = _lease(self.db, now)
+        assert found is not None
+        return found
+
+    def release_lease(self, holder: str, term: int) -> bool:
+        """End `holder`'s lease of `term` now (a leader stepping down), so another instance
+        takes over at its next attempt instead of waiting for the lease to run out."""
+        return (
+            self.db.run(
+                "UPDATE leader SET expires_at = ? WHERE id = 1 AND holder = ? AND term = ?",
+                (self.db.clock_ms(), holder, term),
+            )
+            > 0
+        )
 
     # -- samples ---------------------------------------------------------------------
 
     def add_samples(self, samples: Sequence[Sample]) -> None:
         """Keep polls' samples. A sample at an existing timestamp replaces it."""
-        self.db.executemany(
-            "INSERT OR REPLACE INTO samples (ts, usage, usage_daily, usage_weekly, "
-            "usage_monthly, balance, total_credits, key_limit, key_limit_remaining, "
-            "byok_usage, byok_usage_daily, byok_usage_monthly, byok_counted) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        self.db.run_many(
+            _SAMPLE_UPSERT,
             [
                 (
                     _ms(s.ts),
@@ -655,32 +890,31 @@ class Unit:
         samples); return how many were removed. Counters are cumulative, so spend per day
         stays exact to the hour."""
         cutoff = _ms(now - RAW_RETENTION)
-        cursor = self.db.execute(
+        # The bucket is cast so that both engines divide integers (and drop the rest).
+        removed = self.db.run(
             """
             DELETE FROM samples WHERE ts < ? AND ts NOT IN (
-                SELECT MIN(ts) FROM samples WHERE ts < ? GROUP BY ts / ?
+                SELECT MIN(ts) FROM samples WHERE ts < ? GROUP BY ts / CAST(? AS INTEGER)
             )
             """,
             (cutoff, cutoff, THIN_BUCKET_MS),
         )
-        keys = self.db.execute(
+        return removed + self.db.run(
             """
             DELETE FROM key_samples WHERE ts < ? AND (hash, ts) NOT IN (
-                SELECT hash, MIN(ts) FROM key_samples WHERE ts < ? GROUP BY hash, ts / ?
+                SELECT hash, MIN(ts) FROM key_samples WHERE ts < ?
+                GROUP BY hash, ts / CAST(? AS INTEGER)
             )
             """,
             (cutoff, cutoff, THIN_BUCKET_MS),
         )
-        return cursor.rowcount + keys.rowcount
 
     # -- keys ------------------------------------------------------------------------
 
     def add_key_samples(self, samples: Sequence[KeySample]) -> None:
         """Keep keys' samples. A sample at an existing (hash, timestamp) replaces it."""
-        self.db.executemany(
-            "INSERT OR REPLACE INTO key_samples (hash, ts, usage, usage_daily, usage_weekly, "
-            "usage_monthly, key_limit, key_limit_remaining, limit_reset, disabled) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+        self.db.run_many(
+            _KEY_SAMPLE_UPSERT,
             [
                 (
                     s.hash,
@@ -700,9 +934,8 @@ class Unit:
 
     def save_keys(self, keys: Sequence[KnownKey]) -> None:
         """Insert or update keys as followed (by hash)."""
-        self.db.executemany(
-            "INSERT OR REPLACE INTO keys (hash, name, label, workspace_id, first_seen, "
-            "last_seen, deleted_at) VALUES (?,?,?,?,?,?,?)",
+        self.db.run_many(
+            _KEY_UPSERT,
             [
                 (
                     k.hash,
@@ -719,7 +952,7 @@ class Unit:
 
     def audit_cap(self, change: CapChange) -> None:
         """Record a change of a key's provider-side limit."""
-        self.db.execute(
+        self.db.run(
             "INSERT INTO cap_audit (at, hash, name, old_limit, old_reset, new_limit, "
             "new_reset, actor, reason) VALUES (?,?,?,?,?,?,?,?,?)",
             (
@@ -738,9 +971,7 @@ class Unit:
     # -- small state -----------------------------------------------------------------
 
     def _set_meta(self, key: str, value: dict[str, Any]) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
-        )
+        self.db.run(_META_UPSERT, (key, json.dumps(value)))
 
     def save_permit(self, state: PermitState, watched: WatchedKey) -> None:
         self._set_meta(
@@ -783,8 +1014,8 @@ class Unit:
 
     def save_alerts(self, states: dict[Ident, AlertState]) -> None:
         """Replace the alert states."""
-        self.db.execute("DELETE FROM alerts")
-        self.db.executemany(
+        self.db.run("DELETE FROM alerts")
+        self.db.run_many(
             "INSERT INTO alerts (rule, key, severity, since, last_sent, message, value, "
             "threshold, suppressed, resolved_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
             [
@@ -805,39 +1036,38 @@ class Unit:
         )
 
     def set_silence(self, silence: Silence, now: datetime) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO silences (rule, until, reason, created_at) VALUES (?,?,?,?)",
+        self.db.run(
+            _SILENCE_UPSERT,
             (silence.rule, _ms(silence.until), silence.reason, _ms(silence.created_at or now)),
         )
 
     def remove_silence(self, rule: str) -> bool:
-        return self.db.execute("DELETE FROM silences WHERE rule = ?", (rule,)).rowcount > 0
+        return self.db.run("DELETE FROM silences WHERE rule = ?", (rule,)) > 0
 
     # -- permit ----------------------------------------------------------------------
 
     def audit(self, change: PermitChange) -> None:
         """Record a permit transition."""
-        self.db.execute(
+        self.db.run(
             "INSERT INTO permit_audit (at, state, actor, reason) VALUES (?,?,?,?)",
             (_ms(change.at), change.state, change.by, change.reason),
         )
 
     def record_disabled(self, key_hash: str, name: str, at: datetime, reason: str) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO disabled_keys (hash, name, disabled_at, reason) "
-            "VALUES (?,?,?,?)",
+        self.db.run(
+            _DISABLED_UPSERT,
             (key_hash, name, _ms(at), reason),
         )
 
     def forget_disabled(self, key_hash: str) -> None:
-        self.db.execute("DELETE FROM disabled_keys WHERE hash = ?", (key_hash,))
+        self.db.run("DELETE FROM disabled_keys WHERE hash = ?", (key_hash,))
 
     # -- prices ----------------------------------------------------------------------
 
     def save_prices(self, prices: Sequence[ModelPrices]) -> None:
         """Replace the cached prices of these models (their listed price and endpoints)."""
         for model in prices:
-            self.db.execute("DELETE FROM prices WHERE model = ?", (model.model,))
+            self.db.run("DELETE FROM prices WHERE model = ?", (model.model,))
             rows = [("", "", model.listed)] + [
                 (e.tag, e.provider, e.price) for e in model.endpoints
             ]
@@ -847,7 +1077,7 @@ class Unit:
                 if tag in seen:
                     continue  # one row per endpoint: the first listed
                 seen.add(tag)
-                self.db.execute(
+                self.db.run(
                     "INSERT INTO prices (model, endpoint, provider, prompt, completion, "
                     "cache_read, fetched_at) VALUES (?,?,?,?,?,?,?)",
                     (
@@ -865,7 +1095,7 @@ class Unit:
 
     def enqueue(self, rows: Sequence[OutboxRow]) -> None:
         """Add messages to the outbox, due at once."""
-        self.db.executemany(
+        self.db.run_many(
             "INSERT INTO outbox (created_at, target, severity, kind, rule, title, body, "
             "next_attempt_at) VALUES (?,?,?,?,?,?,?,?)",
             [
@@ -885,40 +1115,44 @@ class Unit:
 
     def retry_pending_now(self, now: datetime) -> int:
         """Make every pending message due now (at start: the restart may be the fix)."""
-        return self.db.execute(
+        return self.db.run(
             "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
             (_ms(now), _ms(now)),
-        ).rowcount
+        )
 
     def mark_sent(self, message_id: int, target: str, now: datetime) -> None:
-        self.db.execute(
-            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+        self.db.run(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1, "
+            "claimed_until = NULL WHERE id = ?",
             (_ms(now), message_id),
         )
-        self.db.execute(
+        self.db.run(
             "INSERT INTO target_health (target, sent, last_ok) VALUES (?, 1, ?) "
-            "ON CONFLICT (target) DO UPDATE SET sent = sent + 1, last_ok = excluded.last_ok",
+            "ON CONFLICT (target) DO UPDATE SET sent = target_health.sent + 1, "
+            "last_ok = excluded.last_ok",
             (target, _ms(now)),
         )
 
     def mark_failed(
         self, message_id: int, target: str, now: datetime, error: str, retry_at: datetime | None
     ) -> None:
-        """Record a failed attempt; `retry_at` None gives the message up for good."""
-        self.db.execute(
+        """Record a failed attempt; `retry_at` None gives the message up for good. A claim
+        on the message ends (it is pending again, for whoever claims it when it is due)."""
+        self.db.run(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
-            "state = ? WHERE id = ?",
+            "state = ?, claimed_by = NULL, claimed_until = NULL WHERE id = ?",
             (error, _ms(retry_at or now), "pending" if retry_at else "failed", message_id),
         )
-        self.db.execute(
+        self.db.run(
             "INSERT INTO target_health (target, failed, last_error, last_error_at) "
-            "VALUES (?, 1, ?, ?) ON CONFLICT (target) DO UPDATE SET failed = failed + 1, "
+            "VALUES (?, 1, ?, ?) ON CONFLICT (target) DO UPDATE SET "
+            "failed = target_health.failed + 1, "
             "last_error = excluded.last_error, last_error_at = excluded.last_error_at",
             (target, error, _ms(now)),
         )
 
 
-def _message(r: sqlite3.Row) -> OutboxMessage:
+def _message(r: Row) -> OutboxMessage:
     return OutboxMessage(
         id=r["id"],
         row=OutboxRow(
@@ -934,10 +1168,12 @@ def _message(r: sqlite3.Row) -> OutboxMessage:
         next_attempt_at=_dt(r["next_attempt_at"]),
         last_error=r["last_error"],
         state=r["state"],
+        claimed_by=r["claimed_by"],
+        claimed_until=_dt_or_none(r["claimed_until"]),
     )
 
 
-def _price(r: sqlite3.Row) -> Price | None:
+def _price(r: Row) -> Price | None:
     if r["prompt"] is None or r["completion"] is None:
         return None
     return Price(r["prompt"], r["completion"], r["cache_read"])
@@ -949,7 +1185,7 @@ def _seen(at: datetime | None) -> datetime:
     return at
 
 
-def _known_key(r: sqlite3.Row) -> KnownKey:
+def _known_key(r: Row) -> KnownKey:
     return KnownKey(
         hash=r["hash"],
         name=r["name"],
@@ -961,7 +1197,7 @@ def _known_key(r: sqlite3.Row) -> KnownKey:
     )
 
 
-def _key_sample(r: sqlite3.Row) -> KeySample:
+def _key_sample(r: Row) -> KeySample:
     return KeySample(
         hash=r["hash"],
         ts=_dt(r["ts"]),
@@ -976,7 +1212,7 @@ def _key_sample(r: sqlite3.Row) -> KeySample:
     )
 
 
-def _sample(r: sqlite3.Row) -> Sample:
+def _sample(r: Row) -> Sample:
     return Sample(
         ts=_dt(r["ts"]),
         usage=r["usage"],
@@ -994,10 +1230,45 @@ def _sample(r: sqlite3.Row) -> Sample:
     )
 
 
-def _statements(script: str) -> list[str]:
-    # Migrations are ours and simple: statements never contain a ';' inside a literal.
-    return [s.strip() for s in script.split(";") if s.strip() and not _only_comments(s)]
+def _lease(db: Database, now: int) -> Lease | None:
+    row = db.one("SELECT holder, term, since, expires_at FROM leader WHERE id = 1")
+    if row is None:
+        return None
+    return Lease(row["holder"], row["term"], _dt(row["since"]), _dt(row["expires_at"]), _dt(now))
 
 
-def _only_comments(text: str) -> bool:
-    return all(not line.strip() or line.strip().startswith("--") for line in text.splitlines())
+def _upsert(table: str, key: tuple[str, ...], columns: tuple[str, ...]) -> str:
+    """INSERT … ON CONFLICT (key) DO UPDATE, setting every column: what SQLite's INSERT OR
+    REPLACE did here, in the words both engines speak."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "  # noqa: S608 - our own names
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
+_SAMPLE_UPSERT = _upsert(
+    "samples",
+    ("ts",),
+    (
+        "ts", "usage", "usage_daily", "usage_weekly", "usage_monthly", "balance",
+        "total_credits", "key_limit", "key_limit_remaining", "byok_usage", "byok_usage_daily",
+        "byok_usage_monthly", "byok_counted",
+    ),
+)  # fmt: skip
+_KEY_SAMPLE_UPSERT = _upsert(
+    "key_samples",
+    ("hash", "ts"),
+    (
+        "hash", "ts", "usage", "usage_daily", "usage_weekly", "usage_monthly", "key_limit",
+        "key_limit_remaining", "limit_reset", "disabled",
+    ),
+)  # fmt: skip
+_KEY_UPSERT = _upsert(
+    "keys",
+    ("hash",),
+    ("hash", "name", "label", "workspace_id", "first_seen", "last_seen", "deleted_at"),
+)
+_META_UPSERT = _upsert("meta", ("key",), ("key", "value"))
+_SILENCE_UPSERT = _upsert("silences", ("rule",), ("rule", "until", "reason", "created_at"))
+_DISABLED_UPSERT = _upsert("disabled_keys", ("hash",), ("hash", "name", "disabled_at", "reason"))
