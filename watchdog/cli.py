@@ -930,8 +930,17 @@ def _serve(
     # each change re-issues the permit with its headroom less what they hold.
     state = settings.state.path
     holds_path = state.with_name(state.name + ".holds.json")
+
+    def on_holds_change(total: float) -> None:
+        issuer.reissue(total)
+        if key_permits is not None:  # a key's file says its headroom less its holds
+            try:
+                key_permits.hold(holds.by_key(now()))
+            except OSError as exc:
+                logger.error("key_permit_write_failed", error=str(exc))
+
     try:
-        holds = Reservations(path=holds_path, on_change=issuer.reissue)
+        holds = Reservations(path=holds_path, on_change=on_holds_change)
     except HoldsUnreadable as exc:
         store.close()
         logger.error("holds_unreadable", detail=str(exc))
@@ -977,6 +986,7 @@ def _serve(
             memory=memory,
             published=published,
             reserved=holds.total,
+            reserved_by_key=holds.by_key,
             key_permits=key_permits,
         )
         if not targets:

@@ -146,11 +146,13 @@ class KeyRing:
             h = key.hash
             assert h is not None
             name = self.names.get(h, _name(key))
+            label = keyrules.printable(key.label) if key.label is not None else None
+            workspace = key.workspace_id
             facts[h] = keyrules.KeyFacts(
                 h,
                 name,
-                key.label,
-                key.workspace_id,
+                label,
+                keyrules.printable(workspace) if workspace is not None else None,
                 self.last[h],
                 budget.key_budget(_name(key), key.label, h),
             )

@@ -20,8 +20,9 @@ ECHO_CHARS = 40  # the most of a value from a permit or an answer a message repe
 _FILE_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 # A file name may have 255 bytes (NAME_MAX); a longer encoding keeps this much of itself and
 # ends in "~" and a hash of the name ("~" is in no other encoding, so names stay distinct).
-KEY_FILE_NAME_MAX = 255
-_KEY_FILE_PREFIX = 200
+# A file name may have 255 bytes; the writer's temp file adds about 20 to the name.
+KEY_FILE_NAME_MAX = 230
+_KEY_FILE_PREFIX = 190
 
 
 class Verdict:
@@ -81,7 +82,7 @@ def key_file_name(name: str) -> str:
     """The file in `<permit>.keys/` that holds the permit of the key named `name`: its UTF-8
     with every byte outside [A-Za-z0-9_-] (".", "/", "%", spaces, other scripts) written %XX,
     so no name walks out of the directory, hides as a dot file or meets another name. An
-    encoding longer than 255 bytes is cut to 200 and ends in "~" and 32 hex digits of the
+    encoding longer than 230 bytes is cut to 190 and ends in "~" and 32 hex digits of the
     name's SHA-256. Raise ValueError for an empty name, one with NUL, or one that is not
     text (a lone surrogate)."""
     if not name or "\0" in name:

@@ -16,6 +16,7 @@ files it vouches for (a new run starts with an empty directory and a new epoch).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -180,6 +181,8 @@ class KeyPermits:
         self._lock = threading.Lock()
         self._epoch: str | None = None
         self._written: dict[str, _Content] = {}  # by key name: what its file says
+        self._base: dict[str, KeyPermit] = {}  # by key name: the permit as last given
+        self._held: dict[str, float] = {}  # by key hash: what reservations hold
 
     @property
     def epoch(self) -> str | None:
@@ -211,6 +214,7 @@ class KeyPermits:
             changed = 0
             for name in [n for n in self._written if n not in states]:
                 del self._written[name]
+                self._base.pop(name, None)
                 if self._unlink(key_file_name(name)):
                     changed += 1
             for name, permit in states.items():
@@ -230,16 +234,45 @@ class KeyPermits:
                 if name in changed:
                     continue
                 self._written.pop(name, None)
+                self._base.pop(name, None)
                 with contextlib.suppress(ValueError):
                     if self._unlink(key_file_name(name)):
                         count += 1
+            failed: OSError | None = None
             for name, permit in changed.items():
-                count += self._put(name, permit, epoch)
+                try:
+                    count += self._put(name, permit, epoch)
+                except OSError as exc:  # that key's file is gone (no-go); the others go on
+                    failed = failed or exc
+            if failed is not None:
+                raise failed
+            return count
+
+    def hold(self, held: Mapping[str, float]) -> int:
+        """What pre-flight reservations hold per key (by hash) changed: rewrite the files
+        whose headroom it lowers (or raises again), so `gate --key --cost` agrees with
+        `/preflight?key=` at once. Return how many files were written. OSError."""
+        with self._lock:
+            epoch = self._epoch
+            if epoch is None or held == self._held:
+                return 0
+            touched = set(held) ^ set(self._held) | {
+                h for h in held if self._held.get(h) != held[h]
+            }
+            self._held = dict(held)
+            count = 0
+            for name, permit in list(self._base.items()):
+                if permit.hash in touched:
+                    count += self._put(name, permit, epoch)
             return count
 
     def _put(self, name: str, permit: KeyPermit, epoch: str) -> int:
         if name != permit.name:
             raise ValueError(f"key permit of {permit.name!r} filed under {name!r}")
+        self._base[name] = permit
+        held = self._held.get(permit.hash or "", 0.0)
+        if held and permit.headroom is not None:
+            permit = dataclasses.replace(permit, headroom=permit.headroom - held)
         try:
             file_name = key_file_name(name)
         except ValueError:

@@ -156,7 +156,9 @@ def by_key(
                 workspace=key.workspace_id,
                 spent_today=metrics.spent_today if metrics else None,
                 spent_month=metrics.spent_month if metrics else None,
-                spent_days=window[0] if window else None,
+                # Never below today's (which the provider's counters bound): the window
+                # holds today; our own samples alone may have missed some of it.
+                spent_days=_at_least(window[0] if window else None, metrics, days),
                 daily_limit=entry.daily_limit if entry else None,
                 monthly_limit=entry.monthly_limit if entry else None,
                 provider_limit=latest.key_limit if latest else None,
@@ -167,6 +169,14 @@ def by_key(
     return sorted(out, key=lambda k: (k.deleted, -(k.spent_month or 0.0), k.name))
 
 
+def _at_least(own: float | None, m: burn.Metrics | None, days: int) -> float | None:
+    floors = [] if m is None else [m.spent_today]
+    if m is not None and m.now - timedelta(days=days) <= m.month_start:  # and this month
+        floors.append(m.spent_month)
+    known = [v for v in (own, *floors) if v is not None]
+    return max(known) if known else None
+
+
 def render_keys(rows: Sequence[KeySpend], *, zone: str, days: int) -> str:
     """`report --by key` as a terminal table, bars as the account's."""
     if not rows:
@@ -175,7 +185,7 @@ def render_keys(rows: Sequence[KeySpend], *, zone: str, days: int) -> str:
             "key (provider.management_key_file).\n"
         )
     total = sum(k.spent_month or 0.0 for k in rows)
-    width = max([len(k.name) for k in rows] + [3])
+    width = min(40, max([len(k.name) + (10 if k.deleted else 0) for k in rows] + [3]))
     largest = max((k.spent_month or 0.0 for k in rows), default=0.0)
     lines = [
         f"Spend by key ({zone}, own samples, never below the provider's counters): "
@@ -188,6 +198,7 @@ def render_keys(rows: Sequence[KeySpend], *, zone: str, days: int) -> str:
         if k.provider_limit is not None:
             cap += f" {k.provider_reset or 'total'}"
         name = f"{k.name} (deleted)" if k.deleted else k.name
+        name = name if len(name) <= width else name[: width - 1] + "…"
         lines.append(
             f"  {name:<{width}}  {_against(k.spent_today, k.daily_limit):>18}  "
             f"{_against(k.spent_month, k.monthly_limit):>20}  {usd(k.spent_days):>10}  "

@@ -65,7 +65,7 @@ class Hold:
     amount: float
     until: datetime
     label: str
-    key: str = ""  # the key (name) a job reserved for, "" for the account only
+    key: str = ""  # the hash of the key a job reserved for, "" for the account only
 
 
 class Reservations:
@@ -135,8 +135,18 @@ class Reservations:
             self._expire_locked(now)
             return self._total
 
+    def by_key(self, now: datetime) -> dict[str, float]:
+        """What the holds made for keys add up to, by key hash."""
+        with self._lock:
+            self._expire_locked(now)
+            out: dict[str, float] = {}
+            for h in self._holds.values():
+                if h.key:
+                    out[h.key] = out.get(h.key, 0.0) + h.amount
+            return out
+
     def total_for(self, key: str, now: datetime) -> float:
-        """What the holds made for `key` (by name) add up to."""
+        """What the holds made for `key` (its hash) add up to."""
         with self._lock:
             self._expire_locked(now)
             return math.fsum(h.amount for h in self._holds.values() if h.key == key)
@@ -315,7 +325,7 @@ class _Prepared:
             # headroom_usd, and runway_days beside it (gate --url checks both)
             headroom=f'{_num(money(v.headroom))},"runway_days":'
             f"{_num(rounded(m.runway_days, 2) if m is not None else None)}",
-            keys={k.name: k for k in v.keys} | {k.hash: k for k in v.keys},
+            keys={k.hash: k for k in v.keys} | {k.name: k for k in v.keys},  # names win
         )
 
     def key_reasons(self, name: str, cost: float, reserved: float) -> list[str]:
@@ -426,9 +436,11 @@ class _Preflight:
         reserved = holds.total(now)
         reasons = p.reasons(now, cost, reserved, runway_floor)
         key = params.get("key")
+        row = p.keys.get(key) if key is not None else None
         if key is not None:
-            key = p.keys[key].name if key in p.keys else key  # a hash names the key too
-            reasons += p.key_reasons(key, cost, holds.total_for(key, now))
+            # Holds count per key by its hash: a rename keeps them, a name cannot dodge them.
+            held = holds.total_for(row.hash, now) if row is not None else 0.0
+            reasons += p.key_reasons(row.name if row is not None else key, cost, held)
         if reasons:
             return 409, _no_go(cost, p.headroom, reserved, reasons), []
         if not post:
@@ -444,7 +456,7 @@ class _Preflight:
             return 429, body, [(b"retry-after", str(wait).encode())]
         try:
             hold = holds.add(
-                cost, now + hold_for, params.get("label", "")[:MAX_LABEL], (key or "")[:200]
+                cost, now + hold_for, params.get("label", "")[:MAX_LABEL], row.hash if row else ""
             )
         except OSError as exc:  # a hold that would not survive a restart is not granted
             reason = f"cannot save the reservation: {exc.strerror or exc}"

@@ -14,7 +14,7 @@ The daemon schedules `run()`; tests call it with a hand-moved clock and a fake p
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -174,10 +174,13 @@ class Tick:
         reserved: Callable[[datetime], float] | None = None,
         digester: Digester | None = None,
         key_permits: permitfile.KeyPermits | None = None,
+        reserved_by_key: Callable[[datetime], Mapping[str, float]] | None = None,
     ) -> None:
         self.policy = policy
         # Every key's own permit file (management key), synced before the account's.
         self.key_permits = key_permits
+        self.reserved_by_key = reserved_by_key or (lambda now: {})
+        self._polled = False
         self.provider = provider
         self.admin = admin
         self.store = store
@@ -256,6 +259,7 @@ class Tick:
     def _run(self) -> TickResult:
         m = self.memory
         snapshot, error, skipped = self._poll()
+        self._polled = snapshot is not None  # this tick has a fresh listing
         now = self.clock()
         sample = self._absorb(snapshot, now) if snapshot is not None else None
         key_samples: list[KeySample] = []
@@ -523,7 +527,12 @@ class Tick:
         try:
             now = o.metrics.now
             if self.key_permits is not None:
-                self._sync_key_permits(o)
+                try:
+                    self._sync_key_permits(o)
+                except OSError as exc:
+                    # The keys whose files failed have none (no-go for their jobs); the
+                    # account's permit is decided on its own, and retried next tick.
+                    self.log.error("key_permit_write_failed", error=str(exc))
             if o.decision.armed:
                 self.permit.arm(
                     self._lease(now),
@@ -555,6 +564,8 @@ class Tick:
         ring = self.memory.keys
         if ring is None:
             return
+        # Holds that expired since the last change free their keys' headroom again.
+        self.key_permits.hold(self.reserved_by_key(o.metrics.now))
         before, now = ring.synced, o.judgements
         changed = {}
         for key_hash, j in now.items():
@@ -596,9 +607,17 @@ class Tick:
             account = _watched_keys(m.snapshot)
         elif not self.policy.killswitch.disable_keys and not o.judgements and not ours:
             return
+        snapshot = m.snapshot if self._polled else None
+        listed = {k.hash for k in snapshot.keys if k.hash} if snapshot is not None else set()
         disable, enable = provider_actions(
-            o.judgements, account, ours, self.policy.killswitch.revoke_on
+            o.judgements, account, ours, self.policy.killswitch.revoke_on, listed
         )
+        for key_hash, name in list(ours.items()):
+            known = o.known.get(key_hash)
+            if known is not None and known.deleted_at is not None:
+                with self.store.unit() as unit:  # deleted: nothing left to re-enable
+                    unit.forget_disabled(key_hash)
+                self.log.info("key_disabled_forgotten", key=name, reason="deleted")
         for key_hash, name in enable:
             try:
                 self.admin.set_key_disabled(key_hash, False)

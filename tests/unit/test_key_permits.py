@@ -126,11 +126,12 @@ def test_a_name_no_key_has_is_refused(name: str) -> None:
 
 
 def test_a_long_name_is_cut_and_hashed_within_name_max() -> None:
-    names = ["键" * 40, "键" * 40 + "x", "x" * 256, "x" * 257, "x" * 255]
+    names = ["键" * 40, "键" * 40 + "x", "x" * 231, "x" * 232, "x" * 230]
     files = [key_file_name(n) for n in names]
     assert len(set(files)) == len(names)
-    assert all(len(f.encode()) <= 255 and SAFE.fullmatch(f) for f in files)
-    assert files[-1] == "x" * 255  # 255 bytes fit as they are
+    # At most 230 bytes: the writer's temp file ".NAME.XXXXXXXX.tmp" must fit in 255 too.
+    assert all(len(f.encode()) <= 230 and SAFE.fullmatch(f) for f in files)
+    assert files[-1] == "x" * 230  # 230 bytes fit as they are
     assert "~" in files[0] and "%" not in files[0][-35:-33]  # no %XX cut in half
 
 
@@ -610,3 +611,10 @@ def test_update_touches_only_what_changed_and_headroom_is_coarse(tmp_path: Path)
     assert (directory / "b").stat().st_ino == inode
     assert keys.update(states(revoked("a", "daily limit", None))) == 1
     assert json.loads((directory / "a").read_text())["state"] == "revoked"
+
+
+def test_a_name_at_the_limit_is_written_with_its_temp_file(tmp_path: Path) -> None:
+    keys = KeyPermits(tmp_path / "permit.keys", lambda: NOW)
+    keys.start()
+    long = "夜間バッチ処理パイプライン本番環境用の要約ジョブ第二版"  # 243 bytes once encoded
+    assert keys.sync(states(armed(long), armed("x" * 230))) == 2

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from watchdog.core import burn
 from watchdog.core.model import BudgetPolicy, KeyUsage
 from watchdog.keyring import ASK_EVERY, KeyRing
@@ -68,3 +70,75 @@ def test_baselines_are_asked_for_keys_that_spend_a_few_a_tick_once_a_day() -> No
     ring.absorb([key(f"k{i}", 2.0) for i in range(5)], later, BUDGET)
     assert ring.to_ask(later, 3) == ["k0", "k1", "k2"]
     assert ring.inputs().priors["k0"].activity_daily == 2.0
+
+
+class _Admin:
+    """The management side a tick with keys uses, recording what it is asked."""
+
+    def __init__(self) -> None:
+        self.patches: list[tuple[str, bool]] = []
+
+    def activity(self, *, api_key_hash: str | None = None, day: object = None) -> list[object]:
+        return []
+
+    def set_key_disabled(self, key_hash: str, disabled: bool) -> None:
+        self.patches.append((key_hash, disabled))
+
+    def remember_watched_key(self, key_hash: str) -> None:
+        return None
+
+
+def test_a_key_file_that_cannot_be_written_never_keeps_the_account_permit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account's permit is revoked when it must be, whatever a key's file does."""
+    from tests.fakes import Clock, ScriptedProvider
+    from watchdog.config import load
+    from watchdog.core.model import Credits, Snapshot
+    from watchdog.log import get_logger
+    from watchdog.permitfile import Issuer, KeyPermits, keys_directory
+    from watchdog.tick import Tick
+
+    settings = load(
+        None,
+        require_key=False,
+        overrides={
+            "budget": {"daily_limit": 5.0},
+            "state": {"path": str(tmp_path / "state.db")},
+            "killswitch": {"path": str(tmp_path / "permit")},
+            "provider": {"management_key": "sk-or-v1-" + "0" * 64},
+        },
+    ).settings
+    clock = Clock(T0)
+
+    def snap(usage: float) -> Snapshot:
+        k = key("k1", usage)
+        return Snapshot(clock(), credits=Credits(100.0, usage), keys=(k,))
+
+    provider = ScriptedProvider(clock, [snap(0.0), snap(0.5), snap(9.0)])
+    issuer = Issuer(settings.killswitch.path, clock)
+    key_permits = KeyPermits(keys_directory(settings.killswitch.path), clock)
+    issuer.keys_epoch = key_permits.start()
+    tick = Tick(
+        policy=settings.policy(),
+        provider=provider,
+        admin=_Admin(),  # type: ignore[arg-type]
+        store=Store(settings.state.path),
+        permit=issuer,
+        clock=clock,
+        log=get_logger(),
+        key_permits=key_permits,
+    )
+    tick.run()
+    clock.advance(minutes=1)
+    tick.run()
+    assert settings.killswitch.path.exists()
+
+    def full(*args: object, **kwargs: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(key_permits, "update", full)
+    clock.advance(minutes=1)
+    result = tick.run()  # $9 of a $5 daily limit: revoked, though the key files fail
+    assert result.outcome is not None and not result.outcome.decision.armed
+    assert not settings.killswitch.path.exists()

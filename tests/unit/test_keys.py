@@ -178,6 +178,10 @@ def test_a_deleted_key_gets_one_notice_and_no_resolution() -> None:
     k.usage["batch-1"] = 6.0
     k.tick()
     del k.usage["batch-1"]
+    missed = k.tick()  # one listing without it is not a deletion (paging can skip a key)
+    assert [what for what, _, _ in missed.key_changes] == ["missing"]
+    assert not verdict(missed, "batch-1").armed  # judged as it was, until a listing says more
+    assert missed.events == []
     o = k.tick()
     assert [(e.kind, e.rule, e.key) for e in o.events] == [("notice", "key_deleted", "batch-1")]
     assert not any(ident[1] == "batch-1" for ident in o.alerts)
@@ -227,30 +231,33 @@ def test_disable_and_re_enable_only_what_we_disabled() -> None:
     k.tick()
     k.usage["batch-1"] = 6.0
     o = k.tick()
-    disable, enable = keys.provider_actions(o.judgements, [], {}, ("critical",))
+    listed = {"batch-1", "batch-2"}
+    disable, enable = keys.provider_actions(o.judgements, [], {}, ("critical",), listed)
     assert [(h, n) for h, n, _ in disable] == [("batch-1", "batch-1")] and enable == []
     # Disabled by us: still wanted disabled while the finding lasts, never twice.
-    assert keys.provider_actions(o.judgements, [], {"batch-1": "batch-1"}, ("critical",)) == (
-        [],
-        [],
-    )
+    ours = {"batch-1": "batch-1"}
+    assert keys.provider_actions(o.judgements, [], ours, ("critical",), listed) == ([], [])
     # Someone else disabled batch-2: never re-enabled by us.
     k.disabled.add("batch-2")
     o = k.tick()
-    assert keys.provider_actions(o.judgements, [], {}, ("critical",))[1] == []
+    assert keys.provider_actions(o.judgements, [], {}, ("critical",), listed)[1] == []
     # The next day batch-1's findings clear: re-enabled, because we disabled it.
     k.now += timedelta(days=1)
     k.daily["batch-1"] = 0.0
     cleared = k.tick(minutes=90)
     assert not any(j.findings for j in cleared.judgements.values())
-    assert keys.provider_actions(cleared.judgements, [], {"batch-1": "batch-1"}, ("critical",)) == (
+    assert keys.provider_actions(cleared.judgements, [], ours, ("critical",), listed) == (
         [],
         [("batch-1", "batch-1")],
     )
+    # Without this tick's listing (a failed poll, a restart), nothing is re-enabled.
+    assert keys.provider_actions(cleared.judgements, [], ours, ("critical",), set()) == ([], [])
 
 
 def test_the_account_kill_switch_still_disables_the_watched_keys() -> None:
-    disable, enable = keys.provider_actions({}, [("h1", "batch")], {"h2": "other"}, ("critical",))
+    disable, enable = keys.provider_actions(
+        {}, [("h1", "batch")], {"h2": "other"}, ("critical",), {"h1", "h2"}
+    )
     assert disable == [("h1", "batch", "the account's permit is revoked")]
     assert enable == [("h2", "other")]
 
@@ -277,3 +284,24 @@ def test_killswitch_revoke_on_warning_revokes_a_key_on_its_warning() -> None:
     k.tick()
     k.usage["batch-1"] = 4.5  # 90% of $5: a warning
     assert not verdict(k.tick(), "batch-1").armed
+
+
+def test_two_keys_that_swap_names_keep_their_own_alerts() -> None:
+    k = Keys({"alpha": 0.0, "beta": 0.0}, Policy(budget=BudgetPolicy(keys=(KeyBudget("*", 5.0),))))
+    k.tick()
+    k.usage["alpha"] = 6.0
+    since = k.tick().alerts[("daily_limit", "alpha")].since
+    k.names.update(alpha="beta", beta="alpha")
+    o = k.tick()
+    assert o.alerts[("daily_limit", "beta")].since == since  # the runaway, now named beta
+    assert ("daily_limit", "alpha") not in o.alerts
+    assert [e for e in o.events if e.rule == "daily_limit"] == []
+
+
+def test_names_no_one_could_store_or_tell_apart_are_made_unique() -> None:
+    names = keys.unique_names(
+        [("11111111aa", "dup"), ("22222222bb", "dup"), ("33", "dup~11111111"), ("44", "*")]
+    )
+    assert len(set(names.values())) == 4 and names["44"] == "*~44"
+    assert names["11111111aa"] == "dup~11111111aa"  # the short form is another key's name
+    assert keys.unique_names([("h", "\udcff")]) == {"h": "?"}

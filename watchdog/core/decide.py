@@ -182,13 +182,10 @@ def _keys(
         return states, judgements, known, changes, notices
     listing = [(f.hash, f.name, f.label, f.workspace_id) for f in k.listed]
     known, changes = keys.follow(k.known, listing, i.now)
+    if changes:
+        states = _move_alerts(states, changes)
     for what, key, before in changes:
-        if what == "renamed" and before is not None:
-            for ident in [x for x in states if x[1] == before.name]:
-                states[(ident[0], key.name)] = states.pop(ident)
-        elif what == "deleted" and before is not None:
-            for ident in [x for x in states if x[1] == before.name]:
-                del states[ident]
+        if what == "deleted" and before is not None:
             judgements.pop(key.hash, None)
             notices.append(
                 Event(
@@ -224,4 +221,24 @@ def _keys(
                 held=held,
                 prior=k.priors.get(facts.hash),
             )
+    for what, key, _ in changes:
+        if what == "missing" and key.hash in judgements:
+            fresh[key.hash] = judgements[key.hash]  # as it was, until a listing says more
     return states, fresh, known, changes, notices
+
+
+def _move_alerts(
+    states: Mapping[Ident, AlertState],
+    changes: Sequence[tuple[str, KnownKey, KnownKey | None]],
+) -> dict[Ident, AlertState]:
+    """The alert states after this listing's changes, in one pass over the old names (so
+    two keys that swap names move right): a renamed key's alerts follow it; a deleted
+    key's end (its notice says so); the account's (`*`) stay."""
+    renamed = {c[2].name: c[1].name for c in changes if c[0] == "renamed" and c[2] is not None}
+    deleted = {c[2].name for c in changes if c[0] == "deleted" and c[2] is not None}
+    out: dict[Ident, AlertState] = {}
+    for (rule, name), state in states.items():
+        if name != WATCHED and name in deleted:
+            continue
+        out[(rule, renamed.get(name, name) if name != WATCHED else name)] = state
+    return out

@@ -19,12 +19,13 @@ A key's findings carry its name in `key` (the account's is `*`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from watchdog.core import burn, rules
 from watchdog.core.model import (
+    WATCHED,
     BudgetPolicy,
     Finding,
     KeyBudget,
@@ -98,13 +99,27 @@ class KeyJudgement:
 
 
 def unique_names(keys: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Given (hash, name) pairs, return hash → a name unique among them: a name two keys
-    share is followed by "~" and the first 8 characters of the hash."""
-    pairs = list(keys)
+    """Given (hash, name) pairs, return hash → a name unique among them and apart from the
+    account's `*`: a name two keys share (or `*`) is followed by "~" and the first 8
+    characters of the hash, or the whole hash where that is another key's name too. A
+    lone surrogate (valid JSON, not UTF-8) is replaced, so the name can be stored."""
+    pairs = [(h, printable(name)) for h, name in keys]
     counts: dict[str, int] = {}
     for _, name in pairs:
         counts[name] = counts.get(name, 0) + 1
-    return {h: name if counts[name] == 1 else f"{name}~{h[:8]}" for h, name in pairs}
+    taken = set(counts)
+    out = {}
+    for h, name in pairs:
+        if counts[name] == 1 and name != WATCHED:
+            out[h] = name
+            continue
+        short = f"{name}~{h[:8]}"
+        out[h] = short if short not in taken else f"{name}~{h}"
+    return out
+
+
+def printable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def key_budget_policy(budget: BudgetPolicy, entry: KeyBudget | None) -> BudgetPolicy:
@@ -219,13 +234,16 @@ def provider_actions(
     account_disable: Sequence[tuple[str, str]],
     ours: Mapping[str, str],
     revoke_on: Sequence[str],
+    listed: Collection[str],
 ) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
     """Which keys to disable and re-enable at the provider: (hash, name, reason) to
     disable, (hash, name) to re-enable. A key is to be disabled when the account's
     kill switch disables it (`account_disable`, hash and name: `disable_keys` with the
-    permit revoked) or its own findings revoke it with `action = "disable"`; a key the
-    watchdog disabled (`ours`, hash → name) is re-enabled when neither holds any more. A
-    key is never disabled twice, and never re-enabled unless we disabled it."""
+    permit revoked) or its own findings revoke it with `action = "disable"`. A key the
+    watchdog disabled (`ours`, hash → name) is re-enabled when neither holds any more —
+    and only when this tick's listing (`listed`, hashes) has it: without a fresh listing
+    (a failed poll, a restart) nothing is re-enabled, and a deleted key is not asked
+    again. A key is never disabled twice, and never re-enabled unless we disabled it."""
     want = {h: (n, "the account's permit is revoked") for h, n in account_disable}
     for key_hash, j in judgements.items():
         if j.facts.action != "disable" or (j.facts.disabled and key_hash not in ours):
@@ -234,7 +252,7 @@ def provider_actions(
         if revoking and key_hash not in want:
             want[key_hash] = (j.facts.name, revoking[0].message)
     disable = [(h, n, why) for h, (n, why) in want.items() if h not in ours]
-    enable = [(h, n) for h, n in ours.items() if h not in want]
+    enable = [(h, n) for h, n in ours.items() if h not in want and h in listed]
     return disable, enable
 
 
@@ -245,9 +263,11 @@ def follow(
 ) -> tuple[dict[str, KnownKey], list[tuple[str, KnownKey, KnownKey | None]]]:
     """Given the keys followed so far (hash → KnownKey), this poll's full listing (hash,
     name, label, workspace) and the time, return the keys followed now and what changed:
-    ("new", key, None), ("renamed", key, before), ("deleted", key, before) — a deleted
-    key is told once (its `deleted_at` is set) and then no longer judged; a key that comes
-    back is followed again."""
+    ("new", key, None), ("renamed", key, before), ("changed", key, before) (label or
+    workspace), ("missing", key, before), ("deleted", key, before). A key is deleted only
+    when two listings in a row miss it (a listing paged by offset skips a key when another
+    one is deleted meanwhile): told once (`deleted_at`), then no longer judged; a key
+    that comes back is followed again."""
     out = dict(known)
     changes: list[tuple[str, KnownKey, KnownKey | None]] = []
     seen = set()
@@ -258,14 +278,29 @@ def follow(
             key = KnownKey(key_hash, name, label, workspace, now, now, None)
             changes.append(("new", key, before))
         elif (before.name, before.label, before.workspace_id) == (name, label, workspace):
+            if before.missing_since is not None:
+                out[key_hash] = replace(before, missing_since=None)
             continue  # as it was (last_seen is when it last changed)
         else:
-            key = replace(before, name=name, label=label, workspace_id=workspace, last_seen=now)
+            key = replace(
+                before,
+                name=name,
+                label=label,
+                workspace_id=workspace,
+                last_seen=now,
+                missing_since=None,
+            )
             changes.append(("renamed" if before.name != name else "changed", key, before))
         out[key_hash] = key
     for key_hash, before in known.items():
-        if key_hash not in seen and before.deleted_at is None:
-            gone = replace(before, deleted_at=now)
-            out[key_hash] = gone
-            changes.append(("deleted", gone, before))
+        if key_hash in seen or before.deleted_at is not None:
+            continue
+        if before.missing_since is None or before.missing_since >= now:
+            missing = replace(before, missing_since=before.missing_since or now)
+            out[key_hash] = missing
+            changes.append(("missing", missing, before))
+            continue
+        gone = replace(before, deleted_at=now, missing_since=None)
+        out[key_hash] = gone
+        changes.append(("deleted", gone, before))
     return out, changes

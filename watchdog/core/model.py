@@ -220,6 +220,9 @@ class KnownKey:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     deleted_at: datetime | None = None
+    # The first listing that missed it (memory only): one missing listing is not a
+    # deletion — a listing paged by offset can skip a key when another one is deleted.
+    missing_since: datetime | None = None
 
 
 @dataclass(frozen=True)
