@@ -102,6 +102,7 @@ def crash_loop(kills: int, fake: FakeOpenRouter, tmp_path: Path, seed: int) -> N
     assert expected, "the scenario produced no alerts to check"
 
 
+@pytest.mark.slow  # SIGKILLs at random moments (~10 s): make test-slow
 def test_a_few_random_kills(
     fake: FakeOpenRouter, tmp_path: Path, daemon: Callable[..., DaemonProcess]
 ) -> None:

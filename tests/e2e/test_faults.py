@@ -93,6 +93,7 @@ def watched(fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path
     return watch
 
 
+@pytest.mark.slow  # every provider fault in turn (~40 s): make test-slow
 def test_every_fault_is_survived_reported_and_recovered(
     fake: FakeOpenRouter, watched: Watch, tmp_path: Path
 ) -> None:
