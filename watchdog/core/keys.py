@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from watchdog.core import burn, rules
 from watchdog.core.model import (
@@ -38,6 +38,7 @@ from watchdog.core.model import (
 # A key measured this recently, whose counters have not moved and that had no finding,
 # keeps its numbers: nothing new can fire without spend. Its rates are refreshed this often.
 REFRESH_IDLE = timedelta(hours=1)
+NEVER = datetime.min.replace(tzinfo=UTC)  # a judgement that stands for no tick after its own
 
 
 @dataclass(frozen=True)
@@ -85,17 +86,10 @@ class KeyJudgement:
     measured_at: datetime
     own: KeyVerdict  # its permit by its own findings (the account's is added by `verdict`)
 
-    @property
-    def valid_until(self) -> datetime:
-        """Until when these numbers stand for a key listed exactly as now (see
-        `needs_judging`): not at all with a finding; else until the day ends, or sooner
-        (REFRESH_IDLE) while its rates are not zero."""
-        if self.findings:
-            return self.measured_at
-        m = self.metrics
-        if any(r.per_hour for r in (m.rate_now, m.rate_1h)):
-            return min(m.day_end, self.measured_at + REFRESH_IDLE)
-        return m.day_end
+    # Until when these numbers stand for a key listed exactly as now (see `needs_judging`;
+    # set by `judge`): not at all with a finding; else until the day ends, or sooner
+    # (REFRESH_IDLE) while its rates are not zero.
+    valid_until: datetime = NEVER
 
 
 def unique_names(keys: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -191,7 +185,14 @@ def judge(
     policy = key_budget_policy(budget, facts.budget)
     metrics = burn.measure(history, now, budget.tz, prior, account=False)
     findings = tuple(rules.evaluate_key(metrics, policy, facts.name, horizon=horizon, held=held))
-    return KeyJudgement(facts, metrics, findings, now, _own(facts, metrics, findings, killswitch))
+    own = _own(facts, metrics, findings, killswitch)
+    if findings:
+        until = now
+    elif any(r.per_hour for r in (metrics.rate_now, metrics.rate_1h)):
+        until = min(metrics.day_end, now + REFRESH_IDLE)
+    else:
+        until = metrics.day_end
+    return KeyJudgement(facts, metrics, findings, now, own, until)
 
 
 def verdict(j: KeyJudgement, account_armed: bool, account_reason: str) -> KeyVerdict:
