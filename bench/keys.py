@@ -35,31 +35,34 @@ class ManyKeys:
         self.usage = [0.0] * keys
         self.spending = spending
         self.tick = 0
+        self.rows: dict[int, KeyUsage] = {}
 
     def fetch(self) -> Snapshot:
         self.tick += 1
         for i in range(self.spending):
             k = (i * 7 + self.tick) % len(self.usage)  # a moving set of spending keys
             self.usage[k] += 0.01
-        rows = tuple(
-            KeyUsage(
-                usage=round(u, 6),
-                usage_daily=round(u, 6),
-                usage_weekly=round(u, 6),
-                usage_monthly=round(u, 6),
-                name=f"job-{i:03d}",
-                hash=f"{i:064x}",
-                limit=50.0,
-                limit_remaining=round(50.0 - u, 6),
-                limit_reset="daily",
-            )
-            for i, u in enumerate(self.usage)
-        )
+            self.rows.pop(k, None)
+        # As OpenRouterProvider does: an unchanged /keys row gives the same KeyUsage
+        # object as at the last poll; a changed one is parsed afresh.
+        for i, u in enumerate(self.usage):
+            if i not in self.rows:
+                self.rows[i] = KeyUsage(
+                    usage=round(u, 6),
+                    usage_daily=round(u, 6),
+                    usage_weekly=round(u, 6),
+                    usage_monthly=round(u, 6),
+                    name=f"job-{i:03d}",
+                    hash=f"{i:064x}",
+                    limit=50.0,
+                    limit_remaining=round(50.0 - u, 6),
+                    limit_reset="daily",
+                )
         total = sum(self.usage)
         return Snapshot(
             taken_at=self.clock(),  # type: ignore[operator]
             credits=Credits(total_credits=10_000.0, total_usage=total),
-            keys=rows,
+            keys=tuple(self.rows[i] for i in range(len(self.usage))),
         )
 
     def admin(self) -> ManyKeys:

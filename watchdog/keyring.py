@@ -101,7 +101,7 @@ class KeyRing:
                 continue
             before = self.raw.get(h)
             known = self.facts.get(h)
-            if before is not None and known is not None and before == key:
+            if before is not None and known is not None and (before is key or before == key):
                 if self.histories[h].touch(t):
                     self.flat_until[h] = now
                 facts[h] = known

@@ -180,8 +180,12 @@ def _keys(
     notices: list[Event] = []
     if k.listed is None:
         return states, judgements, known, changes, notices
-    listing = [(f.hash, f.name, f.label, f.workspace_id) for f in k.listed]
-    known, changes = keys.follow(k.known, listing, i.now)
+    listing_moved = len(k.listed) != len(judgements) or any(
+        (j := judgements.get(f.hash)) is None or j.facts is not f for f in k.listed
+    )
+    if listing_moved or any(x.missing_since is not None for x in k.known.values()):
+        listing = [(f.hash, f.name, f.label, f.workspace_id) for f in k.listed]
+        known, changes = keys.follow(k.known, listing, i.now)
     if changes:
         states = _move_alerts(states, changes)
     for what, key, before in changes:

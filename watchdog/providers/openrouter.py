@@ -55,6 +55,10 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Parsed /keys rows kept for reuse; beyond this many (keys that came and went) start over.
+MAX_CACHED_ROWS = 20_000
+
+
 class OpenRouterProvider:
     """Reads spend from OpenRouter. With `api_key`, the watched key's usage (/key); with
     `management_key`, the account's credits (/credits) and every key (/keys) of the
@@ -102,6 +106,8 @@ class OpenRouterProvider:
         self._clock = clock
         self._key_path = "/key"
         self._watched_hash: str | None = self._key_hash
+        # The last /keys row of each key and its parse (see _parsed_key).
+        self._rows: dict[tuple[str, str], tuple[dict[str, Any], KeyUsage]] = {}
         self._identity = self._configured_identity()
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -327,14 +333,28 @@ class OpenRouterProvider:
             if not isinstance(rows, list):
                 raise BadResponse("/keys: 'data' is not a list")
             for row in rows:
-                key = parse_key(row, "/keys")
-                if key.workspace_id is None:
-                    key = replace(key, workspace_id=workspace_id)
-                keys.append(key)
+                keys.append(self._parsed_key(row, workspace_id))
             offset += len(rows)
             if len(rows) < PAGE_SIZE:
                 break
         return keys
+
+    def _parsed_key(self, row: Any, workspace_id: str) -> KeyUsage:
+        """A /keys row as a KeyUsage: the very object of the last poll when the row is
+        the same (most keys of an account are idle; the tick then knows at a glance that
+        nothing moved), else parsed afresh."""
+        key_hash = row.get("hash") if isinstance(row, Mapping) else None
+        cached = self._rows.get((workspace_id, key_hash)) if isinstance(key_hash, str) else None
+        if cached is not None and cached[0] == row:
+            return cached[1]
+        key = parse_key(row, "/keys")
+        if key.workspace_id is None:
+            key = replace(key, workspace_id=workspace_id)
+        if isinstance(key_hash, str):
+            if len(self._rows) > MAX_CACHED_ROWS:
+                self._rows.clear()
+            self._rows[(workspace_id, key_hash)] = (dict(row), key)
+        return key
 
     def workspaces(self) -> list[Workspace]:
         """Every workspace of the account (management key): GET /workspaces, 100 a page
