@@ -11,6 +11,7 @@ the account's activity) stand in, and every rate says what backs it.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from array import array
 from collections.abc import Iterable, Sequence
@@ -293,16 +294,19 @@ def local_midnight(day: date, tz: tzinfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=64)  # the same instants for every key of a tick
 def day_bounds(now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
     today = now.astimezone(tz).date()
     return local_midnight(today, tz), local_midnight(today + timedelta(days=1), tz)
 
 
+@functools.lru_cache(maxsize=64)  # the same instants for every key of a tick
 def week_start(now: datetime, tz: tzinfo) -> datetime:
     today = now.astimezone(tz).date()
     return local_midnight(today - timedelta(days=today.weekday()), tz)
 
 
+@functools.lru_cache(maxsize=64)  # the same instants for every key of a tick
 def month_bounds(now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
     today = now.astimezone(tz).date()
     first = today.replace(day=1)
@@ -460,6 +464,7 @@ def _spent_since(history: History, start: datetime, now: datetime) -> tuple[floa
     return conservative, "own samples"
 
 
+@functools.lru_cache(maxsize=64)  # the same instants for every key of a tick
 def _utc_windows(ts: datetime) -> tuple[datetime, datetime, datetime]:
     """The provider's windows containing `ts`: UTC day, week (from Monday), month."""
     day = datetime.combine(ts.astimezone(UTC).date(), time(0), tzinfo=UTC)
