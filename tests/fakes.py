@@ -15,6 +15,9 @@ from watchdog.core.model import KeyUsage, Snapshot
 from watchdog.providers.base import AccountAdmin, Provider, ProviderError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.fake_openrouter import FakeOpenRouter
     from watchdog.config import Settings
     from watchdog.notify import Target
     from watchdog.tick import Tick
@@ -108,3 +111,22 @@ def as_nobody() -> Iterator[None]:
     finally:
         os.seteuid(uid)
         os.setegid(gid)
+
+
+def management_config(
+    tmp_path: Path, fake: FakeOpenRouter, *, state: bool = True, extra: str = ""
+) -> Path:
+    """A config file for a CLI command against `fake` with only a management key (mode
+    0600), and the daemon's state file beside it unless `state` is false."""
+    from tests.fake_openrouter import MANAGEMENT_KEY
+    from watchdog.store import Store
+
+    path = tmp_path / "watchdog.toml"
+    path.write_text(
+        f'[provider]\nbase_url = "{fake.base_url}"\nmanagement_key = "{MANAGEMENT_KEY}"\n'
+        f'[state]\npath = "{tmp_path}/state.db"\n{extra}'
+    )
+    path.chmod(0o600)
+    if state:
+        Store(tmp_path / "state.db").close()  # as the daemon leaves it
+    return path

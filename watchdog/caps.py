@@ -309,12 +309,11 @@ def command(ns: argparse.Namespace) -> int:
     record it. Exit 0 when everything asked was done (refusals included), 1 when the
     provider or the state file failed, 2 for a config error or no management key."""
     import contextlib
-    import getpass
     import json
-    import os
     import sqlite3
 
     from watchdog import config
+    from watchdog.actor import cli_actor
     from watchdog.providers.openrouter import OpenRouterProvider
     from watchdog.store import Store, StoreError
 
@@ -360,21 +359,14 @@ def command(ns: argparse.Namespace) -> int:
                 "counts as hand-set",
                 file=sys.stderr,
             )
-        provider = OpenRouterProvider(
-            p.base_url,
-            None,
-            p.management_key.get_secret_value(),
-            timeout=p.timeout.total_seconds(),
-            workspaces=tuple(p.workspaces),
-        )
+        provider = OpenRouterProvider.from_config(p, watched=False)
         stack.callback(provider.close)
         try:
             planned = survey(provider, policy, history, now, allow_raise=ns.allow_raise)
         except ProviderError as exc:
             return _fail(f"error: cannot list the account's keys: {exc.message}", EXIT_FAIL)
         if ns.apply and store is not None:
-            user = os.environ.get("SUDO_USER") or getpass.getuser()
-            planned = apply(planned, provider, store, f"{user} (cli)", now)
+            planned = apply(planned, provider, store, cli_actor(), now)
     if ns.json:
         print(json.dumps(caps.as_json(planned), indent=2))
     else:

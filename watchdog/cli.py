@@ -401,14 +401,6 @@ def _poke(loaded: Loaded) -> str:
     return f"{problem}; a running daemon applies it within {interval:g}s"
 
 
-def _operator() -> str:
-    import getpass
-    import os
-
-    user = os.environ.get("SUDO_USER") or getpass.getuser()
-    return f"{user} (cli)"
-
-
 # -- commands ----------------------------------------------------------------------------
 
 
@@ -434,15 +426,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
     loaded = _load(ns)  # the notification URLs are checked by the courier (see _serve)
     p = loaded.settings.provider
-    provider = OpenRouterProvider(
-        p.base_url,
-        p.api_key.get_secret_value() if p.api_key else None,
-        p.management_key.get_secret_value() if p.management_key else None,
-        key_hash=p.key_hash,
-        key_name=p.key_name,
-        timeout=p.timeout.total_seconds(),
-        workspaces=tuple(p.workspaces),
-        max_wait=min(30.0, p.poll_interval.total_seconds() / 2),
+    provider = OpenRouterProvider.from_config(
+        p, max_wait=min(30.0, p.poll_interval.total_seconds() / 2)
     )
     return _serve(ns, loaded, provider, interval=p.poll_interval.total_seconds())
 
@@ -608,11 +593,12 @@ def cmd_trip(ns: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from watchdog import permitfile
+    from watchdog.actor import cli_actor
     from watchdog.core.model import Override, PermitChange, Trip
 
     loaded = _load(ns, require_key=False)
     now = datetime.now(UTC)
-    by = _operator()
+    by = cli_actor()
 
     def trip(unit: Unit) -> None:
         unit.set_override(Override(trip=Trip(ns.reason, by, now)))
@@ -636,11 +622,12 @@ def cmd_trip(ns: argparse.Namespace) -> int:
 def cmd_arm(ns: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from watchdog.actor import cli_actor
     from watchdog.core.model import Override, PermitChange
 
     loaded = _load(ns, require_key=False)
     now = datetime.now(UTC)
-    by = _operator()
+    by = cli_actor()
 
     def arm(unit: Unit) -> None:
         unit.set_override(Override(trip=None, armed_at=now))
@@ -698,13 +685,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
     models = None
     p = settings.provider
     if p.management_key is not None:
-        provider = OpenRouterProvider(
-            p.base_url,
-            None,
-            p.management_key.get_secret_value(),
-            timeout=p.timeout.total_seconds(),
-            workspaces=tuple(p.workspaces),
-        )
+        provider = OpenRouterProvider.from_config(p, watched=False)
         try:
             rows = provider.activity()
         except ProviderError as exc:
@@ -750,13 +731,7 @@ def cmd_audit(ns: argparse.Namespace) -> int:
         )
     now = datetime.now(UTC)
     warnings: list[str] = []
-    provider = OpenRouterProvider(
-        p.base_url,
-        None,
-        p.management_key.get_secret_value(),
-        timeout=p.timeout.total_seconds(),
-        workspaces=tuple(p.workspaces),
-    )
+    provider = OpenRouterProvider.from_config(p, watched=False)
     with contextlib.ExitStack() as stack:
         stack.callback(provider.close)
         try:
@@ -809,17 +784,7 @@ def cmd_digest(ns: argparse.Namespace) -> int:
     log.set_secrets(settings.secrets())
     now = datetime.now(UTC)
     p = settings.provider
-    provider = (
-        OpenRouterProvider(
-            p.base_url,
-            p.api_key.get_secret_value() if p.api_key else None,
-            p.management_key.get_secret_value() if p.management_key else None,
-            timeout=p.timeout.total_seconds(),
-            workspaces=tuple(p.workspaces),
-        )
-        if settings.has_key
-        else None
-    )
+    provider = OpenRouterProvider.from_config(p) if settings.has_key else None
     try:
         with _state(loaded) as store:
             policy = settings.policy()

@@ -12,7 +12,7 @@ A collector reads the latest View; nothing is counted twice or kept here.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -21,12 +21,39 @@ from prometheus_client.metrics_core import Metric
 
 from watchdog.core.model import SEVERITY_ORDER, TICK_FAILURES
 from watchdog.core.rules import RULES
-from watchdog.core.view import View
+from watchdog.core.view import KeyRow, View
 from watchdog.core.words import DAY, HOUR
 
 # The provider errors' kinds (watchdog.providers.base), shown at 0 before the first one so
 # an alert on `increase(...)` has a series to watch. A kind not listed is exported too.
 POLL_ERROR_KINDS = ("auth", "bad_response", "error", "provider_budget", "rate_limited", "transient")
+
+
+# The per-key series labelled only by `key`: name, help, and the value from a key's row
+# (and whether the account's permit is armed); a None value leaves the key's sample out.
+PER_KEY: tuple[tuple[str, str, Callable[[KeyRow, bool], float | None]], ...] = (
+    ("key_provider_limit_usd", "Each key's own limit at the provider.", lambda k, _: k.limit),
+    (
+        "key_provider_limit_remaining_usd",
+        "What each key's provider limit leaves.",
+        lambda k, _: k.limit_remaining,
+    ),
+    (
+        "key_burn_rate_usd_per_second",
+        "Each key's burn rate (the faster of 10m and 1h; × 3600 for USD/h).",
+        lambda k, _: None if k.burn_rate_per_hour is None else k.burn_rate_per_hour / HOUR,
+    ),
+    (
+        "key_permit_armed",
+        "1 while the key's jobs may launch.",
+        lambda k, armed: int(k.armed and armed),
+    ),
+    (
+        "key_finding_severity",
+        "Each key's worst finding: 0 none, 1 warning, 2 critical.",
+        lambda k, _: max((SEVERITY_ORDER[f.severity] for f in k.findings), default=0),
+    ),
+)
 
 
 class _Collector:
@@ -173,48 +200,21 @@ class _Collector:
             "Each key's configured limits ([[budget.keys]]).",
             labels=["key", "window"],
         )
-        provider = GaugeMetricFamily(
-            "budget_watchdog_key_provider_limit_usd",
-            "Each key's own limit at the provider.",
-            labels=["key"],
-        )
-        remaining = GaugeMetricFamily(
-            "budget_watchdog_key_provider_limit_remaining_usd",
-            "What each key's provider limit leaves.",
-            labels=["key"],
-        )
-        rates = GaugeMetricFamily(
-            "budget_watchdog_key_burn_rate_usd_per_second",
-            "Each key's burn rate (the faster of 10m and 1h; × 3600 for USD/h).",
-            labels=["key"],
-        )
-        armed = GaugeMetricFamily(
-            "budget_watchdog_key_permit_armed",
-            "1 while the key's jobs may launch.",
-            labels=["key"],
-        )
-        severity = GaugeMetricFamily(
-            "budget_watchdog_key_finding_severity",
-            "Each key's worst finding: 0 none, 1 warning, 2 critical.",
-            labels=["key"],
-        )
+        per_key = [
+            (GaugeMetricFamily(f"budget_watchdog_{name}", doc, labels=["key"]), value)
+            for name, doc, value in PER_KEY
+        ]
         for k in v.keys:
-            for window, value in (("day", k.spent_today), ("month", k.spent_month)):
-                if (known := _finite(value)) is not None:
+            for window, spend in (("day", k.spent_today), ("month", k.spent_month)):
+                if (known := _finite(spend)) is not None:
                     spent.add_metric([k.name, window], known)
             for window, limit in (("day", k.daily_limit), ("month", k.monthly_limit)):
                 if limit:
                     limits.add_metric([k.name, window], limit)
-            if (known := _finite(k.limit)) is not None:
-                provider.add_metric([k.name], known)
-            if (known := _finite(k.limit_remaining)) is not None:
-                remaining.add_metric([k.name], known)
-            if (known := _finite(k.burn_rate_per_hour)) is not None:
-                rates.add_metric([k.name], known / HOUR)
-            armed.add_metric([k.name], int(k.armed and v.armed))
-            worst = max((SEVERITY_ORDER[f.severity] for f in k.findings), default=0)
-            severity.add_metric([k.name], worst)
-        yield from (spent, limits, provider, remaining, rates, armed, severity)
+            for family, value in per_key:
+                if (known := _finite(value(k, v.armed))) is not None:
+                    family.add_metric([k.name], known)
+        yield from (spent, limits, *(family for family, _ in per_key))
 
     def _targets(self) -> Iterator[Metric]:
         # Labelled by the target's id, never its URL (which may hold credentials).

@@ -19,8 +19,8 @@ from tests.fake_openrouter import (
     FakeOpenRouter,
     Fault,
 )
+from tests.fakes import management_config as config
 from watchdog.cli import main
-from watchdog.store import Store
 
 DAYS = 30
 
@@ -31,18 +31,6 @@ def fake() -> Iterator[FakeOpenRouter]:
     server.audit_account()
     yield server
     server.stop()
-
-
-def config(tmp_path: Path, fake: FakeOpenRouter, *, state: bool = True, extra: str = "") -> Path:
-    path = tmp_path / "watchdog.toml"
-    path.write_text(
-        f'[provider]\nbase_url = "{fake.base_url}"\nmanagement_key = "{MANAGEMENT_KEY}"\n'
-        f'[state]\npath = "{tmp_path}/state.db"\n{extra}'
-    )
-    path.chmod(0o600)
-    if state:
-        Store(tmp_path / "state.db").close()  # as the daemon leaves it
-    return path
 
 
 def audit_json(path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tests.fake_openrouter import (
     activity_row,
     key_row,
 )
+from tests.fakes import management_config as config
 from watchdog import caps, cli
 from watchdog.core.model import CapsPolicy, Policy
 from watchdog.providers.openrouter import OpenRouterProvider
@@ -64,18 +65,6 @@ def fake() -> Iterator[FakeOpenRouter]:
         spend(server, HOT, back, 2.0)
     yield server
     server.stop()
-
-
-def config(tmp_path: Path, fake: FakeOpenRouter, *, state: bool = True, extra: str = "") -> Path:
-    path = tmp_path / "watchdog.toml"
-    path.write_text(
-        f'[provider]\nbase_url = "{fake.base_url}"\nmanagement_key = "{MANAGEMENT_KEY}"\n'
-        f'[state]\npath = "{tmp_path}/state.db"\n{extra}'
-    )
-    path.chmod(0o600)
-    if state:
-        Store(tmp_path / "state.db").close()  # as the daemon leaves it
-    return path
 
 
 def _wired() -> bool:

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_server import NOW, App, view
 from watchdog.core.model import BudgetPolicy, Finding, PollHealth, TargetHealth
-from watchdog.core.view import TargetView, View, starting
+from watchdog.core.view import KeyRow, TargetView, View, starting
 
 PROMTOOL = shutil.which("promtool")
 WINDOWS = {"day", "week", "month"}
@@ -38,7 +38,27 @@ def rich_view() -> View:
         severities=("critical",),
         health=TargetHealth(sent=5, failed=1, pending=2),
     )
-    return replace(v, poll=poll, targets=(*v.targets, target))
+    row = KeyRow(
+        name="batch",
+        hash="b" * 64,
+        label=None,
+        workspace_id=None,
+        disabled=False,
+        spent_today=21.0,
+        spent_month=40.0,
+        burn_rate_per_hour=3.6,
+        limit=50.0,
+        limit_remaining=29.0,
+        limit_reset="daily",
+        daily_limit=20.0,
+        monthly_limit=None,
+        action="revoke",
+        armed=False,
+        reason="m",
+        headroom=0.0,
+        findings=(Finding("daily_limit", "critical", 21.0, 20.0, "m", key="batch"),),
+    )
+    return replace(v, poll=poll, targets=(*v.targets, target), keys=(row,), keys_watched=True)
 
 
 def scrape(v: View) -> str:
@@ -169,3 +189,13 @@ def test_a_stale_view_reports_its_age_in_seconds() -> None:
         NOW.timestamp()
     )
     assert values[("budget_watchdog_permit_armed", ())] == 0
+
+
+def test_per_key_series_are_labelled_by_the_key_s_name() -> None:
+    text = scrape(rich_view())
+    assert labelled(text, "budget_watchdog_key_permit_armed", "key") == {"batch": 0.0}
+    assert labelled(text, "budget_watchdog_key_finding_severity", "key") == {"batch": 2.0}
+    assert labelled(text, "budget_watchdog_key_burn_rate_usd_per_second", "key") == {"batch": 0.001}
+    limits = samples(text)
+    assert limits[("budget_watchdog_key_limit_usd", (("key", "batch"), ("window", "day")))] == 20
+    assert "b" * 64 not in text  # never the hash, let alone the secret

@@ -406,31 +406,22 @@ def change_record(
     if not plan.applies or plan.proposed is None:
         raise ValueError(f"{plan.name}: {plan.shown_change} is not a change to record")
     if isinstance(plan, KeyPlan):
-        why = plan.basis
-        found = plan.estimate
+        why, found = plan.basis, plan.estimate
         if found is not None and plan.basis.startswith(ESTIMATOR):
             why = f"{ESTIMATOR} of {found.days} days {usd(found.expected)} × {survey.caps.factor:g}"
-        return CapChange(
-            at=at,
-            hash=plan.hash,
-            name=plan.name,
-            old_limit=plan.current_limit,
-            old_reset=plan.current_reset,
-            new_limit=plan.proposed,
-            new_reset=KEY_RESET,
-            actor=actor,
-            reason=f"caps: {why}",
-        )
+        audit_hash, new_reset = plan.hash, KEY_RESET
+    else:
+        why, audit_hash, new_reset = "[budget] monthly_limit", plan.audit_hash, WORKSPACE_INTERVAL
     return CapChange(
         at=at,
-        hash=plan.audit_hash,
+        hash=audit_hash,
         name=plan.name,
         old_limit=plan.current_limit,
         old_reset=plan.current_reset,
         new_limit=plan.proposed,
-        new_reset=WORKSPACE_INTERVAL,
+        new_reset=new_reset,
         actor=actor,
-        reason="caps: [budget] monthly_limit",
+        reason=f"caps: {why}",
     )
 
 

@@ -13,7 +13,7 @@ useful rather than noisy:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -67,22 +67,7 @@ def evaluate(
     held = held or {}
     ctx = _Context(metrics, budget, horizon, held)
     found = [
-        ctx.limit(
-            "daily_limit",
-            metrics.spent_today,
-            budget.daily_limit,
-            "today",
-            "daily",
-            metrics.day_end,
-        ),
-        ctx.limit(
-            "monthly_limit",
-            metrics.spent_month,
-            budget.monthly_limit,
-            "this month",
-            "monthly",
-            metrics.month_end,
-        ),
+        *ctx.limits(),
         ctx.forecast(),
         ctx.buffer(),
         ctx.min_balance(),
@@ -95,8 +80,12 @@ def evaluate(
         _permit_write(permit_error),
         _clock_behind(metrics),
     ]
-    result = [f for f in found if f is not None]
-    return sorted(result, key=lambda f: (-SEVERITY_ORDER[f.severity], RULES.index(f.rule)))
+    return _ranked(f for f in found if f is not None)
+
+
+def _ranked(findings: Iterable[Finding]) -> list[Finding]:
+    """Most severe first, then in the order of RULES."""
+    return sorted(findings, key=lambda f: (-SEVERITY_ORDER[f.severity], RULES.index(f.rule)))
 
 
 def evaluate_key(
@@ -112,32 +101,12 @@ def evaluate_key(
     with the same prediction and hysteresis as the account's. Each finding carries the
     key's name in `key`, and its sentence starts with it."""
     ctx = _Context(metrics, budget, horizon, held or {}, key)
-    found = [
-        ctx.limit(
-            "daily_limit",
-            metrics.spent_today,
-            budget.daily_limit,
-            "today",
-            "daily",
-            metrics.day_end,
-        ),
-        ctx.limit(
-            "monthly_limit",
-            metrics.spent_month,
-            budget.monthly_limit,
-            "this month",
-            "monthly",
-            metrics.month_end,
-        ),
-        ctx.key_limit(),
-        ctx.spike(),
-    ]
-    result = [
+    found = [*ctx.limits(), ctx.key_limit(), ctx.spike()]
+    return _ranked(
         replace(f, key=key, message=f"Key {key}: {f.message[:1].lower()}{f.message[1:]}")
         for f in found
         if f is not None
-    ]
-    return sorted(result, key=lambda f: (-SEVERITY_ORDER[f.severity], RULES.index(f.rule)))
+    )
 
 
 KEY_RULES = ("daily_limit", "monthly_limit", "key_limit", "spike")
@@ -162,6 +131,21 @@ class _Context:
         # catches it. Predictions use whichever is faster, so they err towards stopping.
         rates = [r for r in (metrics.rate_now.per_hour, metrics.rate_1h.per_hour) if r is not None]
         self.rate = max(rates) if rates else None
+
+    def limits(self) -> tuple[Finding | None, Finding | None]:
+        """The daily and monthly limits of the budget (the account's, or one key's)."""
+        m, b = self.m, self.b
+        return (
+            self.limit("daily_limit", m.spent_today, b.daily_limit, "today", "daily", m.day_end),
+            self.limit(
+                "monthly_limit",
+                m.spent_month,
+                b.monthly_limit,
+                "this month",
+                "monthly",
+                m.month_end,
+            ),
+        )
 
     def _held(self, rule: str) -> Severity | None:
         return self.held.get((rule, self.key))

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlparse
 
 import httpx
@@ -42,6 +42,9 @@ from watchdog.providers.base import (
     Workspace,
     WorkspaceBudget,
 )
+
+if TYPE_CHECKING:
+    from watchdog.config import ProviderConfig
 
 USER_AGENT = f"budget-watchdog/{__version__} (+spend watchdog; python-httpx)"
 PAGE_SIZE = 100
@@ -117,6 +120,23 @@ class OpenRouterProvider:
             transport=transport,
             follow_redirects=False,
         )
+
+    @classmethod
+    def from_config(
+        cls, p: ProviderConfig, *, watched: bool = True, **options: Any
+    ) -> OpenRouterProvider:
+        """The provider as `[provider]` configures it: its keys (without `watched`, the
+        management key alone: the account's side only), workspaces, timeout; `options`
+        add or override keyword arguments (the daemon's `max_wait`)."""
+        api_key = p.api_key.get_secret_value() if watched and p.api_key else None
+        management = p.management_key.get_secret_value() if p.management_key else None
+        settings: dict[str, Any] = {
+            "key_hash": p.key_hash,
+            "key_name": p.key_name,
+            "timeout": p.timeout.total_seconds(),
+            "workspaces": tuple(p.workspaces),
+        }
+        return cls(p.base_url, api_key, management, **(settings | options))
 
     @property
     def has_management_key(self) -> bool:
