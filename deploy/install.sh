@@ -8,7 +8,7 @@ umask 022  # the venv and the unit must be readable by the service user and by s
 
 usage() {
     cat <<'USAGE'
-Usage: deploy/install.sh [--prefix DIR] [--python PATH] [--destdir DIR]
+Usage: deploy/install.sh [--prefix DIR] [--python PATH] [--destdir DIR] [--state-url-file FILE]
        deploy/install.sh --uninstall [--purge] [--prefix DIR] [--destdir DIR]
 
   (no option)      install or upgrade: a venv in /opt/budget-watchdog, the budget-watchdog
@@ -17,6 +17,12 @@ Usage: deploy/install.sh [--prefix DIR] [--python PATH] [--destdir DIR]
   --uninstall      remove the unit and the venv; config, keys and state stay
   --purge          with --uninstall only: also remove config, keys, state and the user
   --prefix DIR     the venv's place (default /opt/budget-watchdog)
+  --state-url-file FILE
+                   keep the state in PostgreSQL, shared with other hosts: FILE holds the
+                   postgresql:// URL with its password (one line). It is installed as
+                   /etc/budget-watchdog/keys/state_url (0600 root; the unit passes it to the
+                   service as the credential state_url), never printed, and a `path` in the
+                   config's [state] is commented out (a state is kept in one place)
   --python PATH    the Python the venv is made from (default: the first usable of
                    /usr/bin/python3, /usr/local/bin/python3, python3 on PATH; one under
                    /root, /home or /run/user is refused: the unit has ProtectHome=yes)
@@ -41,6 +47,7 @@ DESTDIR=${DESTDIR:-}
 ACTION=install
 PURGE=no
 PYTHON=${PYTHON:-}
+STATE_URL_FILE=
 SERVICE_USER=budget-watchdog
 SOURCE=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -53,6 +60,8 @@ while [ $# -gt 0 ]; do
         --destdir=*) DESTDIR=${1#*=}; shift ;;
         --python) need_value "$@"; PYTHON=$2; shift 2 ;;
         --python=*) PYTHON=${1#*=}; shift ;;
+        --state-url-file) need_value "$@"; STATE_URL_FILE=$2; shift 2 ;;
+        --state-url-file=*) STATE_URL_FILE=${1#*=}; shift ;;
         --uninstall) ACTION=uninstall; shift ;;
         --purge) PURGE=yes; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -61,6 +70,29 @@ while [ $# -gt 0 ]; do
 done
 if [ "$PURGE" = yes ] && [ "$ACTION" != uninstall ]; then
     usage_error "--purge only goes with --uninstall"
+fi
+if [ -n "$STATE_URL_FILE" ] && [ "$ACTION" != install ]; then
+    usage_error "--state-url-file goes with an install, not --uninstall"
+fi
+# Why FILE cannot be the state's URL, or nothing when it can. Checked before anything is
+# installed; nothing here prints the file's content (the URL holds a password).
+state_url_problem() {
+    local file=$1 lines first
+    if [ ! -f "$file" ] || [ ! -r "$file" ]; then say "not a readable file"; return 0; fi
+    lines=$(grep -c '[^[:space:]]' -- "$file" || true)
+    if [ "$lines" != 1 ]; then
+        say "must hold one line, the postgresql:// URL (it has $lines that are not blank)"
+        return 0
+    fi
+    first=$(grep -m 1 '[^[:space:]]' -- "$file" | sed $'s/^\xEF\xBB\xBF//; s/^[[:space:]]*//')
+    case "$first" in
+        postgresql://*|postgres://*) ;;
+        *) say "does not hold a postgresql:// (or postgres://) URL" ;;
+    esac
+}
+if [ -n "$STATE_URL_FILE" ]; then
+    why=$(state_url_problem "$STATE_URL_FILE")
+    [ -z "$why" ] || usage_error "--state-url-file $STATE_URL_FILE: $why"
 fi
 case "$PREFIX" in
     *[!A-Za-z0-9._/+-]*) usage_error "--prefix: use letters, digits and . _ / + - only, not '$PREFIX'" ;;
@@ -323,6 +355,45 @@ AFTER=$(fingerprint)
 if [ -z "$AFTER" ]; then AFTER="${version#budget-watchdog } (no fingerprint)"; fi
 
 # -- config ---------------------------------------------------------------------------------
+# The state in PostgreSQL: the URL file becomes keys/state_url, which the unit hands to the
+# service as the credential state_url (LoadCredential=; the keys/ directory is root's 0700,
+# so only root and the service see it). The config then must not name a SQLite path: a
+# `path` in [state] is commented out; a url or url_file there would win over the credential.
+STATE_URL_CHANGED=no
+use_state_url() {
+    local dest=$ETC/keys/state_url config=$ETC/watchdog.toml edited
+    if [ -f "$dest" ] && cmp -s -- "$STATE_URL_FILE" "$dest"; then
+        say "    kept $dest: it holds the same URL"
+    else
+        install -m 0600 -- "$STATE_URL_FILE" "$dest.tmp"
+        mv -f -- "$dest.tmp" "$dest"
+        STATE_URL_CHANGED=yes
+        say "    installed the state's URL as $dest ($(stat -c '%a %U' -- "$dest"); the credential state_url)"
+    fi
+    edited=$(awk '
+        /^[[:space:]]*\[/ { in_state = ($0 ~ /^[[:space:]]*\[state\][[:space:]]*(#.*)?$/) }
+        in_state && /^[[:space:]]*path[[:space:]]*=/ {
+            print "# " $0 "  # commented out by install.sh --state-url-file: the state is in PostgreSQL"
+            next
+        }
+        { print }
+    ' "$config")
+    if [ "$edited" != "$(cat "$config")" ]; then
+        printf '%s\n' "$edited" > "$config.tmp"
+        chmod --reference="$config" "$config.tmp"
+        chown --reference="$config" "$config.tmp" 2>/dev/null || true
+        mv -f -- "$config.tmp" "$config"
+        STATE_URL_CHANGED=yes
+        say "    commented out [state] path in $config: the state is in PostgreSQL now"
+    fi
+    if awk '
+        /^[[:space:]]*\[/ { in_state = ($0 ~ /^[[:space:]]*\[state\][[:space:]]*(#.*)?$/) }
+        in_state && /^[[:space:]]*url(_file)?[[:space:]]*=/ { found = 1 }
+        END { exit !found }
+    ' "$config"; then
+        warn "$config sets [state] url or url_file, which wins over the credential: remove it to use $dest"
+    fi
+}
 say "==> config in $ETC"
 install -d -m 0755 "$ETC"
 install -d -m 0700 "$ETC/keys"
@@ -333,6 +404,7 @@ if [ ! -e "$ETC/watchdog.toml" ]; then
 else
     say "    kept the existing $ETC/watchdog.toml"
 fi
+if [ -n "$STATE_URL_FILE" ]; then use_state_url; fi
 if [ -n "$RUN_AS" ] && ! as_service test -r "$ETC/watchdog.toml"; then
     warn "$RUN_AS cannot read $ETC/watchdog.toml ($(stat -c '%a %U:%G' "$ETC/watchdog.toml")): the service will fail; chgrp $GROUP it and chmod 0640"
 fi
@@ -375,6 +447,8 @@ elif [ "$REBUILT" = yes ]; then
     what="the venv was rebuilt (code unchanged: $AFTER)"
 elif [ "$UNIT_CHANGED" = yes ]; then
     what="the unit changed (code unchanged: $AFTER)"
+elif [ "$STATE_URL_CHANGED" = yes ]; then
+    what="the state's URL or [state] changed (code unchanged: $AFTER)"
 else
     what=
 fi
@@ -401,7 +475,8 @@ budget-watchdog ${AFTER%% *} is installed. Next:
      (and, optionally, a management key in $ETC/keys/management_key); chmod 600 both.
      The unit hands them to the service as the credentials openrouter_api_key and
      openrouter_management_key.
-  2. Set your limits in $ETC/watchdog.toml, then check it:
+  2. Set your limits in $ETC/watchdog.toml, then check it (as root, so that it reads
+     keys/ as the service gets them; passwords and keys are shown masked):
        $VENV/bin/budget-watchdog check-config --config $ETC/watchdog.toml
   3. Start it and follow it:
        systemctl enable --now budget-watchdog
@@ -409,3 +484,10 @@ budget-watchdog ${AFTER%% *} is installed. Next:
   4. Let batch jobs check the permit before they launch:
        $VENV/bin/budget-watchdog gate --cost 3 && python batch.py
 NEXT
+if [ -n "$STATE_URL_FILE" ]; then
+    cat <<SHARED
+The state is in PostgreSQL: the URL is $ETC/keys/state_url (the credential state_url),
+shared by every host that runs this unit with the same URL. check-config shows it with the
+password masked; see README.md, "Running several".
+SHARED
+fi

@@ -7,8 +7,8 @@ Key files (`*_file` keys, systemd credentials, `keys/` beside the config file) a
 place: the sample config (`watchdog.example.toml`) is generated from this module and a test
 fails when they drift. `Settings.policy()` hands the core its plain, frozen view.
 
-Imports nothing from `watchdog` but `watchdog.core.model`, so every other module may
-import this one.
+Imports nothing from `watchdog` but the core's types, and `watchdog.db` (standard library
+only) lazily to mask the state's PostgreSQL URL, so every other module may import this one.
 """
 
 from __future__ import annotations
@@ -65,9 +65,18 @@ MANAGEMENT_KEY_ENV = "OPENROUTER_MANAGEMENT_KEY"
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 API_KEY_CREDENTIAL = "openrouter_api_key"
 MANAGEMENT_KEY_CREDENTIAL = "openrouter_management_key"
+# The status endpoint's bearer token, as keys are found: the unit's
+# LoadCredential=server_token:…/keys/server_token (blank by default), keys/server_token.
+SERVER_TOKEN_CREDENTIAL = "server_token"  # noqa: S105 (a credential's name, not its value)
+# The PostgreSQL URL of a shared state: the unit's LoadCredential=state_url:…/keys/state_url
+# (its SetCredential= default is blank: no URL, SQLite), keys/state_url beside the config
+# otherwise.
+STATE_URL_CREDENTIAL = "state_url"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # what libpq takes (lower case only)
 
 MAX_AMOUNT = 1e9  # USD; anything above is a typo, and floats stay exact well beyond it
 KEY_FILE_MAX_BYTES = 64 * 1024  # a key is ~100 bytes; this bounds a read of the wrong file
+TLS_FILE_MAX_BYTES = 1024 * 1024  # a certificate chain is a few KiB
 
 
 # -- value types ---------------------------------------------------------------------------
@@ -478,6 +487,23 @@ class ServerConfig(_Section):
     token: SecretStr = Field(
         SecretStr(""), description="Bearer token; required when listen is not loopback."
     )
+    token_file: Path | None = Field(
+        None,
+        description="File holding the token; relative paths resolve in "
+        "$CREDENTIALS_DIRECTORY. Without token or token_file: the credential server_token, "
+        "or keys/server_token beside the config, when present.",
+        examples=["/etc/budget-watchdog/keys/server_token"],
+    )
+    tls_cert: str = Field(
+        "",
+        description="PEM certificate (chain) file: with tls_key, the endpoint speaks HTTPS "
+        "and remote gates' tokens cross the network encrypted.",
+    )
+    tls_key: str = Field(
+        "",
+        description="PEM private key file of tls_cert, without a passphrase. Relative paths "
+        "(both) resolve in $CREDENTIALS_DIRECTORY.",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -486,10 +512,16 @@ class ServerConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _token_off_loopback(self) -> ServerConfig:
-        if not is_loopback(self.host) and not self.token.get_secret_value():
-            why = f"required when server.listen ({self.listen}) is not a loopback address"
-            _reject([("token", why)])
+    def _tls_pair(self) -> ServerConfig:
+        # A token off loopback is checked by load(), once token_file and the credential
+        # server_token have been read.
+        problems = []
+        for given, missing in (("tls_cert", "tls_key"), ("tls_key", "tls_cert")):
+            if getattr(self, given) and not getattr(self, missing):
+                problems.append(
+                    (missing, f"{given} is set but {missing} is not: give both (HTTPS) or neither")
+                )
+        _reject(problems)
         return self
 
     @property
@@ -499,6 +531,18 @@ class ServerConfig(_Section):
     @property
     def port(self) -> int:
         return split_listen(self.listen)[1]
+
+    @property
+    def tls(self) -> tuple[Path, Path] | None:
+        """(certificate, key) when the endpoint speaks HTTPS, else None. After load() both
+        are absolute paths to files that were readable and hold a matching pair."""
+        if not (self.tls_cert and self.tls_key):
+            return None
+        return Path(self.tls_cert), Path(self.tls_key)
+
+    @property
+    def scheme(self) -> Literal["http", "https"]:
+        return "https" if self.tls else "http"
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -522,13 +566,118 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def state_url(text: str) -> str:
+    """Given a PostgreSQL URL as written (a config value, a file's content), return it
+    without surrounding whitespace or a UTF-8 byte-order mark ("" when nothing is left).
+    Raise ValueError when it is not one postgresql:// (or postgres://) URL on one line;
+    the message never contains the URL, whose password is a secret."""
+    text = text.strip().removeprefix("\ufeff").strip()
+    if not text:
+        return ""
+    if sum(1 for line in text.splitlines() if line.strip()) > 1:
+        raise ValueError("holds more than one line: only the URL, no comments or second URL")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError("contains whitespace or a control character: a URL is one token")
+    if not text.startswith(POSTGRES_SCHEMES):
+        scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]{0,20}://", text)
+        said = f", not {scheme.group(0)}" if scheme else ""
+        raise ValueError(f"must be a postgresql:// (or postgres://) URL{said}")
+    return text
+
+
+def _state_url_value(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    try:
+        url = state_url(value.get_secret_value())
+    except ValueError as exc:
+        raise PydanticCustomError("url_format", "{reason}", {"reason": str(exc)}) from None
+    return SecretStr(url) if url else None
+
+
 class StateConfig(_Section):
-    """[state]: where history, alert state and the outbox are kept."""
+    """[state]: where history, alert state and the outbox are kept (SQLite, or PostgreSQL)."""
 
     path: Path = Field(
         Path("/var/lib/budget-watchdog/state.db"),
-        description="SQLite file (created with its directory).",
+        description="SQLite file (created with its directory), for one host: the default. "
+        "Not together with a URL.",
     )
+    url: Annotated[SecretStr | None, AfterValidator(_state_url_value)] = Field(
+        None,
+        description="PostgreSQL URL of a state shared by several instances (one leads). "
+        "Its password is a secret: prefer url_file or the credential state_url.",
+        examples=["postgresql://watchdog@db.internal:5432/watchdog?sslmode=verify-full"],
+    )
+    url_file: Path | None = Field(
+        None,
+        description="File holding the PostgreSQL URL with its password; relative paths "
+        "resolve in $CREDENTIALS_DIRECTORY. Without url or url_file: the credential "
+        "state_url, or keys/state_url beside the config, when present.",
+        examples=["/etc/budget-watchdog/keys/state_url"],
+    )
+
+    @model_validator(mode="after")
+    def _one_place(self) -> StateConfig:
+        if "path" in self.model_fields_set:
+            given = [name for name in ("url", "url_file") if getattr(self, name) is not None]
+            if given:
+                _reject([("path", _BOTH_PLACES.format(url=" and ".join(given)))])
+        return self
+
+    @property
+    def shared(self) -> bool:
+        """Whether the state is in PostgreSQL (after load(): from url, url_file or the
+        credential), shared with other instances."""
+        return self.url is not None
+
+    @property
+    def target(self) -> str | Path:
+        """What `Store.open` takes: the PostgreSQL URL WITH its password (never print
+        it: `shown` is for people), or the SQLite file's path."""
+        return self.path if self.url is None else self.url.get_secret_value()
+
+    @property
+    def shown(self) -> str:
+        """Where the state is, for people and logs: the URL with its password masked
+        (watchdog.db.mask_url), or the SQLite file's path."""
+        if self.url is None:
+            return str(self.path)
+        from watchdog import db  # stdlib only; only where a URL is shown
+
+        return db.mask_url(self.url.get_secret_value())
+
+
+_BOTH_PLACES = (
+    "path (SQLite) and {url} (PostgreSQL) are both set: the state is kept in one place; "
+    "remove path to use PostgreSQL, or {url} to stay on SQLite"
+)
+
+
+def _database_hosts(url: str) -> tuple[list[str], str]:
+    """The hosts a libpq URL names (its host list, or a host= parameter) and its sslmode
+    (the URL's, else $PGSSLMODE, else libpq's default "prefer")."""
+    from urllib.parse import parse_qsl, unquote, urlsplit  # only with a shared state
+
+    try:
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    except ValueError:
+        return [], "prefer"
+    mode = query.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer"
+    if query.get("host"):
+        return [h.strip() for h in query["host"].split(",")], mode
+    hosts = []
+    for item in parts.netloc.rpartition("@")[2].split(","):
+        host = item[1:].partition("]")[0] if item.startswith("[") else item.partition(":")[0]
+        hosts.append(unquote(host))
+    return hosts, mode
+
+
+def _local_database_host(host: str) -> bool:
+    """Whether a libpq host is this machine: none (the default Unix socket), a socket
+    directory, or a loopback name or address."""
+    return not host or host.startswith(("/", "@")) or is_loopback(host)
 
 
 class AuditConfig(_Section):
@@ -695,11 +844,44 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value this config holds, for scrubbing output: the keys, the
-        server's token, the notification URLs and a password in provider.base_url."""
+        server's token, the notification URLs, a password in provider.base_url and the
+        password of the state's PostgreSQL URL (each form of it: watchdog.db.url_secrets)."""
         values = [self.provider.api_key, self.provider.management_key, self.server.token]
         values += [target.url for target in self.notify.targets]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
-        return found + _url_credentials(self.provider.base_url)
+        found += _url_credentials(self.provider.base_url)
+        if self.state.url is not None:
+            from watchdog import db  # stdlib only; only with a shared state
+
+            found += db.url_secrets(self.state.url.get_secret_value())
+        return found
+
+    def start_warnings(self) -> list[str]:
+        """What the daemon warns about when it starts: settings it runs with that expose
+        a secret on the network. A bearer token on a listen address that is not loopback
+        without TLS (server.tls_cert/tls_key) crosses the network in clear text with every
+        remote gate; a shared state on a remote host without sslmode=require (or
+        verify-ca/verify-full) may send the database password in clear text. Each is one
+        sentence naming the keys to change; [] when there is nothing to say."""
+        warnings = []
+        server = self.server
+        if server.token.get_secret_value() and not is_loopback(server.host) and not server.tls:
+            warnings.append(
+                f"server.token is sent in clear text: server.listen ({server.listen}) is not "
+                "a loopback address and server.tls_cert/tls_key are not set, so every "
+                "remote gate's token can be read on the network; give the status endpoint "
+                "a certificate"
+            )
+        if self.state.url is not None:
+            hosts, mode = _database_hosts(self.state.url.get_secret_value())
+            remote = [host for host in hosts if not _local_database_host(host)]
+            if remote and mode not in ("require", "verify-ca", "verify-full"):
+                warnings.append(
+                    f"state.url: the connection to {', '.join(remote)} does not require TLS "
+                    f"(sslmode={mode}), so the database password can cross the network in "
+                    "clear text; add sslmode=verify-full (or require) to the URL"
+                )
+        return warnings
 
     def policy(self) -> Policy:
         """Return the part of the config the core decides by, as its frozen dataclasses."""
@@ -805,9 +987,12 @@ def load(
     Raise ConfigError listing every problem with its path (and the environment variable or
     key file it came from) when the file cannot be read or parsed, a value is invalid, a key
     file named in the config cannot be read or holds more than one token, or no key is
-    configured (with require_key). `overrides` replace file values (the demo uses it) and
-    yield to the environment like the file does. Notification URLs are not checked here:
-    that needs Apprise (`watchdog.notify.url_problem`).
+    configured (with require_key), the state's URL cannot be read or is not a PostgreSQL
+    URL, a state path is set with a URL, or TLS files cannot be read or do not match.
+    `overrides` replace file values (the demo uses it) and yield to the environment like the
+    file does; an overridden [state] replaces the file's whole [state], and the credential
+    state_url is then not looked for. Notification URLs are not checked here: that needs
+    Apprise (`watchdog.notify.url_problem`).
     """
     source = str(path) if path else None
     data: dict[str, Any] = {}
@@ -827,6 +1012,8 @@ def load(
             ) from None
         warnings += _permission_warnings(path, data)
     if overrides:
+        if "state" in overrides:  # where the state is: one choice, not a blend of two
+            data = {key: value for key, value in data.items() if key != "state"}
         data = _deep_merge(data, overrides)
 
     # Top-level keys become keyword arguments of Settings(), where "_env_file",
@@ -842,7 +1029,14 @@ def load(
 
     provider, key_problems, notes = _resolve_keys(settings.provider, path)
     problems += key_problems
-    settings = settings.model_copy(update={"provider": provider})
+    state, state_problems, state_notes = _resolve_state(
+        settings.state, path, conventional="state" not in (overrides or {})
+    )
+    server, token_problems, token_notes = _resolve_token(settings.server, path)
+    server, tls_problems = _resolve_tls(server)
+    problems += state_problems + token_problems + tls_problems
+    notes += state_notes + token_notes
+    settings = settings.model_copy(update={"provider": provider, "state": state, "server": server})
     if require_key and not settings.has_key and not key_problems:  # those say why already
         problems.append(
             ConfigProblem(
@@ -945,6 +1139,211 @@ def _resolve_keys(
     return provider.model_copy(update=update), problems, notes
 
 
+@dataclass
+class _Found:
+    """A secret read by _secret_from_files: its value ("" when none), the file it came
+    from, and whether that was a conventional place (a guess) rather than a named file."""
+
+    value: str = ""
+    path: Path | None = None
+    conventional: bool = False
+
+
+def _secret_from_files(
+    where: str,
+    named: Path | None,
+    credential: str,
+    config: Path | None,
+    read: Callable[[Path], str],
+    problems: list[ConfigProblem],
+    notes: list[str],
+) -> _Found:
+    """A secret that is not given directly, from the file named at `where` (which must
+    be readable and hold it), else from the systemd credential `credential` or keys/
+    beside the config (same name), when `credential` is not "". A conventional place that
+    cannot be read is skipped with a note; a blank credential means "none" (the unit's
+    SetCredential= default) and ends the search. `read` returns the value ("" when blank)
+    or raises OSError, or ValueError saying what is wrong without quoting the secret."""
+    if named is not None:
+        try:
+            value = read(named)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            problems.append(ConfigProblem(where, f"cannot read: {reason}", str(named)))
+            return _Found()
+        except ValueError as exc:
+            problems.append(ConfigProblem(where, str(exc), str(named)))
+            return _Found()
+        if not value:
+            problems.append(ConfigProblem(where, "is empty", str(named)))
+        return _Found(value, named)
+    if not credential:
+        return _Found()
+    for candidate in _conventional_places(credential, credential, config):
+        try:
+            if not candidate.is_file():  # Python 3.11 raises EACCES here
+                continue
+            value = read(candidate)
+        except OSError as exc:
+            notes.append(
+                f"skipped {candidate}: cannot be read ({exc.strerror or type(exc).__name__})"
+            )
+            continue
+        except ValueError as exc:  # readable and meant as the secret, but malformed
+            problems.append(ConfigProblem(where, str(exc), str(candidate)))
+            break
+        # A blank credential is the unit's way to say "none" (keys/ beside the config is
+        # where the unit loads it from): the search ends either way.
+        return _Found(value, candidate if value else None, conventional=True)
+    return _Found()
+
+
+def _resolve_state(
+    state: StateConfig, config: Path | None, *, conventional: bool
+) -> tuple[StateConfig, list[ConfigProblem], list[str]]:
+    """Given the validated [state], return it with `url` read from its file, the problems
+    found, and notes about skipped conventional locations.
+
+    As for keys: a URL given directly (config, $WATCHDOG_STATE__URL) wins over url_file;
+    url_file must be readable and hold one postgresql:// URL. With neither, and when
+    `conventional`, the credential state_url ($CREDENTIALS_DIRECTORY/state_url, or
+    keys/state_url beside the config) is used when it holds a URL: a blank one is the
+    unit's default for "none" (SetCredential=state_url:\\n), one that cannot be read is
+    skipped with a note. A URL found there while `path` is set is an error: the state is
+    kept in exactly one place, and silently staying on SQLite would split the budget."""
+    problems: list[ConfigProblem] = []
+    notes: list[str] = []
+    named = _credential_path(state.url_file)
+    update: dict[str, Any] = {} if named is None else {"url_file": named}
+    if state.url is not None:
+        return state.model_copy(update=update), problems, notes
+    credential = STATE_URL_CREDENTIAL if conventional else ""
+    found = _secret_from_files(
+        "state.url_file", named, credential, config, _read_url_file, problems, notes
+    )
+    if found.value and found.conventional and "path" in state.model_fields_set:
+        problems.append(
+            ConfigProblem(
+                "state.path",
+                f"path (SQLite) is set and the credential {STATE_URL_CREDENTIAL} "
+                f"({found.path}) holds a PostgreSQL URL: the state is kept in one place; "
+                "remove path to use PostgreSQL, or that file to stay on SQLite",
+            )
+        )
+    elif found.value:
+        update |= {"url": SecretStr(found.value), "url_file": found.path}
+    return state.model_copy(update=update), problems, notes
+
+
+def _resolve_token(
+    server: ServerConfig, config: Path | None
+) -> tuple[ServerConfig, list[ConfigProblem], list[str]]:
+    """Given the validated [server], return it with `token` read from token_file, the
+    credential server_token or keys/server_token beside the config (as keys are found,
+    when no token is given directly), the problems found and notes. A listen address that
+    is not loopback needs a token from one of them."""
+    problems: list[ConfigProblem] = []
+    notes: list[str] = []
+    named = _credential_path(server.token_file)
+    update: dict[str, Any] = {} if named is None else {"token_file": named}
+    if not server.token.get_secret_value():
+        found = _secret_from_files(
+            "server.token_file",
+            named,
+            SERVER_TOKEN_CREDENTIAL,
+            config,
+            _read_key_file,
+            problems,
+            notes,
+        )
+        if found.value:
+            update |= {"token": SecretStr(found.value), "token_file": found.path}
+        elif not problems and not is_loopback(server.host):
+            why = f"required when server.listen ({server.listen}) is not a loopback address"
+            problems.append(ConfigProblem("server.token", why))
+    return server.model_copy(update=update), problems, notes
+
+
+def _read_url_file(path: Path) -> str:
+    """Given a file holding the state's URL, return it ("" when empty). Raise OSError when
+    it cannot be read, ValueError when it holds anything but one PostgreSQL URL."""
+    with path.open("rb") as handle:
+        raw = handle.read(KEY_FILE_MAX_BYTES + 1)
+    if len(raw) > KEY_FILE_MAX_BYTES:
+        raise ValueError(f"is larger than {KEY_FILE_MAX_BYTES} bytes: not a URL file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("is not UTF-8 text") from None
+    return state_url(text)
+
+
+class _Encrypted(Exception):
+    """The TLS key asks for a passphrase: nobody is there to type it."""
+
+
+def _no_passphrase() -> bytes:
+    raise _Encrypted
+
+
+def _resolve_tls(server: ServerConfig) -> tuple[ServerConfig, list[ConfigProblem]]:
+    """Given the validated [server], return it with tls_cert and tls_key as absolute
+    paths (relative ones resolve in $CREDENTIALS_DIRECTORY), and the problems found: a file
+    that cannot be read, or a certificate and key that are not a PEM pair (loaded into an
+    ssl context now, so the server cannot fail on them later)."""
+    if not (server.tls_cert and server.tls_key):
+        return server, []  # neither (both-or-neither is the model's check)
+    problems = []
+    paths: dict[str, Path] = {}
+    for name, marker, what in (
+        ("tls_cert", b"-----BEGIN CERTIFICATE-----", "certificate"),
+        ("tls_key", b"PRIVATE KEY-----", "private key"),
+    ):
+        path = (_credential_path(Path(getattr(server, name))) or Path()).absolute()
+        paths[name] = path
+        try:
+            with path.open("rb") as handle:
+                pem = handle.read(TLS_FILE_MAX_BYTES)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            problems.append(ConfigProblem(f"server.{name}", f"cannot read: {reason}", str(path)))
+            continue
+        if marker not in pem:
+            problems.append(ConfigProblem(f"server.{name}", f"holds no PEM {what}", str(path)))
+    if problems:
+        return server, problems
+    import ssl  # only with TLS configured
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(paths["tls_cert"], paths["tls_key"], password=_no_passphrase)
+    except _Encrypted:
+        problems.append(
+            ConfigProblem(
+                "server.tls_key",
+                "is encrypted: give the key without a passphrase (the service cannot type it)",
+                str(paths["tls_key"]),
+            )
+        )
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            problems.append(
+                ConfigProblem(
+                    "server.tls_key", "is not the key of server.tls_cert", str(paths["tls_key"])
+                )
+            )
+        else:
+            reason = re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(exc.reason or exc))
+            problems.append(
+                ConfigProblem(
+                    "server.tls_cert",
+                    f"server.tls_cert and server.tls_key cannot be used together ({reason})",
+                )
+            )
+    update = {name: str(path) for name, path in paths.items()}
+    return server.model_copy(update=update), problems
+
+
 def _credential_path(path: Path | None) -> Path | None:
     """A configured key file's path: ~ and $VARS expanded, relative to
     $CREDENTIALS_DIRECTORY when that is set."""
@@ -989,6 +1388,7 @@ def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
             ("provider.management_key", _get(data, "provider", "management_key")),
             ("server.token", _get(data, "server", "token")),
             ("notify.targets", _get(data, "notify", "targets")),
+            ("state.url", _url_has_password(_get(data, "state", "url"))),
         )
         if present
     ]
@@ -1002,6 +1402,14 @@ def _permission_warnings(path: Path, data: dict[str, Any]) -> list[str]:
             f"secrets ({', '.join(held)}): chmod 600 it, or move keys to *_file keys"
         ]
     return []
+
+
+def _url_has_password(url: object) -> bool:
+    if not isinstance(url, str):
+        return False
+    from watchdog import db  # stdlib only; only for a config that holds a state URL
+
+    return bool(db.url_secrets(url))
 
 
 def _get(data: dict[str, Any], section: str, key: str) -> Any:
@@ -1096,6 +1504,10 @@ _SECTIONS: dict[str, type[_Section]] = {
 # Keys holding [[section.key]] arrays of tables, and the model of one table.
 _TABLE_ARRAYS: dict[str, type[_Section]] = {"targets": NotifyTarget, "keys": KeyBudgetConfig}
 MASK = "********"
+# Keys the sample shows commented out although they have a default: setting one is a
+# choice that excludes others (state.path excludes a PostgreSQL URL: a config made from the
+# sample must be able to take the credential state_url without an edit).
+_DEFAULT_AS_COMMENT = {("state", "path")}
 
 
 def mask_url(url: str) -> str:
@@ -1178,7 +1590,12 @@ def render_effective(settings: Settings, describe: Callable[[str], str] | None =
             value = getattr(values, name)
             if name == "targets":
                 continue
-            if isinstance(value, SecretStr):
+            if section == "state" and name == "path" and values.shared:
+                lines.append("# path is not used: the state is in PostgreSQL (url)")
+                continue
+            if section == "state" and name == "url" and value is not None:
+                value = values.shown  # the password masked, the rest as libpq reads it
+            elif isinstance(value, SecretStr):
                 value = MASK if value.get_secret_value() else ""
             elif section == "provider" and name == "base_url" and isinstance(value, str):
                 value = mask_userinfo(value)
@@ -1215,6 +1632,8 @@ def render_example() -> str:
                 lines += _example_tables(f"{section}.{name}", _TABLE_ARRAYS[name], example)
             elif info.default is None:
                 lines.append(f"# {name} = {_toml_value(example)}")
+            elif (section, name) in _DEFAULT_AS_COMMENT:
+                lines.append(f"# {name} = {_toml_value(info.default)}")
             else:
                 lines.append(f"{name} = {_toml_value(info.default)}")
         lines.append("")

@@ -8,12 +8,19 @@ https://, and never imports watchdog.config (pydantic). One deadline bounds each
 as a whole, so a daemon that accepts a connection and then stalls, or drips its answer,
 cannot hold a caller past it. It follows no redirect and uses no proxy: the token goes to
 the daemon named and nowhere else.
+
+Over https:// the daemon's certificate is verified as any HTTPS client does (the system's
+CAs, or $SSL_CERT_FILE / $SSL_CERT_DIR, and the URL's host name); a certificate that fails
+is a no-go saying why, never a request sent without it. A client of this host's own
+daemon may instead pin the certificate the daemon serves (`pin`): it talks to loopback,
+which no certificate names.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
 
 from watchdog.permit_json import RUNWAY_UNKNOWN, Verdict, echo
@@ -27,17 +34,24 @@ MAX_ANSWER_BYTES = 16 * 1024 * 1024
 # The numbers of a /preflight answer: each a finite number or null when it is there.
 ANSWER_NUMBERS = ("cost", "headroom_usd", "reserved_usd", "runway_days")
 TICK_TIMEOUT_S = 10.0  # a tick polls the provider: allow it more than a plain request
+# OpenSSL's verify_code for a certificate not for the URL's host: X509_V_ERR_HOSTNAME_
+# MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH.
+NAME_MISMATCH = (62, 64)
+NO_ANSWER = "no answer at all"
+SPEAKS_TLS = "it answered in TLS"
+PIN_MISMATCH = -1  # ours: the daemon served another certificate than the pinned one
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
-def base_url(host: str, port: int) -> str:
-    """The daemon's URL from server.listen's host and port: a daemon listening everywhere
-    (0.0.0.0, ::) is asked on loopback; an IPv6 address goes in brackets."""
+def base_url(host: str, port: int, scheme: str = "http") -> str:
+    """The daemon's URL from server.listen's host and port (and server.scheme: "https"
+    with TLS): a daemon listening everywhere (0.0.0.0, ::) is asked on loopback; an IPv6
+    address goes in brackets."""
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 class AuthError(ValueError):
@@ -48,9 +62,14 @@ class AuthError(ValueError):
 class DaemonClient:
     """Requests to the daemon at `base_url` (http:// or https://, optionally with a path
     prefix), with `token` as the bearer token when not empty, each request done within
-    `timeout` seconds. Raise ValueError for a URL or token that cannot be used."""
+    `timeout` seconds. Over https:// the certificate is verified against the system's CAs
+    (or $SSL_CERT_FILE) and the URL's host; with `pin` (a PEM file: the daemon's own
+    server.tls_cert) only the first certificate in that file is accepted, whatever host
+    the URL names. Raise ValueError for a URL or token that cannot be used."""
 
-    def __init__(self, base_url: str, token: str = "", timeout: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, token: str = "", timeout: float = 5.0, *, pin: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._tls, self._host, self._port, self._prefix = _split_url(self.base_url)
         self._authority = self.base_url.partition("://")[2].partition("/")[0]
@@ -60,6 +79,11 @@ class DaemonClient:
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
         self.timeout = timeout
+        self._pin = pin
+
+    @property
+    def _hint(self) -> str:
+        return "" if self._tls else "; if it serves HTTPS, give an https:// URL"
 
     def __repr__(self) -> str:  # never the token
         return f"DaemonClient({self.base_url!r})"
@@ -85,7 +109,10 @@ class DaemonClient:
             code, _ = self._exchange("POST", "/tick", wait)
         except TimeoutError:
             return f"the daemon at {self.base_url} did not finish a tick within {wait:g} s"
-        except (OSError, ValueError):
+        except OSError as exc:
+            tls = _tls_problem(f"the daemon at {self.base_url}", exc)
+            return tls or f"no daemon answered at {self.base_url}"
+        except ValueError:
             return f"no daemon answered at {self.base_url}"
         if code == 200:
             return None
@@ -113,10 +140,16 @@ class DaemonClient:
             code, body = self._exchange("GET", path, self.timeout)
         except TimeoutError:
             return Verdict(False, [f"{where} did not answer within {self.timeout:g} s"], None)
+        except ConnectionResetError as exc:
+            # An https:// daemon asked in plain HTTP resets the connection, closes it or
+            # answers a TLS alert (ValueError below): say what to try.
+            return Verdict(False, [f"cannot reach {where}: {exc.strerror}{self._hint}"], None)
         except OSError as exc:
-            return Verdict(False, [f"cannot reach {where}: {exc.strerror or exc}"], None)
+            why = _tls_problem(where, exc) or f"cannot reach {where}: {exc.strerror or exc}"
+            return Verdict(False, [why], None)
         except ValueError as exc:
-            return Verdict(False, [f"{where} did not answer in HTTP ({exc})"], None)
+            hint = self._hint if str(exc) in (NO_ANSWER, SPEAKS_TLS) else ""
+            return Verdict(False, [f"{where} did not answer in HTTP ({exc}){hint}"], None)
         data = _json(body)
         answer = data if isinstance(data, dict) else None
         malformed = data.why if isinstance(data, _Malformed) else None
@@ -190,9 +223,7 @@ class DaemonClient:
         sock = socket.create_connection(address, timeout=left())  # type: ignore[arg-type]
         try:
             if self._tls:
-                import ssl  # only for https://
-
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self._host)
+                sock = self._wrap(sock)
             sock.settimeout(left())
             sock.sendall(request)
             answer = bytearray()
@@ -206,7 +237,64 @@ class DaemonClient:
                     raise ValueError(f"an answer over {MAX_ANSWER_BYTES // 2**20} MiB")
         finally:
             sock.close()
+        if not self._tls and bytes(answer[:2]) in (b"\x15\x03", b"\x16\x03"):
+            raise ValueError(SPEAKS_TLS)  # a TLS alert or handshake record
         return _parse_answer(bytes(answer))
+
+    def _wrap(self, sock: socket.socket) -> socket.socket:
+        """The TLS side of a connection, its handshake done. Raise ssl.SSLError (an
+        OSError) when the daemon's certificate is not accepted."""
+        import ssl  # only for https://
+
+        if self._pin is None:
+            context = ssl.create_default_context()
+            return context.wrap_socket(sock, server_hostname=self._host)
+        # Pinned: the chain and the name are not what vouches for the daemon, the exact
+        # certificate is (compared after the handshake, before a byte of the request).
+        try:
+            with open(self._pin, encoding="ascii", errors="replace") as handle:
+                pem = handle.read(1024 * 1024)
+        except OSError as exc:
+            raise ssl.SSLError(f"cannot read {self._pin}: {exc.strerror or exc}") from None
+        begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+        first = pem.find(begin)
+        last = pem.find(end, first)
+        if first < 0 or last < 0:
+            raise ssl.SSLError(f"{self._pin} holds no PEM certificate to pin")
+        pinned = ssl.PEM_cert_to_DER_cert(pem[first : last + len(end)])
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        tls = context.wrap_socket(sock, server_hostname=self._host)
+        if tls.getpeercert(binary_form=True) != pinned:
+            tls.close()
+            error = ssl.SSLCertVerificationError(f"not the certificate in {self._pin}")
+            error.verify_message = f"not the certificate in {self._pin}"
+            error.verify_code = PIN_MISMATCH
+            raise error
+        return tls
+
+
+def _tls_problem(where: str, exc: OSError) -> str | None:
+    """What a failed TLS handshake means, for a no-go; None when `exc` is not one."""
+    ssl = sys.modules.get("ssl")  # loaded by an https:// request, never for http://
+    if ssl is None or not isinstance(exc, ssl.SSLError):
+        return None
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
+        code = getattr(exc, "verify_code", None)
+        if code in NAME_MISMATCH:
+            hint = "give --url the host name (or address) its certificate is for"
+        elif code == PIN_MISMATCH:
+            hint = "another process answers there, or the daemon still serves an old one"
+        else:
+            hint = (
+                "if it is self-signed or from a private CA, point SSL_CERT_FILE at that "
+                "certificate (or CA)"
+            )
+        return f"{where} has a certificate this machine does not accept ({detail}): {hint}"
+    detail = getattr(exc, "reason", None) or exc
+    return f"the TLS handshake with {where} failed ({detail}): is it serving HTTPS there?"
 
 
 def shown_url(url: str) -> str:
@@ -290,7 +378,7 @@ def _framing(head: bytes) -> tuple[int | None, bool]:
 def _parse_answer(answer: bytes) -> tuple[int, bytes]:
     head, sep, body = answer.partition(b"\r\n\r\n")
     if not sep:
-        raise ValueError("no complete HTTP answer" if answer else "no answer at all")
+        raise ValueError("no complete HTTP answer" if answer else NO_ANSWER)
     version, _, rest = head.split(b"\r\n", 1)[0].partition(b" ")
     code = rest[:3]
     if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():

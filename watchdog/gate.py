@@ -60,8 +60,10 @@ Exit 0 when a batch job may launch now, 1 when it may not (the reasons go to std
   --permit PATH         the permit file (default: [killswitch] path of --config or
                         $WATCHDOG_CONFIG, $WATCHDOG_KILLSWITCH__PATH, else
                         /run/budget-watchdog/permit)
-  --url URL             ask the daemon's /preflight instead (e.g. http://127.0.0.1:8787);
-                        a token comes from $WATCHDOG_SERVER__TOKEN; 5 s at most
+  --url URL             ask the daemon's /preflight instead (e.g. http://127.0.0.1:8787,
+                        or https://host:8787 from another host); a token comes from
+                        $WATCHDOG_SERVER__TOKEN; 5 s at most. https:// verifies the
+                        daemon's certificate (the system's CAs, or $SSL_CERT_FILE)
   --min-runway-days N   no-go if the credit lasts fewer days than N, or if no runway is
                         known (no balance is known)
   --config PATH         the daemon's config, for the permit path and [killswitch] ttl

@@ -8,6 +8,11 @@ UMask=, a clean environment and $CREDENTIALS_DIRECTORY holding what LoadCredenti
 (0400 files owned by that user), against the installed config and a fake OpenRouter on
 127.0.0.1, and /healthz must answer 200: once with only the API key (the keys/ directory
 beside the config is root's 0700, as install.sh makes it), once with a management key too.
+
+The install is given `--state-url-file` (a PostgreSQL URL with a password): the URL
+becomes root's 0600 keys/state_url, is never printed, and the installed `check-config`
+shows it masked both as root (keys/ beside the config) and as the service user (the
+credential state_url the unit passes).
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ SNAPSHOT_IGNORE = shutil.ignore_patterns(
     "*.db*",
 )
 UNIT = ROOT / "systemd" / "budget-watchdog.service"
+STATE_PASSWORD = "st4te-Pa55-never-printed"
+STATE_URL = f"postgresql://watchdog:{STATE_PASSWORD}@db.internal:5432/watchdog?sslmode=require"
+STATE_SHOWN = "postgresql://watchdog:***@db.internal:5432/watchdog?sslmode=require"
 RUNUSER = shutil.which("runuser")
 USER = "nobody"  # exists on every Debian/Ubuntu; install.sh checks the venv as this user
 SYSTEM_PYTHONS = (Path("/usr/bin/python3"), Path("/usr/local/bin/python3"))  # install.sh's order
@@ -107,6 +115,14 @@ class Installed:
     output: str
     seconds: float
 
+    @property
+    def command(self) -> Path:
+        return self.root / "opt/budget-watchdog/bin/budget-watchdog"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "etc/budget-watchdog/watchdog.toml"
+
 
 @pytest.fixture(scope="module")
 def installed() -> Iterator[Installed]:
@@ -141,8 +157,19 @@ def installed() -> Iterator[Installed]:
         # for the module (a re-run below compares it) and can be changed on purpose.
         source = base / "src"
         shutil.copytree(ROOT, source, ignore=SNAPSHOT_IGNORE)
+        # The shared state's URL, as an operator would hand it over: a root-only file.
+        url_file = base / "root-only" / "state_url"
+        url_file.write_text(STATE_URL + "\n")
+        url_file.chmod(0o600)
         started = time.monotonic()
-        run = install("--destdir", str(root), script=source, BUDGET_WATCHDOG_USER=USER)
+        run = install(
+            "--destdir",
+            str(root),
+            "--state-url-file",
+            str(url_file),
+            script=source,
+            BUDGET_WATCHDOG_USER=USER,
+        )
         seconds = time.monotonic() - started
         assert run.returncode == 0, run.stdout + run.stderr
         # The keys as the README's steps put them: root's, 0600, in root's 0700 keys/.
@@ -188,6 +215,8 @@ def serve_once(installed: Installed, credentials: dict[str, str], name: str) -> 
         directory.mkdir()
         os.chown(directory, user.pw_uid, user.pw_gid)
         directory.chmod(mode)
+    # The unit's SetCredential= defaults, for a host whose keys/ holds neither file.
+    credentials = {"state_url": "\n", "server_token": "\n"} | credentials
     for credential, value in credentials.items():
         path = creds / credential
         path.write_text(value)
@@ -347,3 +376,171 @@ def test_uninstall_refuses_to_delete_a_prefix_that_is_not_a_venv(tmp_path: Path)
     assert run.returncode == 1
     assert "not a virtualenv" in run.stderr
     assert (precious / "file").read_text() == "keep me"
+
+
+# -- --state-url-file: the state in PostgreSQL, shared by several hosts ----------------------
+
+
+@needs_runuser
+def test_the_state_url_is_installed_as_roots_credential_and_never_printed(
+    installed: Installed,
+) -> None:
+    keys = installed.root / "etc/budget-watchdog/keys"
+    dest = keys / "state_url"
+    info = dest.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, 0)
+    assert dest.read_text() == STATE_URL + "\n"
+    assert f"installed the state's URL as {dest} (600 root; the credential state_url)" in (
+        installed.output
+    )
+    assert STATE_PASSWORD not in installed.output
+    assert "The state is in PostgreSQL" in installed.output
+    # The config made from the sample names no SQLite path: nothing to comment out.
+    state = installed.config.read_text().split("\n[state]\n", 1)[1].split("\n[", 1)[0]
+    assert not re.search(r"(?m)^\s*path\s*=", state), state
+    assert "commented out [state] path" not in installed.output
+
+
+def shown_state(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The [state] lines check-config printed; fails on a leaked password or an error."""
+    assert result.returncode == 0, result.stderr
+    assert STATE_PASSWORD not in result.stdout + result.stderr
+    return result.stdout.split("\n[state]\n", 1)[1].split("\n\n", 1)[0].splitlines()
+
+
+@needs_runuser
+def test_check_config_as_root_shows_the_url_masked(installed: Installed) -> None:
+    """Root, without systemd's credentials, reads keys/state_url beside the config."""
+    result = subprocess.run(
+        [str(installed.command), "check-config", "--config", str(installed.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env={"PATH": CLEAN_PATH, "LANG": "C.UTF-8"},
+    )
+    keys = installed.root / "etc/budget-watchdog/keys"
+    assert shown_state(result) == [
+        "# path is not used: the state is in PostgreSQL (url)",
+        f'url = "{STATE_SHOWN}"',
+        f'url_file = "{keys / "state_url"}"',
+    ]
+
+
+@needs_runuser
+def test_the_service_user_gets_the_url_as_its_credential(installed: Installed) -> None:
+    """What the unit does: LoadCredential=state_url: puts a 0400 copy of keys/state_url in
+    $CREDENTIALS_DIRECTORY, owned by the service user, who cannot read keys/ itself."""
+    user = pwd.getpwnam(USER)
+    scratch = installed.base / "credential-check"
+    creds = scratch / "credentials"
+    creds.mkdir(parents=True)
+    scratch.chmod(0o755)
+    given = {
+        "state_url": (installed.root / "etc/budget-watchdog/keys/state_url").read_text(),
+        "openrouter_api_key": API_KEY + "\n",
+    }
+    for name, value in given.items():
+        (creds / name).write_text(value)
+        os.chown(creds / name, user.pw_uid, user.pw_gid)
+        (creds / name).chmod(0o400)
+    os.chown(creds, user.pw_uid, user.pw_gid)
+    creds.chmod(0o500)
+    result = subprocess.run(
+        [
+            RUNUSER or "runuser",
+            "-u",
+            USER,
+            "--",
+            str(installed.command),
+            "check-config",
+            "--config",
+            str(installed.config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env={"PATH": CLEAN_PATH, "LANG": "C.UTF-8", "CREDENTIALS_DIRECTORY": str(creds)},
+    )
+    assert shown_state(result) == [
+        "# path is not used: the state is in PostgreSQL (url)",
+        f'url = "{STATE_SHOWN}"',
+        f'url_file = "{creds / "state_url"}"',
+    ]
+
+
+@pytest.mark.slow  # one more install (~8 s): make test-slow
+@needs_runuser
+def test_a_new_state_url_replaces_the_old_and_comments_out_a_path(
+    installed: Installed,
+) -> None:
+    """An older install's config names the SQLite file; moving to PostgreSQL comments it
+    out (a state is kept in one place) and says the service needs a restart."""
+    text = installed.config.read_text()
+    installed.config.write_text(
+        text.replace("\n[state]\n", '\n[state]\npath = "/var/lib/budget-watchdog/state.db"\n')
+    )
+    moved = STATE_URL.replace("db.internal", "db2.internal")
+    url_file = installed.base / "root-only" / "state_url.new"
+    url_file.write_text(moved + "\n")
+    url_file.chmod(0o600)
+    run = install(
+        "--destdir",
+        str(installed.root),
+        "--state-url-file",
+        str(url_file),
+        script=installed.source,
+        BUDGET_WATCHDOG_USER=USER,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert STATE_PASSWORD not in run.stdout + run.stderr
+    assert (installed.root / "etc/budget-watchdog/keys/state_url").read_text() == moved + "\n"
+    assert "commented out [state] path" in run.stdout
+    assert "the state's URL or [state] changed" in run.stdout
+    info = installed.config.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o640
+    assert info.st_gid == pwd.getpwnam(USER).pw_gid
+    assert '# path = "/var/lib/budget-watchdog/state.db"  # commented out by install.sh' in (
+        installed.config.read_text()
+    )
+    result = subprocess.run(
+        [str(installed.command), "check-config", "--config", str(installed.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env={"PATH": CLEAN_PATH, "LANG": "C.UTF-8"},
+    )
+    assert f'url = "{STATE_SHOWN.replace("db.internal", "db2.internal")}"' in shown_state(result)
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (None, "not a readable file"),
+        ("", "must hold one line, the postgresql:// URL (it has 0 that are not blank)"),
+        (f"{STATE_URL}\n# the old one\n", "must hold one line"),
+        (STATE_URL.replace("postgresql", "mysql") + "\n", "does not hold a postgresql://"),
+    ],
+)
+def test_a_state_url_file_that_is_not_one_url_is_a_usage_error(
+    tmp_path: Path, content: str | None, said: str
+) -> None:
+    url_file = tmp_path / "state_url"
+    if content is not None:
+        url_file.write_text(content)
+    root = tmp_path / "root"
+    run = install("--destdir", str(root), "--state-url-file", str(url_file))
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"--state-url-file {url_file}: {said}" in run.stderr
+    assert STATE_PASSWORD not in run.stdout + run.stderr
+    assert not root.exists()  # checked before anything was installed
+
+
+def test_a_state_url_file_does_not_go_with_uninstall(tmp_path: Path) -> None:
+    url_file = tmp_path / "state_url"
+    url_file.write_text(STATE_URL)
+    run = install("--uninstall", "--destdir", str(tmp_path), "--state-url-file", str(url_file))
+    assert run.returncode == 2
+    assert "--state-url-file goes with an install" in run.stderr

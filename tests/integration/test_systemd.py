@@ -73,6 +73,60 @@ def test_the_unit_has_the_contracted_pieces() -> None:
         assert line in text, line
 
 
+def unit_settings(name: str) -> list[str]:
+    """Every value the unit gives `name=` (in order)."""
+    return re.findall(rf"^{name}=(.*)$", UNIT.read_text(), re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        (
+            "state_url",
+            "postgresql://watchdog:pw-0123456789@db.internal/watchdog\n",
+            "postgresql://watchdog:***@db.internal/watchdog",
+        ),
+        ("server_token", "t0ken-0123456789\n", "t0ken-0123456789"),
+    ],
+)
+def test_the_unit_passes_keys_secrets_as_the_credentials_the_config_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, shown: str
+) -> None:
+    """keys/state_url (install.sh --state-url-file) and keys/server_token become the
+    credentials the config looks for; a host without them gets SetCredential='s blank
+    default, which the config reads as none (a LoadCredential= of a missing file alone
+    would fail every start)."""
+    from watchdog import config
+
+    assert name in (config.STATE_URL_CREDENTIAL, config.SERVER_TOKEN_CREDENTIAL)
+    assert f"{name}:/etc/budget-watchdog/keys/{name}" in unit_settings("LoadCredential")
+    (default,) = [v for v in unit_settings("SetCredential") if v.startswith(f"{name}:")]
+    blank = default.partition(":")[2].encode().decode("unicode_escape")  # systemd's C escapes
+    assert blank.strip() == "" and blank != ""  # systemd refuses an empty value
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / name).write_text(blank)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    settings = config.load(None, require_key=False).settings
+    assert (settings.state.shown, settings.server.token.get_secret_value()) == (
+        "/var/lib/budget-watchdog/state.db",
+        "",
+    )
+    (creds / name).write_text(value)
+    settings = config.load(None, require_key=False).settings
+    token = settings.server.token.get_secret_value()
+    assert (settings.state.shown if name == "state_url" else token) == shown
+
+
+def test_the_unit_lets_the_service_reach_a_postgresql_host() -> None:
+    """A shared state is a TCP connection to another host (or this host's socket): the
+    address families allow it and nothing denies the database's address."""
+    (families,) = unit_settings("RestrictAddressFamilies")
+    assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(families.split())
+    for blocking in ("IPAddressDeny", "IPAddressAllow", "PrivateNetwork"):
+        assert unit_settings(blocking) == [], blocking
+
+
 # The install test (tests/integration/test_install.py) installs, runs the unit's command
 # as an unprivileged user and uninstalls in `make test`; this older, wider walk through
 # the tree stays in `make test-slow`.

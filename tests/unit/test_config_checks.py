@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,218 @@ def test_the_file_is_the_weaker_layer_of_settings(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("WATCHDOG_BUDGET__DAILY_LIMIT", "7")
     settings = config.Settings(budget={"daily_limit": 3, "monthly_limit": 30})
     assert (settings.budget.daily_limit, settings.budget.monthly_limit) == (7.0, 30.0)
+
+
+# -- [server] TLS: both files or neither, readable, a matching PEM pair ----------------------
+
+OPENSSL = shutil.which("openssl")
+needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl binary")
+SELF_SIGNED = (
+    "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+    "-addext subjectAltName=IP:127.0.0.1 -subj"
+)
+
+
+def pem_pair(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its unencrypted key, made by openssl."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    files = f"-keyout {key} -out {cert}"
+    subprocess.run(
+        [OPENSSL or "openssl", *SELF_SIGNED.split(), f"/CN={name}", *files.split()],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+def tls_config(tmp_path: Path, cert: object, key: object, listen: str = "0.0.0.0:8787") -> Path:
+    return write(
+        tmp_path,
+        f'[server]\nlisten = "{listen}"\ntoken = "t0ken-for-remote-gates"\n'
+        f'tls_cert = "{cert}"\ntls_key = "{key}"\n',
+    )
+
+
+@pytest.mark.parametrize(("given", "missing"), [("tls_cert", "tls_key"), ("tls_key", "tls_cert")])
+def test_tls_needs_both_files_or_neither(tmp_path: Path, given: str, missing: str) -> None:
+    (problem,) = refused(write(tmp_path, f'[server]\n{given} = "/etc/ssl/x.pem"\n')).problems
+    assert problem.path == f"server.{missing}"
+    assert problem.message == f"{given} is set but {missing} is not: give both (HTTPS) or neither"
+
+
+@needs_openssl
+def test_a_matching_pair_makes_the_endpoint_https(tmp_path: Path) -> None:
+    cert, key = pem_pair(tmp_path, "daemon")
+    server = config.load(tls_config(tmp_path, cert, key), require_key=False).settings.server
+    assert server.tls == (cert, key)
+    assert server.scheme == "https"
+    assert config.Settings().server.tls is None and config.Settings().server.scheme == "http"
+
+
+@needs_openssl
+def test_relative_tls_paths_are_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    pem_pair(creds, "tls")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    server = config.load(tls_config(tmp_path, "tls.pem", "tls.key"), require_key=False)
+    assert server.settings.server.tls == (creds / "tls.pem", creds / "tls.key")
+
+
+@needs_openssl
+def test_a_missing_tls_file_is_an_error_naming_the_key_and_the_file(tmp_path: Path) -> None:
+    cert, _ = pem_pair(tmp_path, "daemon")
+    missing = tmp_path / "nowhere.key"
+    (problem,) = refused(tls_config(tmp_path, cert, missing)).problems
+    assert (
+        str(problem)
+        == f"At 'server.tls_key' (from {missing}): cannot read: No such file or directory"
+    )
+
+
+@needs_openssl
+def test_a_key_of_another_certificate_is_an_error(tmp_path: Path) -> None:
+    cert, _ = pem_pair(tmp_path, "daemon")
+    _, other = pem_pair(tmp_path, "other")
+    (problem,) = refused(tls_config(tmp_path, cert, other)).problems
+    assert (problem.path, problem.message) == (
+        "server.tls_key",
+        "is not the key of server.tls_cert",
+    )
+
+
+@needs_openssl
+def test_files_swapped_or_not_pem_are_errors_naming_them(tmp_path: Path) -> None:
+    cert, key = pem_pair(tmp_path, "daemon")
+    problems = refused(tls_config(tmp_path, key, cert)).problems
+    assert {(p.path, p.message) for p in problems} == {
+        ("server.tls_cert", "holds no PEM certificate"),
+        ("server.tls_key", "holds no PEM private key"),
+    }
+
+
+@needs_openssl
+def test_an_encrypted_key_is_refused_without_asking_for_a_passphrase(tmp_path: Path) -> None:
+    cert, key = pem_pair(tmp_path, "daemon")
+    locked = tmp_path / "locked.key"
+    encrypt = f"pkey -in {key} -aes256 -passout pass:xyz -out {locked}"
+    subprocess.run(
+        [OPENSSL or "openssl", *encrypt.split()], check=True, capture_output=True, timeout=60
+    )
+    (problem,) = refused(tls_config(tmp_path, cert, locked)).problems
+    assert problem.path == "server.tls_key" and problem.message.startswith("is encrypted")
+
+
+# -- start warnings: a token in clear text off loopback ------------------------------------------
+
+CLEAR_TEXT = "server.token is sent in clear text: server.listen (0.0.0.0:8787) is not a loopback"
+
+
+def test_a_token_off_loopback_without_tls_is_a_start_warning_not_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nlisten = "0.0.0.0:8787"\ntoken = "t0ken-for-remote-gates"\n')
+    (warning,) = config.load(path, require_key=False).settings.start_warnings()
+    assert warning.startswith(CLEAR_TEXT)
+    assert "t0ken-for-remote-gates" not in warning
+
+
+def test_a_token_on_loopback_is_no_warning() -> None:
+    assert config.Settings(server={"token": "t0ken-for-local-use"}).start_warnings() == []
+
+
+@needs_openssl
+def test_a_token_off_loopback_with_tls_is_no_warning(tmp_path: Path) -> None:
+    cert, key = pem_pair(tmp_path, "daemon")
+    settings = config.load(tls_config(tmp_path, cert, key), require_key=False).settings
+    assert settings.start_warnings() == []
+
+
+def test_check_config_prints_the_start_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from watchdog.cli import main
+
+    path = write(
+        tmp_path,
+        '[provider]\napi_key = "sk-or-v1-0123456789abcdef"\n'
+        '[server]\nlisten = "0.0.0.0:8787"\ntoken = "t0ken-for-remote-gates"\n',
+    )
+    assert main(["check-config", "--config", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {CLEAR_TEXT}" in err
+    assert "t0ken-for-remote-gates" not in err
+
+
+# -- [server] token: given, or from token_file / the credential server_token -----------------
+
+TOKEN = "t0ken-from-a-file-0123456789"
+
+
+def test_a_token_file_is_read_as_keys_are(tmp_path: Path) -> None:
+    token_file = tmp_path / "server_token"
+    token_file.write_text(f"\ufeff{TOKEN}\n")
+    path = write(tmp_path, f'[server]\nlisten = "0.0.0.0:8787"\ntoken_file = "{token_file}"\n')
+    settings = config.load(path, require_key=False).settings
+    assert settings.server.token.get_secret_value() == TOKEN
+    assert settings.server.token_file == token_file
+    assert TOKEN in settings.secrets()
+
+
+def test_the_credential_server_token_satisfies_a_listen_off_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "server_token").write_text(TOKEN + "\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    path = write(tmp_path, '[server]\nlisten = "0.0.0.0:8787"\n')
+    server = config.load(path, require_key=False).settings.server
+    assert server.token.get_secret_value() == TOKEN
+    assert server.token_file == creds / "server_token"
+
+
+def test_keys_server_token_beside_the_config_is_found_too(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir(mode=0o700)
+    (tmp_path / "keys" / "server_token").write_text(TOKEN)
+    path = write(tmp_path, '[server]\nlisten = "0.0.0.0:8787"\n')
+    assert config.load(path, require_key=False).settings.server.token.get_secret_value() == TOKEN
+
+
+def test_a_token_given_directly_wins_over_the_files(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir(mode=0o700)
+    (tmp_path / "keys" / "server_token").write_text(TOKEN)
+    path = write(tmp_path, '[server]\ntoken = "given-directly-0123"\n')
+    server = config.load(path, require_key=False).settings.server
+    assert server.token.get_secret_value() == "given-directly-0123"
+
+
+def test_a_blank_credential_leaves_a_listen_off_loopback_without_a_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "server_token").write_text("\n")  # the unit's SetCredential= default
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    (problem,) = refused(write(tmp_path, '[server]\nlisten = "0.0.0.0:8787"\n')).problems
+    assert str(problem) == (
+        "At 'server.token': required when server.listen (0.0.0.0:8787) is not a loopback address"
+    )
+    assert config.load(write(tmp_path, ""), require_key=False).settings.server.token_file is None
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [(None, "cannot read: No such file or directory"), ("", "is empty"), ("a b", "whitespace")],
+)
+def test_a_token_file_that_holds_no_token_is_an_error_naming_it(
+    tmp_path: Path, content: str | None, said: str
+) -> None:
+    token_file = tmp_path / "server_token"
+    if content is not None:
+        token_file.write_text(content)
+    path = write(tmp_path, f'[server]\nlisten = "0.0.0.0:8787"\ntoken_file = "{token_file}"\n')
+    (problem,) = refused(path).problems  # and no second "required" for the same cause
+    assert (problem.path, problem.origin) == ("server.token_file", str(token_file))
+    assert said in problem.message
