@@ -342,11 +342,14 @@ def command(ns: argparse.Namespace) -> int:
         store: Store | None = None
         history: list[CapChange] = []
         try:
-            if path.exists():
+            if settings.state.shared:
+                store = stack.enter_context(Store.open(settings.state.target))
+                history = store.cap_log(CAP_LOG_ROWS)
+            elif path.exists():
                 store = stack.enter_context(Store(path))
                 history = store.cap_log(CAP_LOG_ROWS)
         except (StoreError, sqlite3.Error, OSError) as exc:
-            return _fail(f"error: cannot use the state file {path}: {exc}", EXIT_FAIL)
+            return _fail(f"error: cannot use the state {settings.state.shown}: {exc}", EXIT_FAIL)
         if store is None:
             if ns.apply:
                 return _fail(

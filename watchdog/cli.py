@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Iterator
-    from datetime import datetime
+    from datetime import datetime, timedelta
     from typing import Any
 
     from watchdog.config import Loaded, Settings
     from watchdog.control import DaemonClient
     from watchdog.courier import CourierOutbox, Inspector
     from watchdog.digester import Digester
+    from watchdog.leader import Leadership
     from watchdog.notify import Target
     from watchdog.providers.base import Provider
     from watchdog.store import Store, Unit
@@ -345,9 +346,12 @@ def _targets(settings: Settings) -> list[Target]:
 def _client(settings: Settings) -> DaemonClient:
     from watchdog.control import DaemonClient, base_url
 
+    server = settings.server
+    # Over TLS, the CLI on the daemon's host trusts the certificate the daemon serves.
     return DaemonClient(
-        base_url(settings.server.host, settings.server.port),
-        settings.server.token.get_secret_value(),
+        base_url(server.host, server.port, server.scheme),
+        server.token.get_secret_value(),
+        pin=str(server.tls[0]) if server.tls else None,
     )
 
 
@@ -359,7 +363,15 @@ def _state(loaded: Loaded) -> Iterator[Store]:
 
     from watchdog.store import Store, StoreError
 
-    path = loaded.settings.state.path
+    state = loaded.settings.state
+    if state.shared:  # PostgreSQL: the instances' shared state
+        try:
+            with Store.open(state.target) as store:
+                yield store
+        except (StoreError, OSError) as exc:
+            raise CommandError(f"error: cannot use the state at {state.shown}: {exc}") from None
+        return
+    path = state.path
     try:
         exists = path.exists()
     except OSError as exc:
@@ -382,13 +394,14 @@ def _change(loaded: Loaded, change: Callable[[Unit], object]) -> None:
 
     from watchdog.store import Store, StoreError
 
-    path = loaded.settings.state.path
+    state = loaded.settings.state
     try:
-        with Store(path) as store, store.unit() as unit:
+        with Store.open(state.target) as store, store.unit() as unit:
             change(unit)
     except (StoreError, sqlite3.Error, OSError) as exc:
+        where = state.shown if state.shared else f"file {state.path}"
         raise CommandError(
-            f"error: cannot change the state file {path}: {exc}{_AS_SERVICE}"
+            f"error: cannot change the state {where}: {exc}{'' if state.shared else _AS_SERVICE}"
         ) from None
 
 
@@ -413,7 +426,8 @@ def cmd_check_config(ns: argparse.Namespace) -> int:
         return EXIT_OK
     loaded = _load(ns)
     _targets(loaded.settings)
-    for warning in loaded.warnings:
+    # What the daemon warns about at start (a token in clear text off loopback, …) too.
+    for warning in [*loaded.warnings, *loaded.settings.start_warnings()]:
         print(f"warning: {warning}", file=sys.stderr)
     source = loaded.source or "defaults and environment (no --config, no $WATCHDOG_CONFIG)"
     print(f"# effective configuration from {source}; secrets masked")
@@ -577,8 +591,9 @@ def cmd_status(ns: argparse.Namespace) -> int:
         age = body.get("data_age_s")
         when = "never polled" if age is None else f"its last poll {words.duration(age)} ago"
         source = (
-            f"the daemon does not answer at {client.base_url}: from the state file "
-            f"{settings.state.path} ({when})"
+            f"the daemon does not answer at {client.base_url}: from the "
+            f"{'shared state' if settings.state.shared else 'state file'} "
+            f"{settings.state.shown} ({when})"
         )
         code = EXIT_NOT_RUNNING
     if ns.json:
@@ -745,7 +760,9 @@ def cmd_audit(ns: argparse.Namespace) -> int:
         # Prices are cached in the daemon's state file when there is one this user may
         # write; the audit never creates it (it would be this user's, not the service's).
         try:
-            if path.exists():
+            if settings.state.shared:
+                cache = pricing.StoreCache(stack.enter_context(Store.open(settings.state.target)))
+            elif path.exists():
                 cache = pricing.StoreCache(stack.enter_context(Store(path)))
             else:
                 warnings.append(f"prices not cached: no state at {path} (has the daemon run?)")
@@ -844,9 +861,10 @@ def _serve(
 
     from watchdog import permitfile
     from watchdog.core import view
+    from watchdog.core.view import InstanceView
     from watchdog.daemon import Daemon, Prepared
     from watchdog.sdnotify import Notifier
-    from watchdog.server import HoldsUnreadable, Reservations, StatusServer, create_app
+    from watchdog.server import Holds, HoldsUnreadable, Reservations, StatusServer, create_app
     from watchdog.store import Store, StoreError
     from watchdog.tick import LatestView, Tick, resume
 
@@ -863,10 +881,24 @@ def _serve(
         logger.error("permit_unwritable", detail=message)
         raise CommandError(f"error: {message} (killswitch.path)", EXIT_USAGE) from None
     try:
-        store = Store(settings.state.path, lock=True)
+        store = Store.open(settings.state.target, lock=True)
     except StoreError as exc:
         logger.error("state_unavailable", detail=str(exc))
         raise CommandError(f"error: {exc}") from None
+    for warning in settings.start_warnings():
+        logger.warning("config_warning", detail=warning)
+    # Who this instance is among those sharing one database (and its part: watchdog.leader).
+    instance_id = _instance_id(settings)
+    leadership: Leadership | None = None
+    if settings.state.shared:
+        from watchdog.leader import Leadership
+
+        leadership = Leadership(
+            str(settings.state.target), instance_id, _lease(interval), lambda: datetime.now(UTC)
+        )
+        logger.info("state_shared", state=settings.state.shown, instance=instance_id)
+    started_at = now()
+    leader_changes = [0]
     if policy.killswitch.disable_keys:
         _say_whether_keys_can_be_disabled(provider, logger)
     # The permit's lease runs on the wall clock jobs read it with (the demo's accelerated
@@ -891,10 +923,9 @@ def _serve(
             raise CommandError(f"error: {message} (killswitch.path)", EXIT_USAGE) from None
     memory = resume(store, policy, now())
     published = LatestView(view.starting(memory.poll.started_at, policy.budget, memory.poll))
-    # Reservations live beside the state, so a restart does not grant the same money twice;
-    # each change re-issues the permit with its headroom less what they hold.
-    state = settings.state.path
-    holds_path = state.with_name(state.name + ".holds.json")
+    # Reservations live beside the state (or in the shared database), so a restart does
+    # not grant the same money twice; each change re-issues the permit with its headroom
+    # less what they hold.
 
     def on_holds_change(total: float) -> None:
         issuer.reissue(total)
@@ -904,8 +935,27 @@ def _serve(
             except OSError as exc:
                 logger.error("key_permit_write_failed", error=str(exc))
 
+    holds: Holds
     try:
-        holds = Reservations(path=holds_path, on_change=on_holds_change)
+        if settings.state.shared:
+            from watchdog.holds import SharedReservations
+
+            # Their own connection: a reservation does not wait behind a tick's queries.
+            holds = SharedReservations(
+                Store.open(settings.state.target),
+                instance_id,
+                lambda: datetime.now(UTC),
+                logger,
+                on_change=on_holds_change,
+            )
+        else:
+            state = settings.state.path
+            holds_path = state.with_name(state.name + ".holds.json")
+            holds = Reservations(path=holds_path, on_change=on_holds_change)
+    except StoreError as exc:
+        store.close()
+        logger.error("state_unavailable", detail=str(exc))
+        raise CommandError(f"error: {exc}") from None
     except HoldsUnreadable as exc:
         store.close()
         logger.error("holds_unreadable", detail=str(exc))
@@ -922,7 +972,9 @@ def _serve(
         if targets is None:
             return None
         with store.unit() as unit:
-            # A restart may be the fix for whatever kept messages from going out.
+            # A restart may be the fix for whatever kept messages from going out; a message
+            # this instance was sending when it stopped is sent again now.
+            unit.release_claims(instance_id if settings.state.shared else None)
             waiting = unit.retry_pending_now(now())
         if waiting:
             logger.info("outbox_resumed", pending=waiting)
@@ -938,6 +990,10 @@ def _serve(
             # Provider-side daily caps kept at factor × expected spend (issue 14).
             every = policy.caps.every.total_seconds()
             chores += ((lambda: caps.manage(policy, admin, store, now, logger), every),)
+        if leadership is not None:
+            # Chores act for every instance (prices, caps): the leader does them.
+            chores = tuple((_leader_only(leadership, chore), every) for chore, every in chores)
+            leadership.try_lead()  # the first tick knows its part
         tick = Tick(
             digester=digester,
             policy=policy,
@@ -953,11 +1009,21 @@ def _serve(
             reserved=holds.total,
             reserved_by_key=holds.by_key,
             key_permits=key_permits,
+            leadership=leadership,
         )
+        lead = None
+        if leadership is not None:
+            lead = (
+                _election(leadership, logger, leader_changes),
+                _lease(interval).total_seconds() / 3,
+            )
         if not targets:
-            return Prepared(tick, chores=chores)
-        outbox = _courier(ns, store, targets, now, logger, settings.secrets())
-        return Prepared(tick, outbox.deliver, chores)
+            return Prepared(tick, chores=chores, lead=lead)
+        outbox = _courier(ns, store, targets, now, logger, settings.secrets(), instance_id)
+        deliver: Callable[[], object] = outbox.deliver
+        if leadership is not None:
+            deliver = _leader_only(leadership, outbox.deliver)
+        return Prepared(tick, deliver, chores, lead)
 
     def on_stop() -> None:
         # A stopped watchdog leaves no permit: launches stop until it runs again.
@@ -968,6 +1034,9 @@ def _serve(
                 key_permits.clear()
         except OSError as exc:  # e.g. the path became a directory: say so, stop cleanly
             logger.error("permit_revoke_failed", path=str(permit_path), error=str(exc))
+        if leadership is not None:
+            # Another instance takes over at its next attempt, not when our lease runs out.
+            leadership.close()
 
     daemon = Daemon(
         prepare,
@@ -978,14 +1047,30 @@ def _serve(
         on_stop=on_stop,
         status_line=lambda: view.summary_line(published.current),
     )
+
+    def instance() -> InstanceView:
+        if leadership is None:  # one host: it always leads
+            return InstanceView(instance_id, "leader", instance_id, started_at)
+        role = leadership.role
+        return InstanceView(
+            instance_id, role.role, role.leader_id, role.since, changes=leader_changes[0]
+        )
+
     app = create_app(
         view=published.get,
         clock=now,
         token=settings.server.token.get_secret_value(),
         reservations=holds,
         request_tick=daemon.run_tick_now,
+        instance=instance,
     )
-    server = StatusServer(app, settings.server.host, settings.server.port, logger)
+    server = StatusServer(
+        app,
+        settings.server.host,
+        settings.server.port,
+        logger,
+        tls=settings.server.tls,
+    )
     try:
         server.bind()
     except OSError as exc:
@@ -995,7 +1080,7 @@ def _serve(
         raise CommandError(f"error: {message} (server.listen)") from None
     if announce:
         print(
-            f"Status page: http://{settings.server.host}:{server.port}/  "
+            f"Status page: {settings.server.scheme}://{settings.server.host}:{server.port}/  "
             f"(gate: budget-watchdog gate --permit {settings.killswitch.path})\n",
             file=sys.stderr,
         )
@@ -1005,6 +1090,59 @@ def _serve(
         provider.close()
         store.close()
     return code
+
+
+def _instance_id(settings: Settings) -> str:
+    """This instance's name among those sharing one database: the host's name and the
+    status port (two instances on one host listen on two ports), else its process."""
+    import os
+    import socket
+
+    port = settings.server.port
+    return f"{socket.gethostname()}:{port if port else f'pid{os.getpid()}'}"
+
+
+def _lease(interval: float) -> timedelta:
+    """How long a leader's lease lasts: one poll interval (so a follower takes over and
+    polls within two), at least 3 s (a database round trip must fit many times) and at
+    most 60 s (a dead leader is replaced within about a minute and a third)."""
+    from datetime import timedelta
+
+    return timedelta(seconds=max(3.0, min(interval, 60.0)))
+
+
+def _leader_only(leadership: Leadership, work: Callable[[], object]) -> Callable[[], object]:
+    """`work`, done only while this instance leads."""
+
+    def run() -> object:
+        return work() if leadership.is_leading() else None
+
+    return run
+
+
+def _election(leadership: Leadership, logger: Any, changes: list[int]) -> Callable[[], bool]:
+    """One attempt to lead (the daemon runs it a few times a lease); True when this
+    instance has just become the leader. Every change of leader is logged and counted."""
+
+    def elect() -> bool:
+        before = leadership.role
+        role = leadership.try_lead()
+        if role.leader_id != before.leader_id and role.leader_id is not None:
+            changes[0] += 1
+            logger.warning(
+                "leader_changed",
+                leader=role.leader_id,
+                was=before.leader_id,
+                role=role.role,
+                term=role.term or None,
+            )
+        elif role.leader_id is None and before.leader_id is not None:
+            logger.warning(
+                "leader_unknown", detail="the shared state is out of reach", was=before.leader_id
+            )
+        return role.leading and not before.leading
+
+    return elect
 
 
 def _digest_policy(settings: Settings) -> Any:
@@ -1058,13 +1196,16 @@ def _courier(
     clock: Callable[[], datetime],
     logger: Any,
     secrets: list[str],
+    instance: str = "local",
 ) -> CourierOutbox:
     from watchdog.courier import CourierOutbox
 
     log_format = ns.log_format
     if log_format == "auto":
         log_format = "console" if sys.stdout.isatty() else "json"
-    return CourierOutbox(store, targets, clock, logger, secrets=secrets, log_format=log_format)
+    return CourierOutbox(
+        store, targets, clock, logger, secrets=secrets, log_format=log_format, instance=instance
+    )
 
 
 def _inspected_targets(loaded: Loaded, inspector: Inspector) -> list[Target] | None:

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from watchdog.db import is_postgres_url, url_secrets
 from watchdog.notify import Target, make_target, secret_parts
 
 if TYPE_CHECKING:  # the check child must not pay for the store (and pydantic)
@@ -100,8 +101,10 @@ class CourierOutbox:
         secrets: Sequence[str] = (),
         log_format: str = "json",
         python: str = sys.executable,
+        instance: str = "local",
     ) -> None:
         self.store = store
+        self.instance = instance
         self.targets = list(targets)
         self.clock = clock
         self.log = log
@@ -117,7 +120,9 @@ class CourierOutbox:
             return 0
         orders = {
             "mode": "deliver",
-            "state": str(self.store.path),
+            # The path, or the URL with its password (stdin: never on a command line).
+            "state": self.store.target,
+            "instance": self.instance,
             "now": now.isoformat(),
             "targets": [
                 {"url": t.url, "shown": t.shown, "severities": list(t.severities)}
@@ -126,7 +131,8 @@ class CourierOutbox:
             # A URL without secrets is shown as itself; only scrub the ones that hide some,
             # and every part a shown form hides (Apprise's own log lines may quote them).
             "secrets": [s for s in self.secrets if s not in {t.shown for t in self.targets}]
-            + [part for t in self.targets for part in secret_parts(t.url)],
+            + [part for t in self.targets for part in secret_parts(t.url)]
+            + url_secrets(self.store.target),
             "log_format": self.log_format,
         }
         try:
@@ -164,12 +170,16 @@ def _deliver(orders: dict[str, Any]) -> int:
     log.configure(format=orders.get("log_format", "json"))
     log.set_secrets(orders.get("secrets", []))
     logger = log.get_logger()
-    state = Path(orders["state"])
-    with open(state.with_name(state.name + ".courier.lock"), "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return 0  # another courier is at it; the next round picks up what is left
+    state = str(orders["state"])
+    # One courier at a time per state file; instances sharing a database claim each
+    # message instead (watchdog.outbox), so their couriers may run at once.
+    lock_path = os.devnull if is_postgres_url(state) else f"{state}.courier.lock"
+    with open(lock_path, "a") as lock:
+        if lock_path != os.devnull:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return 0  # another courier is at it; the next round picks up what is left
         # The daemon's time when it sent us, moved on by the real time since: a message's
         # delay and `sent` mark are when it really went out (each target has its thread).
         now, began = datetime.fromisoformat(orders["now"]), time.monotonic()
@@ -179,8 +189,11 @@ def _deliver(orders: dict[str, Any]) -> int:
 
         targets = [make_target(t["url"], t["severities"], t["shown"]) for t in orders["targets"]]
         try:
-            with Store(state) as store:
-                Outbox(store, AppriseTransport(), targets, clock, logger).deliver()
+            with Store.open(state) as store:
+                instance = str(orders.get("instance") or "local")
+                Outbox(
+                    store, AppriseTransport(), targets, clock, logger, instance=instance
+                ).deliver()
         except StoreError as exc:
             logger.error("courier_failed", detail=str(exc))
             return 1

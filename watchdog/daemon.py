@@ -12,6 +12,7 @@ shuts down waiting for a running tick, `on_stop` runs (it revokes the permit), e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -72,6 +73,9 @@ class Prepared:
     deliver: Callable[[], object] | None = None
     # Work on its own schedule, beside the tick: (what, every how many seconds).
     chores: tuple[tuple[Callable[[], object], float], ...] = ()
+    # Several instances on one database: the election (True when this instance has just
+    # become the leader: a tick runs at once, to poll), and every how many seconds.
+    lead: tuple[Callable[[], bool], float] | None = None
 
 
 class Daemon:
@@ -159,6 +163,16 @@ class Daemon:
                 next_run_time=datetime.now(UTC) + timedelta(seconds=CHORE_DELAY_S),
                 id=f"chore-{number}",
             )
+        if prepared.lead is not None:
+            elect, every = prepared.lead
+            scheduler.add_job(
+                self._run_election,
+                "interval",
+                args=[elect],
+                seconds=every,
+                next_run_time=datetime.now(UTC) + timedelta(seconds=every),
+                id="lead",
+            )
         if self.sd.watchdog_interval:
             scheduler.add_job(
                 self._heartbeat, "interval", seconds=self.sd.watchdog_interval / 2, id="heartbeat"
@@ -203,6 +217,24 @@ class Daemon:
             chore()
         except Exception:
             self.log.exception("chore_failed")
+
+    def _run_election(self, elect: Callable[[], bool]) -> None:
+        try:
+            promoted = elect()
+        except Exception:
+            self.log.exception("election_failed")
+            return
+        if promoted:
+            # The new leader polls now, not at its next tick. From a thread of its own: a
+            # shutdown holds the scheduler's lock while it waits for this job.
+            threading.Thread(target=self._tick_soon, name="lead-kick", daemon=True).start()
+
+    def _tick_soon(self) -> None:
+        scheduler = self._scheduler
+        if scheduler is None or self._stopping:
+            return
+        with contextlib.suppress(Exception):  # the scheduler is shutting down
+            scheduler.modify_job("tick", next_run_time=datetime.now(UTC))
 
     def _on_overrun(self, event: JobSubmissionEvent) -> None:
         """A job still running when its next run came: said once per overrun, not per skip."""

@@ -21,7 +21,7 @@ from prometheus_client.metrics_core import Metric
 
 from watchdog.core.model import SEVERITY_ORDER, TICK_FAILURES
 from watchdog.core.rules import RULES
-from watchdog.core.view import KeyRow, View
+from watchdog.core.view import InstanceView, KeyRow, View
 from watchdog.core.words import DAY, HOUR
 
 # The provider errors' kinds (watchdog.providers.base), shown at 0 before the first one so
@@ -57,10 +57,13 @@ PER_KEY: tuple[tuple[str, str, Callable[[KeyRow, bool], float | None]], ...] = (
 
 
 class _Collector:
-    def __init__(self, view: View, now: datetime, reserved: float) -> None:
+    def __init__(
+        self, view: View, now: datetime, reserved: float, instance: InstanceView | None
+    ) -> None:
         self.view = view
         self.now = now
         self.reserved = reserved
+        self.instance = instance
 
     def collect(self) -> Iterator[Metric]:
         v, m = self.view, self.view.metrics
@@ -91,6 +94,18 @@ class _Collector:
             severity.add_metric([rule], active.get(rule, 0))
         yield severity
         yield _gauge("reserved_usd", "USD held by pre-flight reservations.", self.reserved)
+        if self.instance is not None:
+            yield _gauge(
+                "leader",
+                "1 while this instance leads (polls, alerts, acts) among those sharing the state.",
+                int(self.instance.role == "leader"),
+            )
+            changes = CounterMetricFamily(
+                "budget_watchdog_leader_changes",
+                "Changes of leader this instance has seen since it started.",
+            )
+            changes.add_metric([], self.instance.changes)
+            yield changes
         yield from self._targets()
         if v.keys_watched:
             yield from self._keys()
@@ -259,8 +274,10 @@ def _optional(name: str, doc: str, value: float | None) -> Iterator[GaugeMetricF
         yield _gauge(name, doc, known)
 
 
-def render(view: View, now: datetime, reserved: float) -> tuple[bytes, str]:
+def render(
+    view: View, now: datetime, reserved: float, instance: InstanceView | None = None
+) -> tuple[bytes, str]:
     """The /metrics body and its content type."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(view, now, reserved))
+    registry.register(_Collector(view, now, reserved, instance))
     return generate_latest(registry), CONTENT_TYPE_LATEST

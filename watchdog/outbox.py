@@ -32,6 +32,10 @@ BACKOFF_MAX = timedelta(hours=1)
 GIVE_UP_AFTER = timedelta(hours=24)
 # While a target is still being drained, look this often for messages due elsewhere.
 RECHECK_S = 0.2
+# How long a claim on a message lasts: well above one send (Apprise's transports time out
+# after 15 s, a few connection attempts at most) and any clock difference between hosts.
+# An instance that dies mid-send delays that message by at most this much.
+CLAIM_HOLD = timedelta(seconds=90)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -54,6 +58,7 @@ class Outbox:
         log: Any,
         *,
         linger_s: float = 120.0,
+        instance: str = "local",
     ) -> None:
         self.store = store
         self.transport = transport
@@ -61,6 +66,7 @@ class Outbox:
         self.clock = clock
         self.log = log
         self.linger_s = linger_s
+        self.instance = instance  # who claims the messages it sends
 
     def deliver(self) -> int:
         """Send every message that is due, each target on its own thread; return how many
@@ -121,8 +127,10 @@ class Outbox:
         sent = 0
         while True:
             now = self.clock()
-            message = self.store.next_pending(target.id)
-            if message is None or message.next_attempt_at > now:
+            # Claimed first (see Store.claim): of instances sharing the outbox, exactly
+            # one sends each message; one that dies mid-send leaves it to the next.
+            message = self.store.claim_next(target.id, self.instance, now, CLAIM_HOLD)
+            if message is None:
                 return sent
             if not self._send(target, message, now):
                 return sent

@@ -61,7 +61,7 @@ class StoreCache:
             with self._store.unit() as unit:
                 unit.save_prices(prices)
         except (sqlite3.Error, OSError) as exc:
-            self.problem = f"cannot write the state file {self._store.path}: {exc}"
+            self.problem = f"cannot write the state ({self._store.shown}): {exc}"
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
@@ -41,7 +41,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from watchdog import atomicfile
 from watchdog.core import preflight
-from watchdog.core.view import UNKNOWN, KeyRow, View
+from watchdog.core.view import UNKNOWN, InstanceView, KeyRow, View
 from watchdog.core.words import days, iso, money, parse_duration, rounded, usd
 
 DEFAULT_HOLD = timedelta(minutes=30)
@@ -66,6 +66,47 @@ class Hold:
     until: datetime
     label: str
     key: str = ""  # the hash of the key a job reserved for, "" for the account only
+
+
+class HoldsFull(Exception):
+    """No reservation can be made: `capacity` are held. `next_expiry`: when one ends."""
+
+    def __init__(self, capacity: int, next_expiry: datetime | None, total: float) -> None:
+        super().__init__(f"already {capacity} reservations held")
+        self.capacity = capacity
+        self.next_expiry = next_expiry
+        self.total = total
+
+
+# Given what all holds and the key's holds add up to, the reasons for no-go ([] = go).
+Admit = Callable[[float, float], list[str]]
+
+
+class Holds(Protocol):
+    """The reservations as the server and the tick use them: in memory and a file beside
+    the state (`Reservations`, one host), or in the shared database (watchdog.holds)."""
+
+    capacity: int
+
+    def total(self, now: datetime) -> float: ...
+
+    def by_key(self, now: datetime) -> dict[str, float]: ...
+
+    def total_for(self, key: str, now: datetime) -> float: ...
+
+    def count(self, now: datetime) -> int: ...
+
+    def active(self, now: datetime) -> list[Hold]: ...
+
+    def reserve(
+        self, amount: float, until: datetime, label: str, key: str, admit: Admit, now: datetime
+    ) -> tuple[Hold | None, list[str], float]:
+        """Check and hold in one step: `admit(total held, held for key)` says why not; the
+        hold is made only when it says nothing. Return (the hold or None, the reasons,
+        the total held after). Raise HoldsFull, or OSError when the hold cannot be kept."""
+        ...
+
+    def release(self, hold_id: str) -> bool: ...
 
 
 class Reservations:
@@ -167,6 +208,25 @@ class Reservations:
         with self._lock:
             self._expire_locked(now)
             return sorted(self._holds.values(), key=lambda h: (h.until, h.id))
+
+    def reserve(
+        self, amount: float, until: datetime, label: str, key: str, admit: Admit, now: datetime
+    ) -> tuple[Hold | None, list[str], float]:
+        """See Holds.reserve."""
+        with self._lock:
+            self._expire_locked(now)
+            held_for_key = (
+                math.fsum(h.amount for h in self._holds.values() if h.key == key) if key else 0.0
+            )
+            reasons = admit(self._total, held_for_key)
+            if reasons:
+                return None, reasons, self._total
+            if len(self._holds) >= self.capacity:
+                raise HoldsFull(
+                    self.capacity, min(h.until for h in self._holds.values()), self._total
+                )
+            hold = self.add(amount, until, label, key)
+            return hold, [], self._total
 
     def add(self, amount: float, until: datetime, label: str = "", key: str = "") -> Hold:
         """Hold `amount` until `until`. The caller checks `full` first (ValueError if full).
@@ -399,7 +459,7 @@ class _Preflight:
     """GET/POST /preflight as a plain ASGI app: the path every job takes before it starts."""
 
     def __init__(
-        self, view: Callable[[], View], clock: Callable[[], datetime], holds: Reservations
+        self, view: Callable[[], View], clock: Callable[[], datetime], holds: Holds
     ) -> None:
         self.view = view
         self.clock = clock
@@ -433,38 +493,55 @@ class _Preflight:
         except ValueError as exc:
             return 400, _dumps({"error": str(exc)}), []
         holds = self.holds
-        reserved = holds.total(now)
-        reasons = p.reasons(now, cost, reserved, runway_floor)
         key = params.get("key")
         row = p.keys.get(key) if key is not None else None
-        if key is not None:
-            # Holds count per key by its hash: a rename keeps them, a name cannot dodge them.
-            held = holds.total_for(row.hash, now) if row is not None else 0.0
-            reasons += p.key_reasons(row.name if row is not None else key, cost, held)
-        if reasons:
-            return 409, _no_go(cost, p.headroom, reserved, reasons), []
+
+        def admit(reserved: float, held_for_key: float) -> list[str]:
+            reasons = p.reasons(now, cost, reserved, runway_floor)
+            if key is not None:
+                # Holds count per key by its hash: a rename keeps them, a name cannot
+                # dodge them.
+                held = held_for_key if row is not None else 0.0
+                reasons += p.key_reasons(row.name if row is not None else key, cost, held)
+            return reasons
+
         if not post:
+            try:
+                reserved = holds.total(now)
+                held = holds.total_for(row.hash, now) if row is not None else 0.0
+            except OSError as exc:  # the shared reservations cannot be read: we do not know
+                return 503, _no_go(cost, p.headroom, 0.0, [_unreadable(exc)]), []
+            reasons = admit(reserved, held)
+            if reasons:
+                return 409, _no_go(cost, p.headroom, reserved, reasons), []
             return 200, _go(cost, p.headroom, reserved, ""), []
-        if holds.full(now):
-            until = holds.next_expiry(now)
+        label = params.get("label", "")[:MAX_LABEL]
+        try:
+            hold, reasons, reserved = holds.reserve(
+                cost, now + hold_for, label, row.hash if row else "", admit, now
+            )
+        except HoldsFull as full:
+            until = full.next_expiry
             wait = 1 if until is None else max(1, math.ceil((until - now).total_seconds()))
             reason = (
-                f"too many reservations: {holds.capacity} are held; release the holds of "
+                f"too many reservations: {full.capacity} are held; release the holds of "
                 "finished jobs (DELETE /preflight/{id}) or wait for one to expire"
             )
-            body = _no_go(cost, p.headroom, reserved, [reason])
+            body = _no_go(cost, p.headroom, full.total, [reason])
             return 429, body, [(b"retry-after", str(wait).encode())]
-        try:
-            hold = holds.add(
-                cost, now + hold_for, params.get("label", "")[:MAX_LABEL], row.hash if row else ""
-            )
         except OSError as exc:  # a hold that would not survive a restart is not granted
             reason = f"cannot save the reservation: {exc.strerror or exc}"
-            return 503, _no_go(cost, p.headroom, reserved, [reason]), []
+            return 503, _no_go(cost, p.headroom, 0.0, [reason]), []
+        if hold is None:
+            return 409, _no_go(cost, p.headroom, reserved, reasons), []
         reservation = _dumps(
             {"id": hold.id, "amount": hold.amount, "expires_at": hold.until.isoformat()}
         ).decode()
-        return 200, _go(cost, p.headroom, holds.total(now), f',"reservation":{reservation}'), []
+        return 200, _go(cost, p.headroom, reserved, f',"reservation":{reservation}'), []
+
+
+def _unreadable(exc: OSError) -> str:
+    return f"cannot read the reservations: {exc.strerror or exc}"
 
 
 def _go(cost: float, headroom: str, reserved: float, more: str) -> bytes:
@@ -500,11 +577,14 @@ def create_app(
     view: Callable[[], View],
     clock: Callable[[], datetime],
     token: str = "",
-    reservations: Reservations | None = None,
+    reservations: Holds | None = None,
     request_tick: Callable[[], Awaitable[None]] | None = None,
+    instance: Callable[[], InstanceView | None] | None = None,
 ) -> ASGIApp:
-    """The ASGI app. `view` returns the latest View; `request_tick` runs a tick now."""
-    holds = reservations if reservations is not None else Reservations()
+    """The ASGI app. `view` returns the latest View; `request_tick` runs a tick now;
+    `instance` says this instance's role when several share one database."""
+    whoami = instance or (lambda: None)
+    holds: Holds = reservations if reservations is not None else Reservations()
     status_cache = _StatusCache()
 
     async def healthz(request: Request) -> Response:
@@ -538,10 +618,12 @@ def create_app(
     async def status(request: Request) -> Response:
         v, now = view(), clock()
         reserved, count = holds.total(now), holds.count(now)
-        body = b'%s,"reserved_usd":%s,"reservations_count":%d}' % (
+        me = whoami()
+        body = b'%s,"reserved_usd":%s,"reservations_count":%d%s}' % (
             status_cache.head_for(v, now),
             _num(money(reserved)).encode(),
             count,
+            b"" if me is None else b',"instance":' + _dumps(me.json()),
         )
         return Response(body, media_type="application/json")
 
@@ -574,7 +656,11 @@ def create_app(
 
     async def release(request: Request) -> Response:
         hold_id = request.path_params["hold_id"]
-        if holds.release(hold_id):
+        try:
+            released = holds.release(hold_id)
+        except OSError as exc:
+            return _json({"error": f"cannot release {hold_id}: {exc.strerror or exc}"}, 503)
+        if released:
             return _json({"released": hold_id})
         return _json({"error": f"no reservation {hold_id} (expired or released)"}, 404)
 
@@ -582,7 +668,7 @@ def create_app(
         from watchdog.metrics import render
 
         now = clock()
-        body, content_type = render(view().at(now), now, holds.total(now))
+        body, content_type = render(view().at(now), now, holds.total(now), whoami())
         return Response(body, media_type=content_type)
 
     async def page(request: Request) -> Response:
@@ -680,11 +766,20 @@ class StatusServer:
     """uvicorn serving the app on a socket we bind ourselves (so a busy port is our error
     message, not uvicorn's exit), without uvicorn's own signal handling (the daemon's)."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int, log: Any) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        log: Any,
+        *,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.log = log
+        self.tls = tls  # (certificate, key): HTTPS
         self._server: Any = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
@@ -724,7 +819,11 @@ class StatusServer:
             loop="none",
             server_header=False,
             date_header=False,
+            ssl_certfile=str(self.tls[0]) if self.tls else None,
+            ssl_keyfile=str(self.tls[1]) if self.tls else None,
         )
+        if self.tls:
+            config.load()  # the TLS context now: a bad pair is an error at start
 
         class _Server(uvicorn.Server):
             @contextlib.contextmanager
@@ -738,7 +837,8 @@ class StatusServer:
                 self._task.result()  # re-raise what stopped it
                 raise RuntimeError("the status server stopped during start-up")
             await asyncio.sleep(0.005)
-        self.log.info("server_listening", url=f"http://{_host(self.host)}:{self.port}/")
+        scheme = "https" if self.tls else "http"
+        self.log.info("server_listening", url=f"{scheme}://{_host(self.host)}:{self.port}/")
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:

@@ -71,6 +71,9 @@ RAW_RETENTION = timedelta(days=40)
 THIN_BUCKET_MS = 3_600_000
 # A message not yet delivered: waiting, or claimed by an instance sending it.
 _UNDELIVERED = "state IN ('pending', 'sending')"
+# Not claimed by an instance that may be sending it at the time given (the query's next
+# parameter): a message whose claim ran out is to be had again.
+_UNCLAIMED = "(state = 'pending' OR claimed_until <= ?)"
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: samples and a key/value table for small state (last error, last poll).
@@ -236,6 +239,19 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at INTEGER NOT NULL
     );
     """,
+    # 9: pre-flight reservations shared by every instance on one database (issue 16): a
+    # job that reserved on one host holds the money for the jobs of every host.
+    """
+    CREATE TABLE holds (
+        id TEXT PRIMARY KEY,
+        amount REAL NOT NULL,
+        until INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        key_hash TEXT NOT NULL DEFAULT '',
+        made_by TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX holds_until ON holds (until);
+    """,
 )
 
 
@@ -288,6 +304,19 @@ class Lease:
     @property
     def live(self) -> bool:
         return bool(self.holder) and self.now < self.expires_at
+
+
+@dataclass(frozen=True)
+class StoredHold:
+    """A pre-flight reservation as the database keeps it: `key` is the hash of the key it
+    was made for ("" for the account), `made_by` the instance that granted it."""
+
+    id: str
+    amount: float
+    until: datetime
+    label: str
+    key: str = ""
+    made_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -684,7 +713,7 @@ class Store:
     # -- outbox ----------------------------------------------------------------------
     # The courier's side: each call is its own small transaction. A message is
     # undelivered while it is 'pending' or 'sending' (claimed by an instance that is
-    # sending it, see claim); a single instance, which never claims, has none 'sending'.
+    # sending it, see claim).
 
     def next_pending(self, target: str) -> OutboxMessage | None:
         """The oldest undelivered message for `target` (messages go out in order)."""
@@ -701,10 +730,10 @@ class Store:
         row = self._one(
             f"""
             SELECT COUNT(*) AS n FROM outbox WHERE {_UNDELIVERED} AND target IN (
-                SELECT target FROM outbox WHERE next_attempt_at <= ? AND id IN (
+                SELECT target FROM outbox WHERE next_attempt_at <= ? AND {_UNCLAIMED} AND id IN (
                     SELECT MIN(id) FROM outbox WHERE {_UNDELIVERED} GROUP BY target))
             """,  # noqa: S608 - a constant of ours
-            (_ms(now),),
+            (_ms(now), _ms(now)),
         )
         return int(row["n"]) if row else 0
 
@@ -714,11 +743,11 @@ class Store:
         if due_at is not None:
             heads = self._all(
                 f"""
-                SELECT target FROM outbox WHERE next_attempt_at <= ? AND id IN (
+                SELECT target FROM outbox WHERE next_attempt_at <= ? AND {_UNCLAIMED} AND id IN (
                     SELECT MIN(id) FROM outbox WHERE {_UNDELIVERED} GROUP BY target)
                 ORDER BY id
                 """,  # noqa: S608 - a constant of ours
-                (_ms(due_at),),
+                (_ms(due_at), _ms(due_at)),
             )
             return [r["target"] for r in heads]
         rows = self._all(f"SELECT DISTINCT target FROM outbox WHERE {_UNDELIVERED}")  # noqa: S608
@@ -797,6 +826,13 @@ class Store:
         with self._mutex, self._errors():
             return _lease(self._db, self._db.clock_ms())
 
+    # -- reservations ----------------------------------------------------------------
+
+    def holds(self, now: datetime) -> list[StoredHold]:
+        """Every reservation still running at `now`, the soonest to expire first."""
+        rows = self._all("SELECT * FROM holds WHERE until > ? ORDER BY until, id", (_ms(now),))
+        return [_stored_hold(r) for r in rows]
+
 
 class Unit:
     """The writes of one transaction (see Store.unit). Every time is passed in."""
@@ -858,6 +894,27 @@ class Unit:
             )
             > 0
         )
+
+    # -- reservations ----------------------------------------------------------------
+
+    def holds(self, now: datetime) -> list[StoredHold]:
+        """The reservations running at `now`, inside this unit (so a check and the hold it
+        allows are one transaction: units are serialised)."""
+        rows = self.db.all("SELECT * FROM holds WHERE until > ? ORDER BY until, id", (_ms(now),))
+        return [_stored_hold(r) for r in rows]
+
+    def add_hold(self, hold: StoredHold) -> None:
+        self.db.run(
+            "INSERT INTO holds (id, amount, until, label, key_hash, made_by) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (hold.id, hold.amount, _ms(hold.until), hold.label, hold.key, hold.made_by),
+        )
+
+    def release_hold(self, hold_id: str) -> bool:
+        return self.db.run("DELETE FROM holds WHERE id = ?", (hold_id,)) > 0
+
+    def expire_holds(self, now: datetime) -> int:
+        return self.db.run("DELETE FROM holds WHERE until <= ?", (_ms(now),))
 
     # -- samples ---------------------------------------------------------------------
 
@@ -1113,6 +1170,18 @@ class Unit:
             ],
         )
 
+    def release_claims(self, by: str | None) -> int:
+        """End the claims `by` holds (None: every claim; one host on SQLite): at start,
+        a message this instance was sending when it stopped is sent again (at least
+        once), now rather than when the claim runs out."""
+        sql = (
+            "UPDATE outbox SET state = 'pending', claimed_by = NULL, claimed_until = NULL "
+            "WHERE state = 'sending'"
+        )
+        if by is None:
+            return self.db.run(sql)
+        return self.db.run(sql + " AND claimed_by = ?", (by,))
+
     def retry_pending_now(self, now: datetime) -> int:
         """Make every pending message due now (at start: the restart may be the fix)."""
         return self.db.run(
@@ -1150,6 +1219,12 @@ class Unit:
             "last_error = excluded.last_error, last_error_at = excluded.last_error_at",
             (target, error, _ms(now)),
         )
+
+
+def _stored_hold(r: Row) -> StoredHold:
+    return StoredHold(
+        r["id"], float(r["amount"]), _dt(r["until"]), r["label"], r["key_hash"], r["made_by"]
+    )
 
 
 def _message(r: Row) -> OutboxMessage:

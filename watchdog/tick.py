@@ -21,9 +21,10 @@ from typing import Any
 
 from watchdog import permitfile
 from watchdog.core import burn, view
+from watchdog.core import keys as keyrules
 from watchdog.core.burn import Metrics
 from watchdog.core.decide import Inputs, Outcome, decide
-from watchdog.core.keys import provider_actions
+from watchdog.core.keys import KeyFacts, provider_actions
 from watchdog.core.model import (
     AlertState,
     Event,
@@ -43,6 +44,7 @@ from watchdog.core.view import View
 from watchdog.core.words import money, rounded
 from watchdog.digester import Digester, Due
 from watchdog.keyring import ASK_PER_TICK, KeyRing
+from watchdog.leader import Leadership
 from watchdog.log import scrub
 from watchdog.notify import Target
 from watchdog.providers.base import (
@@ -52,7 +54,7 @@ from watchdog.providers.base import (
     ProviderBudgetExceeded,
     ProviderError,
 )
-from watchdog.store import Store, StoreError, WatchedKey
+from watchdog.store import LeadershipLost, Store, StoreError, StoreUnavailable, WatchedKey
 
 # Thin old samples about once an hour: the query is cheap but not free on a year of rows.
 THIN_EVERY = timedelta(hours=1)
@@ -175,8 +177,14 @@ class Tick:
         digester: Digester | None = None,
         key_permits: permitfile.KeyPermits | None = None,
         reserved_by_key: Callable[[datetime], Mapping[str, float]] | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.policy = policy
+        # Several instances on one database: only the leader polls, decides for the store
+        # and acts; a follower decides from the shared state and writes its own permit.
+        self.leadership = leadership
+        self._led: bool | None = None  # whether the last tick ran as the leader
+        self._seen: datetime | None = None  # a follower: the newest sample it has read
         # Every key's own permit file (management key), synced before the account's.
         self.key_permits = key_permits
         self.reserved_by_key = reserved_by_key or (lambda now: {})
@@ -218,9 +226,29 @@ class Tick:
         fails closed."""
         before = self.memory.poll
         try:
-            return self._run()
+            if self.leadership is not None and not self._leads():
+                return self._follow()
+            try:
+                return self._run()
+            except LeadershipLost as lost:  # another instance leads now: its writes count
+                self.log.warning("leadership_lost", detail=str(lost))
+                self._led = False
+                return self._follow()
         except Exception as exc:  # the loop must survive, and say what happened
             return self._failed(before, exc)
+
+    def _leads(self) -> bool:
+        """Whether this instance leads now (the election runs beside the tick: see
+        watchdog.leader); a follower that has just become the leader first catches up
+        with what the old one left in the store (alerts, permit, latches, keys)."""
+        assert self.leadership is not None
+        leading = self.leadership.is_leading()
+        if leading and self._led is False:
+            self._catch_up(self.clock())
+            self.memory.poll = replace(self.memory.poll, not_before=None)
+            self.log.warning("leading", instance=self.leadership.instance_id)
+        self._led = leading
+        return leading
 
     def _failed(self, before: PollHealth, exc: Exception) -> TickResult:
         """A tick that raised: the data it read was not used (so it is not fresh), the
@@ -250,6 +278,11 @@ class Tick:
             findings=(failure, *others),
         )
         self.log.exception("tick_failed", kind=kind, error=message)
+        if isinstance(exc, StoreUnavailable) and self.store.engine != "sqlite":
+            # The shared database is out of reach (a network cut, a restart of it): the
+            # permit this host holds runs out at its lease, as the leader's would; a
+            # blip shorter than that stops no job. /preflight says no-go meanwhile.
+            return TickResult(now, None, None, False, None, failure=message)
         try:
             self.permit.revoke()
         except OSError as revoke_error:
@@ -307,6 +340,93 @@ class Tick:
         self._maybe_thin(now)
         self._log(result, outcome)
         return result
+
+    # -- follow ----------------------------------------------------------------------
+
+    def _follow(self) -> TickResult:
+        """A follower's tick: no poll and no write. It reads what the leader committed
+        (samples, alert states, the permit's state and latches, the operator's override,
+        silences, keys), decides from it exactly as the leader does, and writes this
+        host's permit files — never armed while the leader's decision is revoked. When
+        the leader stops committing, the data goes stale here as there: fail closed."""
+        now = self.clock()
+        m = self._catch_up(now)
+        silences = self.store.silences(now)
+        outcome = decide(
+            Inputs(
+                now=now,
+                policy=self.policy,
+                history=m.history,
+                prior=m.prior,
+                poll=m.poll,
+                alerts=m.alerts,
+                permit=m.permit,
+                override=self.store.override(),
+                silences=silences,
+                recipients=[t.recipient for t in self.targets],
+                key_name=m.watched.name,
+                permit_error=m.permit_error,
+                keys=m.keys.inputs() if m.keys is not None else None,
+            )
+        )
+        shared = m.permit  # the leader's decision, as committed
+        if outcome.decision.armed and shared.armed is False:
+            reason = shared.reason or "the leader revoked the permit"
+            outcome = replace(
+                outcome, decision=replace(outcome.decision, armed=False, reason=reason)
+            )
+        if m.keys is not None:
+            m.keys.judgements, m.keys.known = outcome.judgements, outcome.known
+        if m.last_thin is None or now - m.last_thin >= THIN_EVERY:
+            m.last_thin = now  # the leader thins the store; a follower its memory
+            m.history.compact(now)
+        self.view = self._view(now, outcome, silences)
+        self._apply_permit(outcome)
+        self.log.debug(
+            "followed",
+            leader=self.leadership.role.leader_id if self.leadership else None,
+            permit="armed" if outcome.decision.armed else "revoked",
+            data_age_s=rounded(m.poll.data_age(now)),
+        )
+        return TickResult(now, None, None, True, outcome)
+
+    def _catch_up(self, now: datetime) -> Memory:
+        """This instance's memory brought up to what the store holds: the history read
+        again when the leader committed a newer sample (with the keys' curves), the
+        alert and permit states every time (another instance may have changed them)."""
+        m, store = self.memory, self.store
+        last = store.last_sample()
+        newest = last.ts if last is not None else None
+        if newest != self._seen:
+            mine = m.history.last
+            if mine is not None and newest is not None and newest > mine.ts and self._seen:
+                # What the leader added since: appended, not the month read again.
+                for sample in store.history(mine.ts + timedelta(milliseconds=1)):
+                    m.history.add(sample)
+                m.watched = store.watched_key()
+            else:
+                fresh = resume(store, self.policy, now)
+                m.history, m.watched = fresh.history, fresh.watched
+                m.chart_at = None
+            if m.keys is not None:
+                since = burn.samples_needed_since(now, self.policy.budget.tz)
+                ring = KeyRing.resume(store, since, now)
+                ring.synced = m.keys.synced
+                ring.priors, ring.asked = m.keys.priors, m.keys.asked
+                m.keys = ring
+            self._seen = newest
+        if m.keys is not None:
+            _listing_from_store(m.keys, self.policy)
+        error, kind, at = store.poll_error()
+        m.poll = replace(
+            m.poll,
+            last_success=newest,
+            last_error=error,
+            last_error_kind=kind,
+            last_error_at=at,
+        )
+        m.alerts, m.permit = store.load_alerts(), store.permit_state()
+        return m
 
     # -- read ------------------------------------------------------------------------
 
@@ -459,6 +579,8 @@ class Tick:
         key_samples: Sequence[KeySample] = (),
     ) -> None:
         with self.store.unit() as unit:
+            if self.leadership is not None:
+                self.leadership.fence(unit)  # a deposed leader's tick writes nothing
             if sample is not None:
                 unit.add_samples([sample])
             if key_samples:
@@ -601,6 +723,8 @@ class Tick:
         m = self.memory
         if self.admin is None:
             return
+        if self.leadership is not None and not self.leadership.is_leading():
+            return  # our lease ran out during the tick: the next leader acts
         ours = self.store.disabled_keys()
         account = []
         if self.policy.killswitch.disable_keys and not o.decision.armed:
@@ -713,3 +837,21 @@ def _watched_keys(snapshot: Snapshot | None) -> list[tuple[str, str]]:
         key = snapshot.key
         return [(key.hash, key.display_name)] if key.hash else []
     return [(k.hash, k.display_name) for k in snapshot.keys if k.hash and not k.disabled]
+
+
+def _listing_from_store(ring: KeyRing, policy: Policy) -> None:
+    """A follower's listing of the keys: every key the leader follows (not deleted), as
+    its last stored counters say, so the follower judges each key as the leader does."""
+    live = {h: k for h, k in ring.known.items() if k.deleted_at is None and h in ring.last}
+    names = keyrules.unique_names((h, k.name) for h, k in live.items())
+    ring.listed = [
+        KeyFacts(
+            h,
+            names.get(h, k.name),
+            k.label,
+            k.workspace_id,
+            ring.last[h],
+            policy.budget.key_budget(k.name, k.label, h),
+        )
+        for h, k in live.items()
+    ]

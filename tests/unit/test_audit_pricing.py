@@ -190,5 +190,5 @@ def test_a_state_file_that_cannot_be_written_leaves_the_prices_uncached(tmp_path
         finally:
             blocker.rollback()
             blocker.close()
-        assert cache.problem and "cannot write the state file" in cache.problem
+        assert cache.problem and "cannot write the state (" in cache.problem
         assert store.prices() == {}

@@ -352,7 +352,10 @@ def test_a_claim_is_exclusive_until_it_runs_out(store: Store) -> None:
     # Nobody else has it, nor the message behind it (order), until the claim runs out.
     assert store.claim_next("slack", "b", T0 + timedelta(minutes=1), hold) is None
     assert store.claim(got.id, "b", T0 + timedelta(minutes=1), hold) is None
-    assert store.due_count(T0) == 2 and store.pending_targets(due_at=T0) == ["slack"]
+    # A message claimed elsewhere is not due here (no courier starts for it) until the
+    # claim runs out; then the target's messages are due again.
+    assert store.due_count(T0) == 0 and store.pending_targets(due_at=T0) == []
+    assert store.due_count(T0 + hold) == 2 and store.pending_targets(due_at=T0 + hold) == ["slack"]
     retaken = store.claim_next("slack", "b", T0 + hold, hold)
     assert retaken is not None and retaken.id == got.id and retaken.claimed_by == "b"
     with store.unit() as unit:

@@ -140,6 +140,28 @@ def key_rows(
 
 
 @dataclass(frozen=True)
+class InstanceView:
+    """Which instance answers and what part it plays, when several share one database:
+    `role` "leader" or "follower", the leader of the moment (None: unknown, the database
+    is out of reach) and since when it leads; `changes`: how often this instance saw the
+    leader change since it started."""
+
+    id: str
+    role: str
+    leader_id: str | None
+    since: datetime | None
+    changes: int = 0
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "leader_id": self.leader_id,
+            "since": iso(self.since),
+        }
+
+
+@dataclass(frozen=True)
 class View:
     """One tick's picture. `state` is "ok", "warning", "critical", or "unknown" before the
     first successful poll since start."""

@@ -1,0 +1,116 @@
+"""Reservations shared through one real PostgreSQL: two instances (two connections)
+reserving at once never grant more than the headroom; holds made on one are seen, counted
+and released on the other; a database out of reach grants nothing."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.pg import PostgresServer
+from watchdog.holds import SharedReservations
+from watchdog.log import get_logger
+from watchdog.server import Admit, HoldsFull
+from watchdog.store import Store
+
+HEADROOM = 10.0
+
+
+def wall() -> datetime:
+    return datetime.now(UTC)
+
+
+def admit_within(headroom: float, cost: float) -> Admit:
+    def admit(reserved: float, held_for_key: float) -> list[str]:
+        return [] if reserved + cost <= headroom + 1e-9 else ["no headroom"]
+
+    return admit
+
+
+def test_two_instances_reserving_at_once_never_over_commit(pg_url: str) -> None:
+    told: list[float] = []
+    stores = [Store.open(pg_url), Store.open(pg_url)]
+    instances = [
+        SharedReservations(s, f"host{n}", wall, get_logger(), on_change=told.append)
+        for n, s in enumerate(stores)
+    ]
+    granted: list[float] = []
+    refused: list[list[str]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(100)
+
+    def ask(holds: SharedReservations) -> None:
+        start.wait()
+        now = wall()
+        hold, reasons, _ = holds.reserve(
+            0.75, now + timedelta(minutes=5), "job", "", admit_within(HEADROOM, 0.75), now
+        )
+        with lock:
+            if hold is not None:
+                granted.append(hold.amount)
+            else:
+                refused.append(reasons)
+
+    threads = [threading.Thread(target=ask, args=(instances[n % 2],)) for n in range(100)]  # 2 × 50
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert len(granted) == 13  # 13 × 0.75 = 9.75 ≤ 10 < 14 × 0.75
+        assert sum(granted) <= HEADROOM
+        assert len(refused) == 87 and all(r == ["no headroom"] for r in refused)
+        # Each instance sees every hold, whichever host made it.
+        now = wall()
+        assert instances[0].count(now) == instances[1].count(now) == 13
+        assert instances[0].total(now) == pytest.approx(9.75)
+        assert len(told) == 13
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_a_hold_made_on_one_host_is_released_on_the_other(pg_url: str) -> None:
+    with Store.open(pg_url) as one, Store.open(pg_url) as two:
+        a = SharedReservations(one, "a", wall, get_logger())
+        b = SharedReservations(two, "b", wall, get_logger(), capacity=2)
+        now = wall()
+        hold, _, total = a.reserve(
+            4.0, now + timedelta(minutes=1), "nightly", "hash1", lambda r, k: [], now
+        )
+        assert hold is not None and total == 4.0
+        assert b.by_key(now) == {"hash1": 4.0} and b.total_for("hash1", now) == 4.0
+        seen: list[float] = []
+
+        def key_admit(reserved: float, held_for_key: float) -> list[str]:
+            seen.append(held_for_key)
+            return []
+
+        b.reserve(1.0, now + timedelta(seconds=1), "short", "hash1", key_admit, now)
+        assert seen == [4.0]  # the key's holds, from the other host, in the same check
+        with pytest.raises(HoldsFull):
+            b.reserve(1.0, now + timedelta(minutes=1), "", "", lambda r, k: [], now)
+        assert b.release(hold.id) and not a.release(hold.id)
+        # Expired holds count for nothing, wherever they were made.
+        later = now + timedelta(seconds=2)
+        assert a.total(later) == 0.0 and a.active(later) == []
+
+
+def test_no_hold_is_granted_while_the_database_is_out_of_reach(
+    pg_server: PostgresServer, pg_url: str
+) -> None:
+    store = Store.open(pg_url)
+    holds = SharedReservations(store, "a", wall, get_logger())
+    now = wall()
+    holds.reserve(2.0, now + timedelta(minutes=5), "", "", lambda r, k: [], now)
+    pg_server.stop()
+    try:
+        with pytest.raises(OSError, match="out of reach"):
+            holds.reserve(1.0, now + timedelta(minutes=5), "", "", lambda r, k: [], now)
+        # Displays keep the last sums read (the tick's own failure already says no-go).
+        assert holds.total(now) == 2.0
+    finally:
+        pg_server.start()
+        store.close()

@@ -1,0 +1,178 @@
+"""Two instances' ticks on one real PostgreSQL, in-process: the leader polls and commits,
+the follower never polls and decides from what the leader committed (and from the
+operator's override, wherever it was made); a follower that becomes leader takes up the
+alert state where the old one stopped; a deposed leader's tick writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.fakes import Clock, ScriptedProvider
+from watchdog.config import Settings, load
+from watchdog.core.model import Override, Trip
+from watchdog.leader import Leadership
+from watchdog.log import get_logger
+from watchdog.permitfile import Issuer
+from watchdog.store import Store
+from watchdog.tick import Tick, TickResult
+
+T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+LONG = timedelta(hours=1)  # no lease runs out by itself in these tests
+
+
+def wall() -> datetime:
+    return datetime.now(UTC)
+
+
+class Host:
+    """One instance: its own store connection, permit file, election and tick."""
+
+    def __init__(self, name: str, url: str, tmp: Path, clock: Clock, script: list[float]) -> None:
+        self.settings: Settings = load(
+            None,
+            require_key=False,
+            overrides={
+                "state": {"url": url},
+                "killswitch": {"path": str(tmp / name / "permit")},
+                "budget": {"daily_limit": 50.0},
+            },
+        ).settings
+        self.store = Store.open(url)
+        self.provider = ScriptedProvider(clock, script)
+        self.lead = Leadership(url, name, LONG, wall)
+        self.permit = self.settings.killswitch.path
+        self.tick = Tick(
+            policy=self.settings.policy(),
+            provider=self.provider,
+            admin=None,
+            store=self.store,
+            permit=Issuer(self.permit, clock),
+            clock=clock,
+            log=get_logger(),
+            leadership=self.lead,
+        )
+
+    def run(self) -> TickResult:
+        result = self.tick.run()
+        assert result.outcome is not None, result.failure
+        return result
+
+    def armed(self) -> bool:
+        return self.permit.exists()
+
+    def close(self) -> None:
+        self.lead.close()
+        self.store.close()
+
+
+@pytest.fixture
+def hosts(pg_url: str, tmp_path: Path) -> Iterator[tuple[Host, Host, Clock]]:
+    clock = Clock(T0)
+    a = Host("a", pg_url, tmp_path, clock, [10.0, 11.0, 12.0, 80.0, 81.0, 82.0])
+    b = Host("b", pg_url, tmp_path, clock, [83.0, 84.0, 85.0])
+    assert a.lead.try_lead().leading and not b.lead.try_lead().leading
+    yield a, b, clock
+    a.close()
+    b.close()
+
+
+def test_only_the_leader_polls_and_the_follower_permits_from_its_data(
+    hosts: tuple[Host, Host, Clock],
+) -> None:
+    a, b, clock = hosts
+    for _ in range(3):
+        a.run()
+        follower = b.run()
+        clock.advance(seconds=60)
+    assert a.provider.calls == 3 and b.provider.calls == 0
+    assert follower.snapshot is None and follower.decision.armed
+    # The same numbers on both hosts, from one poll.
+    assert a.tick.view.metrics is not None and b.tick.view.metrics is not None
+    assert b.tick.view.metrics.spent_today == a.tick.view.metrics.spent_today
+    assert a.armed() and b.armed()
+
+
+def test_a_revocation_by_the_leader_revokes_the_followers_permit(
+    hosts: tuple[Host, Host, Clock],
+) -> None:
+    a, b, clock = hosts
+    a.run()
+    b.run()
+    assert b.armed()
+    clock.advance(seconds=60)
+    a.provider.script[0] = 90.0  # 80 USD more today: over the daily limit of 50
+    revoked = a.run()
+    assert not revoked.decision.armed and not a.armed()
+    followed = b.run()
+    assert not followed.decision.armed and not b.armed()
+    assert "daily" in b.tick.view.permit_reason
+
+
+def test_an_override_made_anywhere_holds_on_every_host(hosts: tuple[Host, Host, Clock]) -> None:
+    a, b, clock = hosts
+    a.run()
+    b.run()
+    # The operator trips the switch through the follower's host (its store connection).
+    with b.store.unit() as unit:
+        unit.set_override(Override(trip=Trip(reason="incident 42", by="ops", at=clock())))
+    assert not b.run().decision.armed and not b.armed()  # at once, before the leader ticks
+    assert not a.run().decision.armed and not a.armed()
+    assert "incident 42" in b.tick.view.permit_reason
+
+
+def test_a_new_leader_takes_up_the_alerts_where_the_old_one_stopped(
+    hosts: tuple[Host, Host, Clock],
+) -> None:
+    a, b, clock = hosts
+    a.run()
+    clock.advance(seconds=60)
+    a.provider.script[0] = 90.0
+    fired = a.run()  # the daily limit's alert fires
+    assert [e.rule for e in fired.events if e.kind == "firing"] == ["daily_limit"]
+    before = {i: st.since for i, st in b.store.load_alerts().items() if st.firing}
+    assert before
+    b.run()
+    a.lead.step_down()  # a clean stop: b may lead at its next attempt
+    assert b.lead.try_lead().leading
+    clock.advance(seconds=60)
+    with capture_logs() as logs:
+        result = b.run()
+    assert b.provider.calls == 1 and result.snapshot is not None  # it polls now
+    assert any(e["event"] == "leading" for e in logs)
+    # The alert already firing is not announced again by the new leader; it keeps its start.
+    assert not [e for e in result.events if e.kind == "firing"]
+    after = {i: st.since for i, st in b.store.load_alerts().items() if st.firing}
+    assert after == before
+    assert not result.decision.armed and not b.armed()
+
+
+def test_a_deposed_leaders_tick_writes_nothing_and_follows(pg_url: str, tmp_path: Path) -> None:
+    clock = Clock(T0)
+    a = Host("a", pg_url, tmp_path, clock, [10.0, 11.0])
+    b = Host("b", pg_url, tmp_path, clock, [12.0])
+    try:
+        a.lead = Leadership(pg_url, "a", timedelta(seconds=1), wall)
+        a.tick.leadership = a.lead
+        assert a.lead.try_lead().leading
+        a.run()
+        stored = len(a.store.history(T0 - timedelta(days=1)))
+        # a hangs past its lease; b takes over. a's own reckoning has not caught up yet:
+        # it still believes it leads, so its tick polls — and the commit is refused.
+        deadline = wall() + timedelta(seconds=5)
+        while not b.lead.try_lead().leading:
+            assert wall() < deadline, "b never took over"
+        a.lead._deadline = wall() + LONG  # a clock that lies to a
+        clock.advance(seconds=60)
+        with capture_logs() as logs:
+            result = a.tick.run()
+        assert any(e["event"] == "leadership_lost" for e in logs)
+        assert result.snapshot is None  # it ended as a follower's tick
+        assert len(a.store.history(T0 - timedelta(days=1))) == stored
+    finally:
+        a.close()
+        b.close()
