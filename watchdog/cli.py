@@ -974,7 +974,8 @@ def _serve(
         with store.unit() as unit:
             # A restart may be the fix for whatever kept messages from going out; a message
             # this instance was sending when it stopped is sent again now.
-            unit.release_claims(instance_id if settings.state.shared else None)
+            this_host = instance_id.rpartition("/")[0] + "/"  # its runs before this one
+            unit.release_claims(this_host if settings.state.shared else None)
             waiting = unit.retry_pending_now(now())
         if waiting:
             logger.info("outbox_resumed", pending=waiting)
@@ -1093,13 +1094,15 @@ def _serve(
 
 
 def _instance_id(settings: Settings) -> str:
-    """This instance's name among those sharing one database: the host's name and the
-    status port (two instances on one host listen on two ports), else its process."""
-    import os
+    """This instance's name among those sharing one database: the host's name, the
+    status port (two instances on one host listen on two ports) and a few random
+    characters of this run — two hosts that share a name (cloned machines, containers)
+    must never count as one leader."""
+    import secrets
     import socket
 
-    port = settings.server.port
-    return f"{socket.gethostname()}:{port if port else f'pid{os.getpid()}'}"
+    port = settings.server.port or "any"
+    return f"{socket.gethostname()}:{port}/{secrets.token_hex(3)}"
 
 
 def _lease(interval: float) -> timedelta:

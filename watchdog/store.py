@@ -1170,17 +1170,17 @@ class Unit:
             ],
         )
 
-    def release_claims(self, by: str | None) -> int:
-        """End the claims `by` holds (None: every claim; one host on SQLite): at start,
-        a message this instance was sending when it stopped is sent again (at least
-        once), now rather than when the claim runs out."""
+    def release_claims(self, prefix: str | None) -> int:
+        """End the claims of instances whose name starts with `prefix` (None: every
+        claim; one host on SQLite): at start, a message this host was sending when it
+        stopped is sent again (at least once), now rather than when the claim runs out."""
         sql = (
             "UPDATE outbox SET state = 'pending', claimed_by = NULL, claimed_until = NULL "
             "WHERE state = 'sending'"
         )
-        if by is None:
+        if prefix is None:
             return self.db.run(sql)
-        return self.db.run(sql + " AND claimed_by = ?", (by,))
+        return self.db.run(sql + " AND substr(claimed_by, 1, ?) = ?", (len(prefix), prefix))
 
     def retry_pending_now(self, now: datetime) -> int:
         """Make every pending message due now (at start: the restart may be the fix)."""

@@ -505,3 +505,19 @@ def test_open_tells_a_url_from_a_path(tmp_path: Path) -> None:
     assert is_postgres_url("postgresql://w@h/db") and is_postgres_url("postgres://h/db")
     assert not is_postgres_url(str(tmp_path / "postgresql.db"))
     assert not is_postgres_url(tmp_path / "postgresql:")
+
+
+def test_a_restart_releases_only_its_own_hosts_claims(store: Store) -> None:
+    with store.unit() as unit:
+        unit.enqueue([row(0), row(0, target="mail")])
+    hold = timedelta(minutes=2)
+    mine = store.claim_next("slack", "vm:8787/a1b2c3", T0, hold)
+    theirs = store.claim_next("mail", "other:8787/d4e5f6", T0, hold)
+    assert mine is not None and theirs is not None
+    with store.unit() as unit:
+        assert unit.release_claims("vm:8787/") == 1  # this host's run before the restart
+    # Its message is to be had again at once; the other host's claim still holds.
+    assert store.claim_next("slack", "vm:8787/0a0b0c", T0, hold) is not None
+    assert store.claim_next("mail", "vm:8787/0a0b0c", T0, hold) is None
+    with store.unit() as unit:
+        assert unit.release_claims(None) == 2  # one host on SQLite: every claim
