@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow lint bench example clean
+.PHONY: demo test test-slow test-pg lint bench example clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ test: lint
 
 test-slow: lint
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-pg
+
+# The end-to-end suite again with the state in PostgreSQL (a throwaway server, a schema per
+# test: tests/pg.py), and the store tests, which run on both engines anyway. The several-
+# instances file always runs on PostgreSQL: the runs above have it.
+PG_TESTS := tests/e2e tests/unit/test_store.py tests/integration/test_store_pg.py
+test-pg: $(STAMP)
+	WATCHDOG_TEST_STATE=postgresql $(BIN)/pytest -q $(PG_TESTS) \
+		--ignore=tests/e2e/test_several_pg.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

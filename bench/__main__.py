@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import audit, daemon, detection, http, keys, readiness, startup, store
+from bench import audit, daemon, detection, http, keys, readiness, several, startup, store
 from bench.common import ROOT, Result, machine, say
 
 SUITES: list[tuple[str, Callable[[], list[Result]]]] = [
@@ -23,6 +23,7 @@ SUITES: list[tuple[str, Callable[[], list[Result]]]] = [
     ("a year of history", store.run),
     ("spend audit", audit.run),
     ("many keys", keys.run),
+    ("several instances (PostgreSQL)", several.run),
 ]
 
 

@@ -1,4 +1,10 @@
-"""The real daemon process against a fake OpenRouter on 127.0.0.1."""
+"""The real daemon process against a fake OpenRouter on 127.0.0.1.
+
+The state is SQLite by default. With `WATCHDOG_TEST_STATE=postgresql` in the environment
+(`make test-pg`), `base_config` puts the state in PostgreSQL instead: a fresh schema of the
+session's throwaway server (tests/pg.py) for each test, the same one for every config a test
+builds (a restart finds its state). Tests that read the SQLite file itself skip there.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,81 @@ import httpx
 import pytest
 
 from tests.fake_openrouter import API_KEY, MANAGEMENT_KEY, FakeOpenRouter
+from tests.pg import PASSWORD, PostgresServer
+
+# Read when the tests are collected: the autouse clean_environment fixture removes every
+# WATCHDOG_* variable before a test runs (and DaemonProcess keeps them from the daemon).
+STATE_BACKEND = os.environ.get("WATCHDOG_TEST_STATE", "sqlite").strip().lower() or "sqlite"
+if STATE_BACKEND not in ("sqlite", "postgresql"):
+    raise ValueError(f"WATCHDOG_TEST_STATE={STATE_BACKEND!r}: say sqlite or postgresql")
+ON_POSTGRES = STATE_BACKEND == "postgresql"
+# Tests about the SQLite file itself, skipped on PostgreSQL with their reason. The first
+# five pass there when ported: seeding or reading through Store.open(state_url(tmp_path)),
+# expecting "from the shared state".
+_FILE = "it seeds or reads the SQLite state file directly"
+SQLITE_ONLY: dict[str, str] = {
+    "test_alert_delivery.py::test_messages_written_before_a_crash_are_delivered_once_after_"
+    "restart": f"{_FILE} (the outbox)",
+    "test_digest_e2e.py::test_a_due_digest_arrives_once_across_a_restart": f"{_FILE} (the "
+    "digest schedule, before the start)",
+    "test_fail_closed.py::test_data_from_the_future_is_kept_and_launches_wait_for_the_clock": (
+        f"{_FILE} (a sample from the future, before the start)"
+    ),
+    "test_run.py::test_run_polls_stores_and_exits_0_on_sigterm": f"{_FILE} (the samples)",
+    "test_server_e2e.py::test_status_command_reads_the_running_daemon_then_the_state_file": (
+        "it expects the SQLite wording 'from the state file' (PostgreSQL: 'from the shared state')"
+    ),
+    "test_crash.py::test_a_few_random_kills": "it checks the SQLite file's integrity",
+    "test_crash.py::test_a_hundred_random_kills": "it checks the SQLite file's integrity",
+    "test_fail_closed.py::test_a_full_disk_at_start_is_one_clear_line": "a full disk under the "
+    "SQLite file",
+    "test_fail_closed.py::test_a_disk_that_fills_mid_run_is_critical_with_its_cause": "a full "
+    "disk under the SQLite file",
+    "test_fail_closed.py::test_a_second_daemon_on_a_symlink_to_the_state_is_refused": "the "
+    "SQLite file's lock (on PostgreSQL a second instance is welcome: it follows)",
+    "test_run.py::test_a_second_daemon_on_the_same_state_refuses_to_start": "the SQLite file's "
+    "lock (on PostgreSQL a second instance is welcome: it follows)",
+    "test_fail_closed.py::test_corrupt_saved_reservations_stop_the_start_with_one_line": "the "
+    "reservations file beside the SQLite state (on PostgreSQL they are in the database)",
+}
+_shared: dict[str, Any] = {}  # this test's server and {tmp_path: schema URL}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not ON_POSTGRES:
+        return
+    for item in items:
+        where, _, name = item.nodeid.partition("tests/e2e/")[2].partition("::")
+        reason = SQLITE_ONLY.get(f"{where}::{name.partition('[')[0]}")
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+
+
+@pytest.fixture(autouse=True)
+def state_backend(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On PostgreSQL: the session's server, running, for base_config to make schemas in."""
+    if not ON_POSTGRES:
+        yield
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    server.start()
+    _shared.update(server=server, urls={})
+    try:
+        yield
+    finally:
+        _shared.clear()
+        server.start()  # a test that stopped it leaves it running for the next
+
+
+def state_url(tmp_path: Path) -> str:
+    """The PostgreSQL URL (with its password) of this test's schema (made on first use)."""
+    server: PostgresServer | None = _shared.get("server")
+    if server is None:
+        raise RuntimeError("no PostgreSQL server: WATCHDOG_TEST_STATE is not postgresql")
+    urls: dict[Path, str] = _shared["urls"]
+    if tmp_path not in urls:
+        urls[tmp_path] = server.url(schema=server.create_schema())
+    return urls[tmp_path]
 
 
 @pytest.fixture
@@ -122,10 +203,11 @@ def daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     yield make
     for proc in started:
         proc.stop()
-    # No key ever reaches a log line, whatever the test did.
+    # No key (nor the database's password) ever reaches a log line, whatever the test did.
     for proc in started:
         output = proc.output()
         assert API_KEY not in output and MANAGEMENT_KEY not in output
+        assert PASSWORD not in output
 
 
 def base_config(
@@ -135,12 +217,19 @@ def base_config(
     management: bool = False,
     extra: str = "",
     port: int = 0,
+    url: str | None = None,
 ) -> str:
+    """A config for the daemon against `fake`, its permit under `tmp_path`. The state: the
+    PostgreSQL database at `url` when given, else this test's schema when the suite runs
+    on PostgreSQL (WATCHDOG_TEST_STATE), else SQLite under `tmp_path`."""
     mgmt = f'management_key = "{MANAGEMENT_KEY}"\n' if management else ""
+    if url is None and ON_POSTGRES:
+        url = state_url(tmp_path)
+    state = f'url = "{url}"' if url is not None else f'path = "{tmp_path}/state/state.db"'
     return (
         f'[provider]\nbase_url = "{fake.base_url}"\napi_key = "{API_KEY}"\n{mgmt}'
         'poll_interval = "1s"\ntimeout = "2s"\n'
-        f'[state]\npath = "{tmp_path}/state/state.db"\n'
+        f"[state]\n{state}\n"
         f'[killswitch]\npath = "{tmp_path}/run/permit"\n'
         f'[server]\nlisten = "127.0.0.1:{port}"\n' + extra
     )
