@@ -626,6 +626,10 @@ class Store:
             latched_since=_iso_or_none(saved.get("latched_since")),
         )
 
+    def permit_decided_at(self) -> datetime | None:
+        """When the permit's saved state was decided (None: before this was recorded)."""
+        return _iso_or_none(self._meta("permit").get("decided_at"))
+
     def watched_key(self) -> WatchedKey:
         saved = self._meta("permit")
         return WatchedKey(
@@ -1030,10 +1034,14 @@ class Unit:
     def _set_meta(self, key: str, value: dict[str, Any]) -> None:
         self.db.run(_META_UPSERT, (key, json.dumps(value)))
 
-    def save_permit(self, state: PermitState, watched: WatchedKey) -> None:
+    def save_permit(
+        self, state: PermitState, watched: WatchedKey, at: datetime | None = None
+    ) -> None:
+        """The permit's state as decided at `at` (the deciding tick's time)."""
         self._set_meta(
             "permit",
             {
+                "decided_at": at.isoformat() if at else None,
                 "armed": state.armed,
                 "reason": state.reason,
                 "latched_since": state.latched_since.isoformat() if state.latched_since else None,

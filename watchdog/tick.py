@@ -351,7 +351,7 @@ class Tick:
         the leader stops committing, the data goes stale here as there: fail closed."""
         now = self.clock()
         m = self._catch_up(now)
-        silences = self.store.silences(now)
+        silences, override = self.store.silences(now), self.store.override()
         outcome = decide(
             Inputs(
                 now=now,
@@ -361,7 +361,7 @@ class Tick:
                 poll=m.poll,
                 alerts=m.alerts,
                 permit=m.permit,
-                override=self.store.override(),
+                override=override,
                 silences=silences,
                 recipients=[t.recipient for t in self.targets],
                 key_name=m.watched.name,
@@ -369,8 +369,15 @@ class Tick:
                 keys=m.keys.inputs() if m.keys is not None else None,
             )
         )
-        shared = m.permit  # the leader's decision, as committed
-        if outcome.decision.armed and shared.armed is False:
+        # The leader's decision, as committed, binds — unless an operator armed since it
+        # was made (the leader has not seen the arm yet; this host has, and judged anew).
+        shared, decided_at = m.permit, self.store.permit_decided_at()
+        armed_since = (
+            override.armed_at is not None
+            and decided_at is not None
+            and override.armed_at > decided_at
+        )
+        if outcome.decision.armed and shared.armed is False and not armed_since:
             reason = shared.reason or "the leader revoked the permit"
             outcome = replace(
                 outcome, decision=replace(outcome.decision, armed=False, reason=reason)
@@ -592,7 +599,7 @@ class Tick:
             if o.transition is not None:
                 d = o.decision
                 unit.audit(PermitChange(now, "armed" if d.armed else "revoked", d.actor, d.reason))
-            unit.save_permit(o.permit, self.memory.watched)
+            unit.save_permit(o.permit, self.memory.watched, now)
             if error is not None:
                 unit.save_poll_error(scrub(error.message), error.kind, now)
             if due is not None:  # with its slot, in this transaction: exactly once

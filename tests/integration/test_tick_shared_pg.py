@@ -176,3 +176,24 @@ def test_a_deposed_leaders_tick_writes_nothing_and_follows(pg_url: str, tmp_path
     finally:
         a.close()
         b.close()
+
+
+def test_an_arm_made_after_the_leaders_revocation_is_judged_at_once_by_a_follower(
+    hosts: tuple[Host, Host, Clock],
+) -> None:
+    a, b, clock = hosts
+    a.run()
+    with a.store.unit() as unit:
+        unit.set_override(Override(trip=Trip(reason="invoice check", by="ops", at=clock())))
+    assert not a.run().decision.armed  # the leader commits the revocation
+    assert not b.run().decision.armed
+    clock.advance(seconds=5)
+    with b.store.unit() as unit:  # `arm` on the follower's host, before the leader ticks
+        unit.set_override(Override(trip=None, armed_at=clock()))
+    assert b.run().decision.armed and b.armed()
+    assert "invoice check" not in b.tick.view.permit_reason
+    # A finding after the arm revokes both again.
+    clock.advance(seconds=55)
+    a.provider.script[0] = 95.0
+    assert not a.run().decision.armed
+    assert not b.run().decision.armed and not b.armed()
