@@ -7,16 +7,21 @@ pre-flight's verdict taken and the hold inserted inside one transaction, and uni
 serialised (the units' advisory lock). Two jobs on two hosts asking at once therefore
 cannot both take the same headroom: the second sees the first's hold.
 
-Reads for display (/status, /metrics, the page, the permit's headroom) that find the
-database out of reach answer with the last sums read, and say so in the log once: the
-tick's own failure already makes every answer no-go. A reservation or a release that
-cannot reach the database fails (OSError): a hold nobody else can see is not granted.
+Reads (`GET /preflight`, /status, /metrics, the page, the permit's headroom) answer from
+the holds as last read, at most REFRESH_S old: a read that finds them older starts a
+refresh on a thread of its own and does not wait for it, so no request waits on the
+database (nor on a database out of reach: the last holds read stand, and the tick's own
+failure already makes every answer no-go). Only `POST /preflight` (reserve) and a
+release go to the database, each in one transaction, off the server's event loop
+(`blocking`). A reservation or a release that cannot reach the database fails (OSError): a
+hold nobody else can see is not granted.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -24,6 +29,9 @@ from typing import Any
 
 from watchdog.server import MAX_HOLDS, Admit, Hold, HoldsFull
 from watchdog.store import Store, StoredHold, StoreError
+
+# How old the holds a read answers from may be (another host's new hold shows after this).
+REFRESH_S = 1.0
 
 
 class SharedReservations:
@@ -48,19 +56,49 @@ class SharedReservations:
         self.on_change = on_change
         self._lock = threading.Lock()
         self._last: list[Hold] = []
+        self._read_at = -math.inf  # monotonic time of the last read
+        self._refreshing = threading.Lock()
+        self._spawn = threading.Lock()
+        self._pending = False  # a refresh thread is on its way
         self._unreachable = False
+        self.refresh()
+
+    # The server runs reserve and release off its event loop.
+    blocking = True
+
+    def refresh(self) -> None:
+        """Read the holds now (the database's `until > now` is judged again at each read)."""
+        with self._refreshing:
+            try:
+                holds = [_hold(h) for h in self.store.holds(self.clock())]
+            except StoreError as exc:
+                if not self._unreachable:
+                    self.log.warning("holds_unreadable", error=str(exc))
+                self._unreachable = True
+                self._read_at = time.monotonic()  # not again at once: every REFRESH_S
+                return
+            if self._unreachable:
+                self.log.info("holds_readable")
+            self._unreachable = False
+            self._last, self._read_at = holds, time.monotonic()
 
     def _read(self, now: datetime) -> list[Hold]:
+        if time.monotonic() - self._read_at >= REFRESH_S:
+            with self._spawn:
+                if not self._pending:
+                    self._pending = True
+                    threading.Thread(
+                        target=self._refresh_quietly, name="holds", daemon=True
+                    ).start()
+        return [h for h in self._last if h.until > now]
+
+    def _refresh_quietly(self) -> None:
         try:
-            holds = [_hold(h) for h in self.store.holds(now)]
-        except StoreError as exc:
-            if not self._unreachable:
-                self.log.warning("holds_unreadable", error=str(exc))
-            self._unreachable = True
-            return [h for h in self._last if h.until > now]
-        self._unreachable = False
-        self._last = holds
-        return holds
+            self.refresh()
+        except Exception:  # a bug: said, and the next read tries again
+            self.log.exception("holds_refresh_failed")
+        finally:
+            self._pending = False
 
     def total(self, now: datetime) -> float:
         return math.fsum(h.amount for h in self._read(now))
@@ -103,6 +141,7 @@ class SharedReservations:
         except StoreError as exc:
             raise OSError(f"the shared state is out of reach ({exc})") from None
         self._last = sorted([*map(_hold, active), hold], key=lambda h: (h.until, h.id))
+        self._read_at = time.monotonic()
         total = math.fsum((total, amount))
         if self.on_change is not None:
             self.on_change(total)
@@ -114,6 +153,7 @@ class SharedReservations:
                 released = unit.release_hold(hold_id)
         except StoreError as exc:
             raise OSError(f"the shared state is out of reach ({exc})") from None
+        self._last = [h for h in self._last if h.id != hold_id]  # gone either way
         if released and self.on_change is not None:
             self.on_change(self.total(self.clock()))
         return released

@@ -479,7 +479,16 @@ class _Preflight:
                 send, 405, b'{"error":"method not allowed"}', [(b"allow", b"GET, HEAD, POST")]
             )
             return
-        status, body, extra = self.answer(method == "POST", scope["query_string"])
+        post = method == "POST"
+        if post and getattr(self.holds, "blocking", False):
+            # A reservation in the shared database: off the event loop, which other
+            # requests keep using while it waits for the units' lock or the network.
+            loop = asyncio.get_running_loop()
+            status, body, extra = await loop.run_in_executor(
+                None, self.answer, post, scope["query_string"]
+            )
+        else:
+            status, body, extra = self.answer(post, scope["query_string"])
         await _send(send, status, body, extra)
 
     def answer(self, post: bool, query: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -657,7 +666,11 @@ def create_app(
     async def release(request: Request) -> Response:
         hold_id = request.path_params["hold_id"]
         try:
-            released = holds.release(hold_id)
+            if getattr(holds, "blocking", False):
+                loop = asyncio.get_running_loop()
+                released = await loop.run_in_executor(None, holds.release, hold_id)
+            else:
+                released = holds.release(hold_id)
         except OSError as exc:
             return _json({"error": f"cannot release {hold_id}: {exc.strerror or exc}"}, 503)
         if released:
