@@ -478,7 +478,7 @@ def tick_times(
                         out[name].calls.append(timed.calls)
                         out[name].tick_ms.append(took * 1000)
                 clock.advance(seconds=60)
-            # The election beside the ticks: one attempt every lease / 3.
+            # The election beside the ticks: one attempt every lease / 6.
             leader_tick, leader_timed = ticks_by["leader"]
             assert leader_tick.leadership is not None
             lease = TickTimes()
@@ -579,7 +579,7 @@ def run() -> list[Result]:
         lease = scenarios[0][1]["election attempt"]
         results.append(
             Result(
-                "database time of an election attempt (every lease / 3)",
+                "database time of an election attempt (every lease / 6)",
                 median(lease.db_ms),
                 "ms",
                 None,

@@ -1016,7 +1016,7 @@ def _serve(
         if leadership is not None:
             lead = (
                 _election(leadership, logger, leader_changes),
-                _lease(interval).total_seconds() / 3,
+                _lease(interval).total_seconds() / ELECTIONS_PER_LEASE,
             )
         if not targets:
             return Prepared(tick, chores=chores, lead=lead)
@@ -1103,6 +1103,11 @@ def _instance_id(settings: Settings) -> str:
 
     port = settings.server.port or "any"
     return f"{socket.gethostname()}:{port}/{secrets.token_hex(3)}"
+
+
+# Attempts to lead (or renew) per lease: a follower takes over at most lease / this after
+# the lease ran out, and a renewal that meets a slow database has several more chances.
+ELECTIONS_PER_LEASE = 6
 
 
 def _lease(interval: float) -> timedelta:

@@ -63,7 +63,7 @@ class Role:
 
 class Leadership:
     """One instance's part in the election. `try_lead` once per attempt (each tick, and
-    more often than `lease`: a third of it is a good rhythm); `step_down` at a clean stop.
+    more often than `lease`: a sixth of it is the daemon's rhythm); `step_down` at a clean stop.
 
     `store_or_url`: the store to elect through, or a URL, from which Leadership opens a
     store of its own (and closes it in `close`). `clock` is the time `try_lead` and
