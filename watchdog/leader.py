@@ -138,13 +138,16 @@ class Leadership:
             )
         return self._role
 
-    def fence(self, unit: Unit) -> None:
+    def fence(self, unit: Unit, term: int | None = None) -> None:
         """Check, inside `unit`, that this instance still leads in its term (see
-        Unit.fence): LeadershipLost, and the unit rolls back, when it does not."""
+        Unit.fence): LeadershipLost, and the unit rolls back, when it does not. `term`:
+        the term the work began in (a tick that began in term n must not commit in term
+        n + 2, after another leader's term n + 1 changed what it read); the current one
+        when not given."""
         if not self._role.leading:
             raise LeadershipLost(f"{self.instance_id} is not the leader")
         if self._deadline is not None:
-            unit.fence(self.instance_id, self._role.term)
+            unit.fence(self.instance_id, self._role.term if term is None else term)
 
     def step_down(self) -> None:
         """Give up leadership now (a clean stop): the lease ends at once, so another

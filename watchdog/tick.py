@@ -184,6 +184,7 @@ class Tick:
         # and acts; a follower decides from the shared state and writes its own permit.
         self.leadership = leadership
         self._led: bool | None = None  # whether the last tick ran as the leader
+        self._term: int | None = None  # the term this tick runs in (its commit is fenced by it)
         self._seen: datetime | None = None  # a follower: the newest sample it has read
         # Every key's own permit file (management key), synced before the account's.
         self.key_permits = key_permits
@@ -243,11 +244,13 @@ class Tick:
         with what the old one left in the store (alerts, permit, latches, keys)."""
         assert self.leadership is not None
         leading = self.leadership.is_leading()
-        if leading and self._led is False:
+        term = self.leadership.role.term
+        if leading and (self._led is False or term != self._term):
+            # Led before, in an earlier term: another leader may have acted between.
             self._catch_up(self.clock())
             self.memory.poll = replace(self.memory.poll, not_before=None)
-            self.log.warning("leading", instance=self.leadership.instance_id)
-        self._led = leading
+            self.log.warning("leading", instance=self.leadership.instance_id, term=term)
+        self._led, self._term = leading, term
         return leading
 
     def _failed(self, before: PollHealth, exc: Exception) -> TickResult:
@@ -587,7 +590,8 @@ class Tick:
     ) -> None:
         with self.store.unit() as unit:
             if self.leadership is not None:
-                self.leadership.fence(unit)  # a deposed leader's tick writes nothing
+                # A deposed leader's tick, or one begun in an earlier term, writes nothing.
+                self.leadership.fence(unit, self._term)
             if sample is not None:
                 unit.add_samples([sample])
             if key_samples:

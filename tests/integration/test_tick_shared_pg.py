@@ -18,7 +18,7 @@ from watchdog.core.model import Override, Trip
 from watchdog.leader import Leadership
 from watchdog.log import get_logger
 from watchdog.permitfile import Issuer
-from watchdog.store import Store
+from watchdog.store import LeadershipLost, Store
 from watchdog.tick import Tick, TickResult
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -197,3 +197,35 @@ def test_an_arm_made_after_the_leaders_revocation_is_judged_at_once_by_a_followe
     a.provider.script[0] = 95.0
     assert not a.run().decision.armed
     assert not b.run().decision.armed and not b.armed()
+
+
+def test_a_tick_begun_in_an_earlier_term_commits_nothing(pg_url: str, tmp_path: Path) -> None:
+    """A leads, hangs in its tick past its lease; B leads a term and goes; A leads again
+    (a new term) — the old tick's commit is refused: B's term may have changed its inputs."""
+    clock = Clock(T0)
+    a = Host("a", pg_url, tmp_path, clock, [10.0, 11.0, 12.0])
+    b = Host("b", pg_url, tmp_path, clock, [12.0])
+    try:
+        a.lead = Leadership(pg_url, "a", timedelta(seconds=1), wall)
+        a.tick.leadership = a.lead
+        b.lead = Leadership(pg_url, "b", timedelta(seconds=1), wall)
+        b.tick.leadership = b.lead
+        assert a.lead.try_lead().leading
+        a.run()
+        assert a.tick._leads()  # the next tick begins, in term 1 ...
+        deadline = wall() + timedelta(seconds=5)
+        while not b.lead.try_lead().leading:  # ... and hangs: B takes over (term 2)
+            assert wall() < deadline, "b never took over"
+        b.lead.step_down()
+        assert a.lead.try_lead().term == 3  # A leads again
+        stored = len(a.store.history(T0 - timedelta(days=1)))
+        clock.advance(seconds=60)
+        with pytest.raises(LeadershipLost):
+            a.tick._run()  # the rest of the tick begun in term 1
+        assert len(a.store.history(T0 - timedelta(days=1))) == stored
+        result = a.run()  # the next tick catches up, in term 3, and commits
+        assert result.snapshot is not None
+        assert len(a.store.history(T0 - timedelta(days=1))) == stored + 1
+    finally:
+        a.close()
+        b.close()
