@@ -582,6 +582,14 @@ def state_url(text: str) -> str:
         scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]{0,20}://", text)
         said = f", not {scheme.group(0)}" if scheme else ""
         raise ValueError(f"must be a postgresql:// (or postgres://) URL{said}")
+    rest = text.partition("://")[2]
+    if "@" in rest and any(c in rest.rpartition("@")[0] for c in "/?#@"):
+        # libpq reads these characters in a user part as its end (or not), so such a URL
+        # means something else than it says, and a password in it may end up printed.
+        raise ValueError(
+            "holds /, ?, # or @ before its last @ (in the user or password, or a "
+            "parameter): percent-encode them there (%2F, %3F, %23, %40)"
+        )
     return text
 
 

@@ -88,36 +88,49 @@ def is_postgres_url(target: str | Path) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
+def _split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """(scheme://, user part, rest) of a URL with a user part, else None. The user part
+    runs to the LAST "@" of the URL: libpq reads a password holding an unencoded ?, # or
+    @ (urlsplit would cut it there and show the rest), so every character up to the last
+    "@" is taken as possibly the password's — masking too much is harmless, too little
+    is not."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return None
+    userinfo, _, hosts = rest.rpartition("@")
+    return scheme + sep, userinfo, hosts
+
+
 def mask_url(url: str) -> str:
     """`url` with its password (in the user part or a `password=` parameter) replaced by
     ***, for messages, logs and check-config."""
+    split = _split_userinfo(url)
+    if split is not None:
+        head, userinfo, rest = split
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":" + MASK
+        url = f"{head}{userinfo}@{rest}"
     try:
         parts = urlsplit(url)
     except ValueError:
         return MASK
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, hosts = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":" + MASK
-        netloc = f"{userinfo}@{hosts}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, MASK if k == "password" else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 def url_secrets(url: str) -> list[str]:
     """Every form of the password in `url` (as written and decoded), longest first."""
     found: set[str] = set()
+    split = _split_userinfo(url)
+    if split is not None and ":" in split[1]:
+        found.add(split[1].split(":", 1)[1])
     try:
         parts = urlsplit(url)
     except ValueError:
         return [url]
-    userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
-    if ":" in userinfo:
-        found.add(userinfo.split(":", 1)[1])
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key == "password":
             found.add(value)

@@ -252,6 +252,9 @@ def test_an_override_of_the_state_replaces_the_files_choice(
         (f"POSTGRESQL://watchdog:{ENCODED}@db/watchdog", "not POSTGRESQL://"),
         (f"watchdog:{ENCODED}@db/watchdog", "must be a postgresql:// (or postgres://) URL"),
         (f"postgresql://watchdog:{ENCODED}@db/watchdog x", "whitespace"),
+        # libpq reads ?, # and / in a password otherwise than it looks: refused, not shown
+        ("postgresql://watchdog:pa?ss#LeakMe42@db/watchdog", "percent-encode"),
+        ("postgresql://watchdog:pa/ssLeakMe42@db/watchdog", "percent-encode"),
     ],
 )
 def test_a_url_that_is_not_postgresql_is_an_error_without_the_password(
@@ -260,6 +263,7 @@ def test_a_url_that_is_not_postgresql_is_an_error_without_the_password(
     (problem,) = refused(write(tmp_path, f'[state]\nurl = "{url}"\n'))
     assert problem.path == "state.url"
     assert said in problem.message
+    assert "LeakMe42" not in problem.message
 
 
 @pytest.mark.parametrize(

@@ -481,6 +481,8 @@ def test_a_busy_file_is_a_store_error_that_callers_of_old_still_catch(tmp_path: 
             "postgresql://w@h/db?password=***&sslmode=verify-full",
         ),
         ("postgresql://w@h/db", "postgresql://w@h/db"),
+        # libpq takes a password with an unencoded ? or # (urlsplit would cut it there)
+        ("postgresql://w:pa?ss#Leak@h:5432/db", "postgresql://w:***@h:5432/db"),
     ],
 )
 def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
