@@ -619,13 +619,23 @@ def cmd_trip(ns: argparse.Namespace) -> int:
         unit.set_override(Override(trip=Trip(ns.reason, by, now)))
         unit.audit(PermitChange(now, "tripped", by, ns.reason))
 
-    _change(loaded, trip)
+    # This host's permit first: a trip that cannot be recorded (the shared state out of
+    # reach) still stops the jobs here at once.
     path = loaded.settings.killswitch.path
     try:
         removed = permitfile.revoke(path)
     except OSError as exc:  # the daemon removes it at its next tick anyway
         print(f"warning: could not remove {path} now: {exc.strerror}", file=sys.stderr)
         removed = False
+    try:
+        _change(loaded, trip)
+    except CommandError as exc:
+        if removed:
+            exc.message = (
+                f"{exc.message}\n{path} was removed: jobs on this host stop; the trip is not "
+                "recorded, so run `trip` again once the state can be reached"
+            )
+        raise
     print(
         f"permit revoked by {by}: {ns.reason}"
         + (f" ({path} removed)" if removed else "")

@@ -142,3 +142,22 @@ def test_check_config_and_notify_test_show_no_credential_of_any_target(
     captured = capsys.readouterr()
     assert captured.out.count("FAILED") == 3
     no_secret_in(captured.out + captured.err)
+
+
+def test_a_trip_that_cannot_be_recorded_still_stops_this_hosts_jobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from watchdog.store import StoreUnavailable
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailable("cannot reach postgresql://w:***@db/w: connection refused")
+
+    monkeypatch.setattr(Unit, "set_override", unreachable)
+    permit = tmp_path / "permit"
+    permit.write_text('{"state": "armed"}')
+    path = config(tmp_path, f'[killswitch]\npath = "{permit}"\n')
+    assert main(["trip", "--reason", "incident", "--config", path]) == 1
+    err = capsys.readouterr().err
+    assert not permit.exists()  # removed before the state was tried
+    assert "connection refused" in err and f"{permit} was removed" in err
+    assert "run `trip` again" in err and "Traceback" not in err
