@@ -415,6 +415,9 @@ class _Prepared:
         self, now: datetime, cost: float, reserved: float, runway_floor: float | None
     ) -> list[str]:
         reasons = list(self.fixed)
+        lapsed = self.view.ran_out(now) if self.view.armed else None
+        if lapsed is not None:
+            reasons.append(f"the permit is revoked: {lapsed}")
         if self.fresh_until is None or now > self.fresh_until:
             age = self.view.data_age(now)
             reasons.append(
@@ -600,6 +603,9 @@ def create_app(
         v, now = view(), clock()
         age = v.data_age(now)
         failing = v.poll.failing_tick()
+        lapsed = v.ran_out(now)
+        if lapsed is not None:
+            return _json({"ok": False, "reason": lapsed, "data_age_s": rounded(age)}, 503)
         if failing is not None:
             # Fresh data is no comfort when the tick cannot use it (a full disk, a bug).
             reason = f"the last tick failed ({failing}): {v.poll.last_error}"

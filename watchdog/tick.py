@@ -617,7 +617,7 @@ class Tick:
     def _view(self, now: datetime, o: Outcome, silences: dict[str, Silence]) -> View:
         m = self.memory
         health = self.store.target_health() if self.targets else {}
-        return view.build(
+        built = view.build(
             now=now,
             budget=self.policy.budget,
             metrics=o.metrics,
@@ -646,6 +646,8 @@ class Tick:
             keys_watched=m.keys is not None,
             previous_keys=self.view.keys,
         )
+        # The decision stands as long as the permit file written with it.
+        return replace(built, decided_until=now + self._lease(now))
 
     def _chart(self, now: datetime) -> tuple[tuple[datetime, float | None], ...]:
         """The 7-day hourly chart, redrawn every CHART_EVERY (and at each new hour): it

@@ -244,3 +244,23 @@ def test_uvicorn_logs_through_the_root_logger(caplog: pytest.LogCaptureFixture) 
     assert logging.getLogger("uvicorn.error").handlers == []
     assert logging.getLogger("uvicorn.error").propagate is True
     assert any(r.name.startswith("uvicorn") for r in caplog.records), caplog.records
+
+
+def test_a_decision_that_ran_out_is_no_go_everywhere_while_the_data_is_still_fresh() -> None:
+    """A tick stuck (a hung database, say) past the lease of the permit it wrote: the file
+    has run out, and every answer says no-go with the reason, though the data is not
+    stale yet."""
+    from dataclasses import replace
+
+    app = App(replace(view(), decided_until=NOW + timedelta(minutes=2)), clock=Clock(NOW))
+    assert app.client.get("/preflight", params={"cost": "1"}).status_code == 200
+    app.clock.advance(minutes=2)
+    refused = app.client.get("/preflight", params={"cost": "1"})
+    assert refused.status_code == 409
+    (reason,) = refused.json()["reasons"]
+    assert "no tick has finished since" in reason and "ran out" in reason
+    status = app.client.get("/status").json()
+    assert status["permit"] == "revoked" and "ran out" in status["permit_reason"]
+    assert status["stale"] is False  # the data itself is 2 minutes old: not stale
+    health = app.client.get("/healthz")
+    assert health.status_code == 503 and "ran out" in health.json()["reason"]

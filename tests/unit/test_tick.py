@@ -164,3 +164,16 @@ def test_a_workspace_budget_refusal_is_a_budget_finding_not_auth(settings: Setti
     assert not refused.decision.armed
     clock.advance(minutes=1)
     assert "provider_budget" not in [f.rule for f in run(tick).findings]  # it clears
+
+
+def test_a_views_decision_stands_as_long_as_the_permit_written_with_it(
+    settings: Settings,
+) -> None:
+    clock = Clock(T0)
+    tick = make_tick(settings, ScriptedProvider(clock, [12.5]), clock)
+    run(tick)
+    v = tick.view
+    assert v.armed and v.decided_until == T0 + settings.killswitch.ttl
+    assert v.at(T0 + settings.killswitch.ttl - timedelta(seconds=1)).armed
+    lapsed = v.at(T0 + settings.killswitch.ttl)
+    assert not lapsed.armed and "no tick has finished since" in lapsed.permit_reason

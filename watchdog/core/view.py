@@ -199,6 +199,10 @@ class View:
     # Every key of the account (management key), by name; `keys_watched` when they are.
     keys: tuple[KeyRow, ...] = ()
     keys_watched: bool = False
+    # How long this view's permit decision stands: the lease of the permit file the tick
+    # wrote with it. Past it no tick has finished since (stuck, or the state out of
+    # reach), and every answer is no-go, as the file has run out too.
+    decided_until: datetime | None = None
     version: str = __version__
 
     def key(self, name: str) -> KeyRow | None:
@@ -220,7 +224,11 @@ class View:
         tick. While a tick hangs (a provider that does not answer), data that has gone
         stale since the view was built makes the state at least a warning, adds the stale
         finding, and revokes the permit when `on_stale = "revoke"` — as the next tick
-        would. The view itself when nothing changed."""
+        would. Past `decided_until`, the permit is revoked (see `ran_out`). The view itself
+        when nothing changed."""
+        lapsed = self.ran_out(now) if self.armed else None
+        if lapsed is not None:
+            return replace(self, armed=False, permit_reason=lapsed).at(now)
         age = self.data_age(now)
         limit = self.budget.stale_after.total_seconds()
         if age is None or age <= limit or any(f.rule == "stale" for f in self.findings):
@@ -245,6 +253,17 @@ class View:
             findings=findings,
             armed=armed,
             permit_reason=reason,
+        )
+
+    def ran_out(self, now: datetime) -> str | None:
+        """Why this view's decision no longer stands at `now` (None while it does)."""
+        until = self.decided_until
+        if until is None or now < until:
+            return None
+        return (
+            f"no tick has finished since {self.generated_at.isoformat(timespec='seconds')}: "
+            f"the last decision ran out at {until.isoformat(timespec='seconds')} (a stuck "
+            "tick, or the state out of reach)"
         )
 
     def to_json(self, now: datetime) -> dict[str, Any]:
