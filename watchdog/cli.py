@@ -1025,7 +1025,7 @@ def _serve(
         lead = None
         if leadership is not None:
             lead = (
-                _election(leadership, logger, leader_changes),
+                _election(leadership, logger, leader_changes, daemon.tick_running_for),
                 _lease(interval).total_seconds() / ELECTIONS_PER_LEASE,
             )
         if not targets:
@@ -1138,12 +1138,29 @@ def _leader_only(leadership: Leadership, work: Callable[[], object]) -> Callable
     return run
 
 
-def _election(leadership: Leadership, logger: Any, changes: list[int]) -> Callable[[], bool]:
+def _election(
+    leadership: Leadership,
+    logger: Any,
+    changes: list[int],
+    tick_running_for: Callable[[], float | None],
+) -> Callable[[], bool]:
     """One attempt to lead (the daemon runs it a few times a lease); True when this
-    instance has just become the leader. Every change of leader is logged and counted."""
+    instance has just become the leader. Every change of leader is logged and counted.
+    An instance whose tick has been stuck for two leases (a hung connection, a bug) does
+    not renew: it steps down, so a healthy one leads."""
 
     def elect() -> bool:
         before = leadership.role
+        stuck = tick_running_for()
+        if stuck is not None and stuck > 2 * leadership.lease.total_seconds():
+            if before.leading:
+                leadership.step_down()
+                logger.error(
+                    "leader_stepped_down",
+                    detail=f"the tick has been running for {stuck:.0f} s: another "
+                    "instance leads until it finishes",
+                )
+            return False
         role = leadership.try_lead()
         if role.leader_id != before.leader_id and role.leader_id is not None:
             changes[0] += 1

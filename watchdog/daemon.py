@@ -300,6 +300,12 @@ class Daemon:
         if self.status_line is not None:
             self.sd.status(self.status_line())
 
+    def tick_running_for(self) -> float | None:
+        """Seconds the tick under way has been running (None: no tick is running)."""
+        with self._progress:
+            started = self._tick_started
+        return None if started is None else time.monotonic() - started
+
     def alive(self) -> bool:
         """True while the tick loop makes progress (no tick stuck, ticks still coming)."""
         now = time.monotonic()

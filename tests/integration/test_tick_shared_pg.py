@@ -229,3 +229,30 @@ def test_a_tick_begun_in_an_earlier_term_commits_nothing(pg_url: str, tmp_path: 
     finally:
         a.close()
         b.close()
+
+
+def test_a_leader_whose_tick_is_stuck_steps_down_for_a_healthy_one(pg_url: str) -> None:
+    from watchdog.cli import _election
+
+    a = Leadership(pg_url, "a", timedelta(seconds=3), wall)
+    b = Leadership(pg_url, "b", timedelta(seconds=3), wall)
+    running: list[float | None] = [None]
+    changes = [0]
+    elect_a = _election(a, get_logger(), changes, lambda: running[0])
+    try:
+        assert elect_a() is True and a.role.leading  # just became the leader
+        running[0] = 2.0  # a tick under way, not stuck: renewed
+        assert elect_a() is False and a.role.leading
+        running[0] = 7.0  # over two leases: a hung connection, say
+        with capture_logs() as logs:
+            assert elect_a() is False
+        stepped_down = a.role
+        assert not stepped_down.leading
+        assert any(e["event"] == "leader_stepped_down" for e in logs)
+        assert b.try_lead().leading  # at once: the lease was handed back
+        assert elect_a() is False  # still stuck: no attempt
+        still = a.role
+        assert not still.leading
+    finally:
+        a.close()
+        b.close()
