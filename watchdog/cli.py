@@ -873,6 +873,7 @@ def _serve(
     from watchdog.core import view
     from watchdog.core.view import InstanceView
     from watchdog.daemon import Daemon, Prepared
+    from watchdog.holds import SharedReservations
     from watchdog.sdnotify import Notifier
     from watchdog.server import Holds, HoldsUnreadable, Reservations, StatusServer, create_app
     from watchdog.store import Store, StoreError
@@ -948,8 +949,6 @@ def _serve(
     holds: Holds
     try:
         if settings.state.shared:
-            from watchdog.holds import SharedReservations
-
             # Their own connection: a reservation does not wait behind a tick's queries.
             holds = SharedReservations(
                 Store.open(settings.state.target),
@@ -1099,6 +1098,8 @@ def _serve(
         code = daemon.run(server)
     finally:
         provider.close()
+        if isinstance(holds, SharedReservations):
+            holds.close()
         store.close()
     return code
 

@@ -8,10 +8,9 @@ serialised (the units' advisory lock). Two jobs on two hosts asking at once ther
 cannot both take the same headroom: the second sees the first's hold.
 
 Reads (`GET /preflight`, /status, /metrics, the page, the permit's headroom) answer from
-the holds as last read, at most REFRESH_S old: a read that finds them older starts a
-refresh on a thread of its own and does not wait for it, so no request waits on the
-database (nor on a database out of reach: the last holds read stand, and the tick's own
-failure already makes every answer no-go). Only `POST /preflight` (reserve) and a
+the holds as last read, which a thread of their own reads again every REFRESH_S: no
+request waits on the database (nor on a database out of reach: the last holds read stand,
+and the tick's own failure already makes every answer no-go). Only `POST /preflight` (reserve) and a
 release go to the database, each in one transaction, off the server's event loop
 (`blocking`). A reservation or a release that cannot reach the database fails (OSError): a
 hold nobody else can see is not granted.
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -56,12 +54,11 @@ class SharedReservations:
         self.on_change = on_change
         self._lock = threading.Lock()
         self._last: list[Hold] = []
-        self._read_at = -math.inf  # monotonic time of the last read
         self._refreshing = threading.Lock()
-        self._spawn = threading.Lock()
-        self._pending = False  # a refresh thread is on its way
         self._unreachable = False
+        self._closed = threading.Event()
         self.refresh()
+        threading.Thread(target=self._refresh_every, name="holds", daemon=True).start()
 
     # The server runs reserve and release off its event loop.
     blocking = True
@@ -75,30 +72,27 @@ class SharedReservations:
                 if not self._unreachable:
                     self.log.warning("holds_unreadable", error=str(exc))
                 self._unreachable = True
-                self._read_at = time.monotonic()  # not again at once: every REFRESH_S
                 return
             if self._unreachable:
                 self.log.info("holds_readable")
             self._unreachable = False
-            self._last, self._read_at = holds, time.monotonic()
+            self._last = holds
 
     def _read(self, now: datetime) -> list[Hold]:
-        if time.monotonic() - self._read_at >= REFRESH_S:
-            with self._spawn:
-                if not self._pending:
-                    self._pending = True
-                    threading.Thread(
-                        target=self._refresh_quietly, name="holds", daemon=True
-                    ).start()
         return [h for h in self._last if h.until > now]
 
-    def _refresh_quietly(self) -> None:
-        try:
-            self.refresh()
-        except Exception:  # a bug: said, and the next read tries again
-            self.log.exception("holds_refresh_failed")
-        finally:
-            self._pending = False
+    def _refresh_every(self) -> None:
+        while not self._closed.wait(REFRESH_S):
+            try:
+                self.refresh()
+            except Exception:  # a bug: said, and the next round tries again
+                self.log.exception("holds_refresh_failed")
+
+    def close(self) -> None:
+        """Stop reading, and close the store (the reservations' own connection)."""
+        self._closed.set()
+        with self._refreshing:
+            self.store.close()
 
     def total(self, now: datetime) -> float:
         return math.fsum(h.amount for h in self._read(now))
@@ -141,7 +135,6 @@ class SharedReservations:
         except StoreError as exc:
             raise OSError(f"the shared state is out of reach ({exc})") from None
         self._last = sorted([*map(_hold, active), hold], key=lambda h: (h.until, h.id))
-        self._read_at = time.monotonic()
         total = math.fsum((total, amount))
         if self.on_change is not None:
             self.on_change(total)
