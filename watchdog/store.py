@@ -626,9 +626,15 @@ class Store:
             latched_since=_iso_or_none(saved.get("latched_since")),
         )
 
-    def permit_decided_at(self) -> datetime | None:
-        """When the permit's saved state was decided (None: before this was recorded)."""
-        return _iso_or_none(self._meta("permit").get("decided_at"))
+    def permit_decided(self) -> tuple[datetime | None, tuple[str, ...]]:
+        """When the permit's saved state was decided (None: before this was recorded),
+        and the causes of a revocation."""
+        saved = self._meta("permit")
+        causes = saved.get("causes")
+        return (
+            _iso_or_none(saved.get("decided_at")),
+            tuple(str(c) for c in causes) if isinstance(causes, list) else (),
+        )
 
     def watched_key(self) -> WatchedKey:
         saved = self._meta("permit")
@@ -1035,13 +1041,19 @@ class Unit:
         self.db.run(_META_UPSERT, (key, json.dumps(value)))
 
     def save_permit(
-        self, state: PermitState, watched: WatchedKey, at: datetime | None = None
+        self,
+        state: PermitState,
+        watched: WatchedKey,
+        at: datetime | None = None,
+        causes: Sequence[str] = (),
     ) -> None:
-        """The permit's state as decided at `at` (the deciding tick's time)."""
+        """The permit's state as decided at `at` (the deciding tick's time), and the
+        rules that caused a revocation ("manual" for a trip, "latch" for a latch)."""
         self._set_meta(
             "permit",
             {
                 "decided_at": at.isoformat() if at else None,
+                "causes": list(causes),
                 "armed": state.armed,
                 "reason": state.reason,
                 "latched_since": state.latched_since.isoformat() if state.latched_since else None,

@@ -56,6 +56,8 @@ from watchdog.providers.base import (
 )
 from watchdog.store import LeadershipLost, Store, StoreError, StoreUnavailable, WatchedKey
 
+# The causes of a revocation that an operator's `arm` clears (core.permit.decide).
+OPERATOR_CAUSES = frozenset({"manual", "latch"})
 # Thin old samples about once an hour: the query is cheap but not free on a year of rows.
 THIN_EVERY = timedelta(hours=1)
 # The page's hourly chart is redrawn this often.
@@ -372,15 +374,20 @@ class Tick:
                 keys=m.keys.inputs() if m.keys is not None else None,
             )
         )
-        # The leader's decision, as committed, binds — unless an operator armed since it
-        # was made (the leader has not seen the arm yet; this host has, and judged anew).
-        shared, decided_at = m.permit, self.store.permit_decided_at()
-        armed_since = (
+        # The leader's decision, as committed, binds: it judged what only the leader
+        # sees (its poll's errors, the provider's activity). Only a revocation an operator
+        # cleared since (a trip, a latch: `arm` after it was decided) is judged anew here,
+        # before the leader has seen the arm.
+        shared = m.permit
+        decided_at, causes = self.store.permit_decided()
+        cleared = (
             override.armed_at is not None
             and decided_at is not None
             and override.armed_at > decided_at
+            and bool(causes)
+            and set(causes) <= OPERATOR_CAUSES
         )
-        if outcome.decision.armed and shared.armed is False and not armed_since:
+        if outcome.decision.armed and shared.armed is False and not cleared:
             reason = shared.reason or "the leader revoked the permit"
             outcome = replace(
                 outcome, decision=replace(outcome.decision, armed=False, reason=reason)
@@ -603,7 +610,7 @@ class Tick:
             if o.transition is not None:
                 d = o.decision
                 unit.audit(PermitChange(now, "armed" if d.armed else "revoked", d.actor, d.reason))
-            unit.save_permit(o.permit, self.memory.watched, now)
+            unit.save_permit(o.permit, self.memory.watched, now, o.decision.causes)
             if error is not None:
                 unit.save_poll_error(scrub(error.message), error.kind, now)
             if due is not None:  # with its slot, in this transaction: exactly once

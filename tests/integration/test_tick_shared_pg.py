@@ -18,6 +18,7 @@ from watchdog.core.model import Override, Trip
 from watchdog.leader import Leadership
 from watchdog.log import get_logger
 from watchdog.permitfile import Issuer
+from watchdog.providers.base import AuthError
 from watchdog.store import LeadershipLost, Store
 from watchdog.tick import Tick, TickResult
 
@@ -256,3 +257,25 @@ def test_a_leader_whose_tick_is_stuck_steps_down_for_a_healthy_one(pg_url: str) 
     finally:
         a.close()
         b.close()
+
+
+def test_an_arm_on_a_follower_does_not_clear_what_only_the_leader_sees(
+    hosts: tuple[Host, Host, Clock],
+) -> None:
+    """The provider refuses the leader's key: that finding is the leader's alone (its
+    poll's error). An `arm` on the follower's host clears trips and latches, not that."""
+    a, b, clock = hosts
+    a.run()
+    b.run()
+    clock.advance(seconds=60)
+    a.provider.script[0] = AuthError("GET /key: HTTP 401", status=401)
+    refused = a.tick.run()
+    assert refused.outcome is not None and not refused.decision.armed
+    assert "auth" in refused.decision.causes
+    assert not b.run().decision.armed
+    clock.advance(seconds=5)
+    with b.store.unit() as unit:
+        unit.set_override(Override(trip=None, armed_at=clock()))
+    followed = b.run()
+    assert not followed.decision.armed and not b.armed()
+    assert "auth" in b.tick.view.permit_reason
