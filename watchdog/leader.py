@@ -43,6 +43,11 @@ from typing import Literal
 
 from watchdog.store import LeadershipLost, Store, StoreError, Unit
 
+# How far an instance's clock may be from the database's. Samples carry the leader's time
+# and are judged on each host's (the `clock` rule allows 5 s), reservations and claims
+# expire by the clock: an instance further off than this neither leads nor gives permits.
+MAX_CLOCK_OFFSET_S = 2.0
+
 
 @dataclass(frozen=True)
 class Role:
@@ -89,6 +94,21 @@ class Leadership:
         self._deadline: datetime | None = None  # while leading: when we stop, our clock
         self._role = Role(instance_id, "follower", None, None)
         self._trivial_since: datetime | None = None
+        self.clock_offset: float | None = None  # database clock - ours, seconds
+
+    @property
+    def clock_problem(self) -> str | None:
+        """Why this instance may not act, when its clock is too far from the database's
+        (None while it is close enough, or not known yet)."""
+        offset = self.clock_offset
+        if offset is None or abs(offset) <= MAX_CLOCK_OFFSET_S:
+            return None
+        way = "behind" if offset > 0 else "ahead of"
+        return (
+            f"this host's clock is {abs(offset):.1f} s {way} the shared database's (at most "
+            f"{MAX_CLOCK_OFFSET_S:g} s is allowed): fix its time sync (NTP); until then it "
+            "neither leads nor gives permits"
+        )
 
     @property
     def role(self) -> Role:
@@ -122,10 +142,23 @@ class Leadership:
             return self._role
         try:
             with store.unit() as unit:
-                lease = unit.take_lease(self.instance_id, self.lease)
+                before = self.clock().timestamp()
+                database = unit.clock_ms() / 1000
+                self.clock_offset = database - (before + self.clock().timestamp()) / 2
+                if self.clock_problem is not None:
+                    # Too far off to act on time: no lease (and ours handed back).
+                    if self._role.leading and self._deadline is not None:
+                        unit.release_lease(self.instance_id, self._role.term)
+                    lease = unit.read_lease()
+                else:
+                    lease = unit.take_lease(self.instance_id, self.lease)
         except StoreError:
             return self._unreachable(started)
-        if lease.live and lease.holder == self.instance_id:
+        if lease is None:
+            self._deadline = None
+            self._role = Role(self.instance_id, "follower", None, None)
+            return self._role
+        if lease.live and lease.holder == self.instance_id and self.clock_problem is None:
             self._deadline = started + self.lease
             self._role = Role(self.instance_id, "leader", lease.holder, lease.since, lease.term)
         else:

@@ -894,6 +894,14 @@ class Unit:
         assert found is not None
         return found
 
+    def clock_ms(self) -> int:
+        """The database's clock (milliseconds since the epoch)."""
+        return self.db.clock_ms()
+
+    def read_lease(self) -> Lease | None:
+        """The lease as it is (None: nobody ever led)."""
+        return _lease(self.db, self.db.clock_ms())
+
     def release_lease(self, holder: str, term: int) -> bool:
         """End `holder`'s lease of `term` now (a leader stepping down), so another instance
         takes over at its next attempt instead of waiting for the lease to run out."""
@@ -908,9 +916,11 @@ class Unit:
     # -- reservations ----------------------------------------------------------------
 
     def holds(self, now: datetime) -> list[StoredHold]:
-        """The reservations running at `now`, inside this unit (so a check and the hold it
-        allows are one transaction: units are serialised)."""
-        rows = self.db.all("SELECT * FROM holds WHERE until > ? ORDER BY until, id", (_ms(now),))
+        """The reservations running at `now` (by the database's clock on PostgreSQL, see
+        expire_holds), inside this unit (so a check and the hold it allows are one
+        transaction: units are serialised)."""
+        clock = self.db.clock_ms() if self.db.engine != "sqlite" else _ms(now)
+        rows = self.db.all("SELECT * FROM holds WHERE until > ? ORDER BY until, id", (clock,))
         return [_stored_hold(r) for r in rows]
 
     def add_hold(self, hold: StoredHold) -> None:
@@ -924,7 +934,11 @@ class Unit:
         return self.db.run("DELETE FROM holds WHERE id = ?", (hold_id,)) > 0
 
     def expire_holds(self, now: datetime) -> int:
-        return self.db.run("DELETE FROM holds WHERE until <= ?", (_ms(now),))
+        """Remove the holds that ran out, by the database's clock (one clock for every
+        host: a host whose clock runs ahead must not end others' holds early); `now` is
+        the caller's, used only on SQLite's one host."""
+        clock = self.db.clock_ms() if self.db.engine != "sqlite" else _ms(now)
+        return self.db.run("DELETE FROM holds WHERE until <= ?", (clock,))
 
     # -- samples ---------------------------------------------------------------------
 

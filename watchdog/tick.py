@@ -66,6 +66,10 @@ CHART_EVERY = timedelta(minutes=5)
 ACTIVITY_EVERY = timedelta(hours=24)
 
 
+class ClockOff(Exception):
+    """This host's clock is too far from the shared database's to act (watchdog.leader)."""
+
+
 @dataclass
 class Memory:
     """What one tick hands the next; `resume` rebuilds it from the store after a restart."""
@@ -229,6 +233,8 @@ class Tick:
         fails closed."""
         before = self.memory.poll
         try:
+            if self.leadership is not None and self.leadership.clock_problem is not None:
+                raise ClockOff(self.leadership.clock_problem)
             if self.leadership is not None and not self._leads():
                 return self._follow()
             try:

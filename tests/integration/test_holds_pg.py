@@ -93,13 +93,13 @@ def test_a_hold_made_on_one_host_is_released_on_the_other(pg_url: str) -> None:
             seen.append(held_for_key)
             return []
 
-        b.reserve(1.0, now + timedelta(seconds=1), "short", "hash1", key_admit, now)
+        b.reserve(1.0, wall() + timedelta(seconds=3), "short", "hash1", key_admit, wall())
         assert seen == [4.0]  # the key's holds, from the other host, in the same check
         with pytest.raises(HoldsFull):
             b.reserve(1.0, now + timedelta(minutes=1), "", "", lambda r, k: [], now)
         assert b.release(hold.id) and not a.release(hold.id)
         # Expired holds count for nothing, wherever they were made.
-        later = now + timedelta(seconds=2)
+        later = wall() + timedelta(seconds=4)
         assert a.total(later) == 0.0 and a.active(later) == []
     finally:
         a.close()
@@ -122,3 +122,26 @@ def test_no_hold_is_granted_while_the_database_is_out_of_reach(
     finally:
         pg_server.start()
         holds.close()
+
+
+def test_a_host_whose_clock_runs_ahead_does_not_end_others_holds(pg_url: str) -> None:
+    def ahead() -> datetime:
+        return wall() + timedelta(minutes=5)
+
+    a = SharedReservations(Store.open(pg_url), "a", wall, get_logger())
+    b = SharedReservations(Store.open(pg_url), "b", ahead, get_logger())
+    try:
+        now = wall()
+        a.reserve(8.0, now + timedelta(minutes=4), "", "", admit_within(HEADROOM, 8.0), now)
+        later = ahead()
+        hold, reasons, total = b.reserve(
+            8.0, later + timedelta(minutes=4), "", "", admit_within(HEADROOM, 8.0), later
+        )
+        # What is live is judged on the database's clock: a's hold is neither removed
+        # nor left out of the sum, so b cannot take the same headroom.
+        assert hold is None and reasons == ["no headroom"] and total == 8.0
+        a.refresh()
+        assert [h.amount for h in a.active(wall())] == [8.0]
+    finally:
+        a.close()
+        b.close()

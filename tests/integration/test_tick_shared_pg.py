@@ -279,3 +279,28 @@ def test_an_arm_on_a_follower_does_not_clear_what_only_the_leader_sees(
     followed = b.run()
     assert not followed.decision.armed and not b.armed()
     assert "auth" in b.tick.view.permit_reason
+
+
+def test_a_host_whose_clock_is_off_neither_leads_nor_gives_permits(
+    pg_url: str, tmp_path: Path
+) -> None:
+    clock = Clock(T0)
+    a = Host("a", pg_url, tmp_path, clock, [10.0, 11.0])
+    ahead = Leadership(pg_url, "a", LONG, lambda: wall() + timedelta(minutes=2))
+    try:
+        a.lead, a.tick.leadership = ahead, ahead
+        role = ahead.try_lead()
+        assert not role.leading and ahead.clock_offset is not None
+        assert -121 < ahead.clock_offset < -119
+        assert ahead.clock_problem and "120.0 s ahead of the shared database's" in (
+            ahead.clock_problem
+        )
+        result = a.tick.run()
+        assert result.outcome is None and "NTP" in (result.failure or "")
+        assert not a.armed() and not a.tick.view.armed
+        assert a.provider.calls == 0  # it did not poll either
+        # Its clock fixed, it leads at its next attempt.
+        ahead.clock = wall
+        assert ahead.try_lead().leading and ahead.clock_problem is None
+    finally:
+        a.close()
