@@ -590,6 +590,11 @@ def state_url(text: str) -> str:
             "holds /, ?, # or @ before its last @ (in the user or password, or a "
             "parameter): percent-encode them there (%2F, %3F, %23, %40)"
         )
+    from watchdog import db  # its check imports the driver: only for a URL
+
+    problem = db.url_problem(text)
+    if problem is not None:
+        raise ValueError(problem)
     return text
 
 

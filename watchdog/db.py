@@ -88,6 +88,32 @@ def is_postgres_url(target: str | Path) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def url_problem(url: str) -> str | None:
+    """Why libpq would not use `url` (a postgresql:// URL), in words without its password;
+    None when it reads it. Checked when the config loads, so a URL libpq refuses is a
+    config error (exit 2), not a failure of the daemon's start."""
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        given = conninfo_to_dict(url)
+    except Error as exc:
+        first = (str(exc).splitlines() or ["not a URL libpq reads"])[0]
+        for secret in [*url_secrets(url), url]:
+            first = first.replace(secret, MASK)
+        return f"libpq cannot read it: {first}"
+    port = str(given.get("port") or "")
+    if port and not all(p.isdigit() and 0 < int(p) < 65536 for p in port.split(",")):
+        return f"port {port} is not a port (1-65535)"
+    mode = given.get("sslmode")
+    if mode is not None and mode not in SSL_MODES:
+        return f"sslmode {mode!r} is not one of {', '.join(SSL_MODES)}"
+    return None
+
+
 def _split_userinfo(url: str) -> tuple[str, str, str] | None:
     """(scheme://, user part, rest) of a URL with a user part, else None. The user part
     runs to the LAST "@" of the URL: libpq reads a password holding an unencoded ?, # or

@@ -255,6 +255,14 @@ def test_an_override_of_the_state_replaces_the_files_choice(
         # libpq reads ?, # and / in a password otherwise than it looks: refused, not shown
         ("postgresql://watchdog:pa?ss#LeakMe42@db/watchdog", "percent-encode"),
         ("postgresql://watchdog:pa/ssLeakMe42@db/watchdog", "percent-encode"),
+        # what libpq would refuse at start is refused when the config loads
+        ("postgresql://watchdog:LeakMe42@db:99999/watchdog", "port 99999 is not a port"),
+        ("postgresql://watchdog:LeakMe42@db/watchdog?sslmode=bogus", "sslmode 'bogus'"),
+        (
+            "postgresql://watchdog:LeakMe42@db/watchdog?foo=bar",
+            'invalid URI query parameter: "foo"',
+        ),
+        ("postgresql://watchdog:LeakMe42@[db/watchdog", "libpq cannot read it"),
     ],
 )
 def test_a_url_that_is_not_postgresql_is_an_error_without_the_password(
