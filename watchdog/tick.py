@@ -427,16 +427,19 @@ class Tick:
                 for sample in store.history(mine.ts + timedelta(milliseconds=1)):
                     m.history.add(sample)
                 m.watched = store.watched_key()
+                if m.keys is not None:
+                    m.keys.known = store.known_keys()
+                    m.keys.follow(store.key_history(self._seen + timedelta(milliseconds=1)), newest)
             else:
                 fresh = resume(store, self.policy, now)
                 m.history, m.watched = fresh.history, fresh.watched
                 m.chart_at = None
-            if m.keys is not None:
-                since = burn.samples_needed_since(now, self.policy.budget.tz)
-                ring = KeyRing.resume(store, since, now)
-                ring.synced = m.keys.synced
-                ring.priors, ring.asked = m.keys.priors, m.keys.asked
-                m.keys = ring
+                if m.keys is not None:
+                    since = burn.samples_needed_since(now, self.policy.budget.tz)
+                    ring = KeyRing.resume(store, since, now)
+                    ring.synced = m.keys.synced
+                    ring.priors, ring.asked = m.keys.priors, m.keys.asked
+                    m.keys = ring
             self._seen = newest
         if m.keys is not None:
             _listing_from_store(m.keys, self.policy)

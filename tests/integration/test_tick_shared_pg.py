@@ -5,6 +5,7 @@ alert state where the old one stopped; a deposed leader's tick writes nothing.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -304,3 +305,94 @@ def test_a_host_whose_clock_is_off_neither_leads_nor_gives_permits(
         assert ahead.try_lead().leading and ahead.clock_problem is None
     finally:
         a.close()
+
+
+def test_a_follower_judges_every_key_as_the_leader_does_without_reading_the_month_again(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Per-key curves on a follower come from the leader's stored key samples, appended
+    tick by tick (idle keys' flat runs extended as the leader's polls extend them): the
+    same spend, rates and per-key verdicts as the leader's, and the same as a follower
+    that read everything afresh."""
+    from tests.unit.test_keyring import _Admin, key
+    from watchdog.core.model import Credits, Snapshot
+    from watchdog.permitfile import KeyPermits, keys_directory
+
+    clock = Clock(T0)
+    usages = {"steady": 0.0, "idle": 3.0, "runaway": 0.0}
+    steps = {"steady": 0.02, "idle": 0.0, "runaway": 0.5}
+
+    def snap() -> Snapshot:
+        for name in usages:
+            usages[name] += steps[name]
+        keys = tuple(key(name, round(usage, 6)) for name, usage in usages.items())
+        return Snapshot(clock(), credits=Credits(500.0, sum(usages.values())), keys=keys)
+
+    def host(name: str, script: list[Snapshot]) -> tuple[Tick, Leadership, Path]:
+        settings = load(
+            None,
+            require_key=False,
+            overrides={
+                "state": {"url": pg_url},
+                "killswitch": {"path": str(tmp_path / name / "permit")},
+                "provider": {"management_key": "sk-or-v1-" + "0" * 64},
+                "budget": {"keys": [{"match": "runaway", "daily_limit": 4.0, "action": "revoke"}]},
+            },
+        ).settings
+        permit = settings.killswitch.path
+        key_permits = KeyPermits(keys_directory(permit), clock)
+        issuer = Issuer(permit, clock)
+        issuer.keys_epoch = key_permits.start()
+        lead = Leadership(pg_url, name, LONG, wall)
+        tick = Tick(
+            policy=settings.policy(),
+            provider=ScriptedProvider(clock, script),
+            admin=_Admin(),  # type: ignore[arg-type]
+            store=Store.open(pg_url),
+            permit=issuer,
+            clock=clock,
+            log=get_logger(),
+            key_permits=key_permits,
+            leadership=lead,
+        )
+        return tick, lead, permit
+
+    leader, lead_a, _ = host("a", [])
+    script = leader.provider.script  # type: ignore[attr-defined]
+    follower, lead_b, permit_b = host("b", [])
+    try:
+        assert lead_a.try_lead().leading and not lead_b.try_lead().leading
+        for _ in range(12):
+            script.append(snap())
+            leader.run()
+            follower.run()
+            clock.advance(minutes=1)
+
+        def rows(tick: Tick) -> dict[str, tuple[object, ...]]:
+            return {
+                r.name: (r.spent_today, r.burn_rate_per_hour, r.armed, r.headroom)
+                for r in tick.view.keys
+            }
+
+        assert rows(follower) == rows(leader)
+        assert rows(leader)["runaway"][2] is False  # $6 of its $4 limit: its own permit
+        assert rows(leader)["steady"][2] is True
+        # The follower's host: the runaway key's own file says no, the steady key's go.
+        files = keys_directory(permit_b)
+        assert json.loads((files / "runaway").read_text())["state"] == "revoked"
+        assert json.loads((files / "steady").read_text())["state"] == "armed"
+        # And the same as a follower that read everything afresh.
+        fresh, lead_c, _ = host("c", [])
+        try:
+            fresh.run()  # (just started: no permits until the leader polls again)
+            assert {n: r[:2] for n, r in rows(fresh).items()} == {
+                n: r[:2] for n, r in rows(follower).items()
+            }
+        finally:
+            lead_c.close()
+            fresh.store.close()
+    finally:
+        lead_a.close()
+        lead_b.close()
+        leader.store.close()
+        follower.store.close()
