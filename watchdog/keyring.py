@@ -5,11 +5,18 @@ its last counters, its last judgement and the keys followed by hash.
 keeping: a key's counters are kept when they change, together with the last unchanged
 sample before the change (so a restart rebuilds the same curve), never once per poll for
 an idle key. `KeyRing.resume` rebuilds the memory from the store after a restart.
+
+An idle key costs a dictionary lookup a poll, not a visit to its curve: the polls that
+found it unchanged extend its curve's flat run (`History.touch`), and that is done when
+the curve is next read (`histories`, the curves `inputs` hands to `decide`, a change of
+the key, `compact`), once, to the last such poll — the curve read is the same as if each
+poll had extended it. This holds while the clock moves on; a poll whose clock did not
+move on extends every flat run first, as it comes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -51,7 +58,13 @@ def key_sample(key: KeyUsage, ts: datetime) -> KeySample:
 class KeyRing:
     """Per-key memory between ticks (see the module's docstring)."""
 
-    histories: dict[str, burn.History] = field(default_factory=dict)
+    # Each key's curve, its flat run possibly not yet extended to `_seen_t` (read them
+    # through `histories` or `curve`).
+    _curves: dict[str, burn.History] = field(default_factory=dict, init=False, repr=False)
+    # The last listing's time (epoch seconds, and as a datetime): every key it has facts
+    # for (`facts`) was polled up to then.
+    _seen_t: float | None = field(default=None, init=False, repr=False)
+    _seen_at: datetime | None = field(default=None, init=False, repr=False)
     last: dict[str, KeySample] = field(default_factory=dict)
     # When a key's counters were last polled unchanged (not stored yet): a sample there is
     # stored just before the next change, so the flat run's end survives a restart.
@@ -79,34 +92,73 @@ class KeyRing:
             for sample in samples:
                 history.add(sample.to_sample())
             history.compact(now)
-            ring.histories[key_hash] = history
+            ring._curves[key_hash] = history
             ring.last[key_hash] = samples[-1]
         return ring
+
+    @property
+    def histories(self) -> dict[str, burn.History]:
+        """Every key's spend curve, as of the last poll (by hash)."""
+        self._settle_all()
+        return self._curves
+
+    def curve(self, key_hash: str) -> burn.History:
+        """One key's spend curve, as of the last poll. KeyError for a key without one."""
+        history = self._curves[key_hash]
+        self._settle(key_hash, history)
+        return history
+
+    def _settle(self, key_hash: str, history: burn.History) -> None:
+        """Extend the key's flat run to the last listing, if that listing had it."""
+        t = self._seen_t
+        if t is not None and key_hash in self.facts and history.touch(t):
+            assert self._seen_at is not None
+            self.flat_until[key_hash] = self._seen_at
+
+    def _settle_all(self) -> None:
+        if self._seen_t is None:
+            return
+        curves = self._curves
+        for key_hash in self.facts:
+            history = curves.get(key_hash)
+            if history is not None:
+                self._settle(key_hash, history)
 
     def absorb(
         self, listed: Sequence[KeyUsage], now: datetime, budget: BudgetPolicy
     ) -> list[KeySample]:
         """Take one poll's listing (every key, disabled ones too); return the key samples
         to keep. Sets `listed` to this tick's facts. A key listed exactly as last time
-        costs a dictionary lookup: its curve's flat run is extended, its facts are the
-        same object (so `decide` knows at once that nothing changed)."""
+        costs a dictionary lookup: its curve's flat run is extended (when next read: see
+        the module's docstring), its facts are the same object (so `decide` knows at
+        once that nothing changed)."""
         keep: list[KeySample] = []
         self.moved = []
         facts: dict[str, keyrules.KeyFacts] = {}
         fresh: list[KeyUsage] = []
         t = now.timestamp()
+        # While the clock moves on, an idle key's flat run is extended when next read, to
+        # this poll; otherwise every flat run is extended now, as it comes.
+        lazy = self._seen_t is None or t > self._seen_t
+        if not lazy:
+            self._settle_all()
+        # Every listed key passes here every tick: names bound once, not looked up per key.
+        raw, last_facts, curves, flat_until = self.raw, self.facts, self._curves, self.flat_until
         for key in listed:
             h = key.hash
             if h is None:
                 continue
-            before = self.raw.get(h)
-            known = self.facts.get(h)
+            before = raw.get(h)
+            known = last_facts.get(h)
             if before is not None and known is not None and (before is key or before == key):
-                if self.histories[h].touch(t):
-                    self.flat_until[h] = now
+                if not lazy and curves[h].touch(t):
+                    flat_until[h] = now
                 facts[h] = known
                 continue
             fresh.append(key)
+        for key in fresh:  # first the flat run the last listing gave it, if any
+            if key.hash in last_facts:
+                self.curve(key.hash)
         names_changed = any(
             self.raw.get(k.hash or "") is None
             or self.raw[k.hash or ""].name != k.name
@@ -133,12 +185,12 @@ class KeyRing:
                 if last is not None and flat is not None and flat > last.ts:
                     keep.append(replace(last, ts=flat))  # where the flat run ended
                 keep.append(sample)
-                self.histories.setdefault(h, burn.History()).add(sample.to_sample())
+                self._curves.setdefault(h, burn.History()).add(sample.to_sample())
                 self.last[h] = sample
-            elif self.histories[h].touch(sample.ts.timestamp()):
+            elif self._curves[h].touch(sample.ts.timestamp()):
                 self.flat_until[h] = now
-        listing = {k.hash: k for k in listed if k.hash is not None}
         if names_changed:
+            listing = {k.hash: k for k in listed if k.hash is not None}
             self.names = keyrules.unique_names(
                 (h, _name(k)) for h, k in listing.items() if h in self.raw
             )
@@ -160,9 +212,15 @@ class KeyRing:
             for h, f in facts.items():
                 if f.name != self.names.get(h, f.name):
                     facts[h] = replace(f, name=self.names[h])
-        for gone in [h for h in self.facts if h not in listing]:
-            self.raw.pop(gone, None)
+        # A key of the last listing is in this one exactly when it has facts now (listed
+        # unchanged, changed, or kept as it was when the clock stepped back). One that is
+        # not keeps the flat run the last listing gave it.
+        for h in self.facts.keys() - facts.keys():
+            if h in self._curves:
+                self.curve(h)
+            self.raw.pop(h, None)
         self.facts = facts
+        self._seen_t, self._seen_at = t, now
         self.listed = list(facts.values())
         return keep
 
@@ -170,7 +228,7 @@ class KeyRing:
         """This tick's inputs for `decide` (the listing is consumed: a tick without a
         listing keeps the last judgements)."""
         listed, self.listed = self.listed, None
-        return KeyInputs(listed, self.histories, self.judgements, self.known, self.priors)
+        return KeyInputs(listed, _Curves(self), self.judgements, self.known, self.priors)
 
     def to_ask(self, now: datetime, most: int) -> list[str]:
         """Keys whose baseline to ask the provider for now: ones that spend (their counters
@@ -185,7 +243,7 @@ class KeyRing:
 
     def forget(self, key_hash: str) -> None:
         """A deleted key: its curve leaves memory (its samples stay in the store)."""
-        self.histories.pop(key_hash, None)
+        self._curves.pop(key_hash, None)
         self.last.pop(key_hash, None)
         self.flat_until.pop(key_hash, None)
         self.raw.pop(key_hash, None)
@@ -194,6 +252,45 @@ class KeyRing:
         self.priors.pop(key_hash, None)
         self.asked.pop(key_hash, None)
 
+    def follow(self, stored: Mapping[str, Sequence[KeySample]], until: datetime) -> None:
+        """A follower's catch-up (instances sharing one database): the key samples the
+        leader stored (oldest first; those a curve already has are ignored) are added,
+        then every followed key's flat run is extended to `until`, the leader's newest
+        poll, as the leader's own polls extend it — the leader's curves, without reading
+        every key's month again."""
+        curves = self._curves
+        for key_hash, samples in stored.items():
+            curve = curves.setdefault(key_hash, burn.History())
+            for sample in samples:
+                curve.add(sample.to_sample())
+            latest = self.last.get(key_hash)
+            if samples and (latest is None or samples[-1].ts > latest.ts):
+                self.last[key_hash] = samples[-1]
+        t = until.timestamp()
+        for key_hash, known in self.known.items():
+            flat = curves.get(key_hash)
+            if flat is not None and known.deleted_at is None:
+                flat.touch(t)
+
     def compact(self, now: datetime) -> None:
         for history in self.histories.values():
             history.compact(now)
+
+
+class _Curves(Mapping[str, burn.History]):
+    """The ring's curves as `decide` reads them: each brought up to the last poll when
+    it is read (only the keys judged this tick are)."""
+
+    __slots__ = ("_ring",)
+
+    def __init__(self, ring: KeyRing) -> None:
+        self._ring = ring
+
+    def __getitem__(self, key_hash: str) -> burn.History:
+        return self._ring.curve(key_hash)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ring._curves)
+
+    def __len__(self) -> int:
+        return len(self._ring._curves)

@@ -17,6 +17,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import TypeAlias
 
 from watchdog.core.model import Sample
 from watchdog.core.words import HOUR
@@ -186,17 +187,14 @@ class History:
                 offset = max(known[1], offset)
             self._floors[name] = (start, offset)
 
-    def provider_floor(self, window: str, now: datetime) -> tuple[float, datetime] | None:
+    def provider_floor(self, window: str, start: datetime) -> float | None:
         """What the provider's counters prove was spent in the UTC `window` ("daily",
-        "weekly", "monthly") containing `now`, and that window's start; None without a
-        counter from this window."""
+        "weekly", "monthly") that starts at `start` (the one containing now); None
+        without a counter from that window."""
         known = self._floors.get(window)
-        if known is None or not self.spend:
+        if known is None or not self.spend or known[0] != start:
             return None
-        start = _utc_windows(now)[PROVIDER_WINDOWS.index(window)]
-        if known[0] != start:
-            return None
-        return max(0.0, known[1] + self.spend[-1]), start
+        return max(0.0, known[1] + self.spend[-1])
 
     def _append(self, t: float, spend: float) -> None:
         self.ts.append(t)
@@ -243,21 +241,17 @@ class History:
         s0, s1 = self.spend[i - 1], self.spend[i]
         return s0 if t1 == t0 else s0 + (s1 - s0) * (t - t0) / (t1 - t0)
 
-    def spend_before(self, t: float) -> float | None:
-        """Cumulative spend at the last point at or before `t` (None before the first):
-        the conservative start of a window that begins inside a polling gap, since the
-        gap's spend may all have fallen after `t`."""
-        if not self.ts or t < self.ts[0]:
-            return None
-        return self.spend[bisect.bisect_right(self.ts, t) - 1]
-
     def window(self, start: datetime, end: datetime) -> tuple[float, timedelta] | None:
         """Spend between `start` and `end` as far as our samples cover it, and how much of
         the window they cover; None when they cover none of it."""
+        return self.window_ts(start.timestamp(), end.timestamp())
+
+    def window_ts(self, start: float, end: float) -> tuple[float, timedelta] | None:
+        """`window` between epoch seconds."""
         if not self.ts:
             return None
-        a = max(start.timestamp(), self.ts[0])
-        b = min(end.timestamp(), self.ts[-1])
+        a = max(start, self.ts[0])
+        b = min(end, self.ts[-1])
         if b <= a:
             return (0.0, timedelta(0)) if b == a else None
         s_a, s_b = self.spend_at(a), self.spend_at(b)
@@ -288,6 +282,12 @@ class History:
 
 # -- calendar -----------------------------------------------------------------------------
 
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
+_WEEK = timedelta(days=7)
+_BASELINE = _WEEK - _HOUR  # the 7-day baseline ends an hour ago (the spike's own hour)
+_NOW_COVER = timedelta(minutes=2)
+
 
 def local_midnight(day: date, tz: tzinfo) -> datetime:
     """The first instant of `day` in `tz`, in UTC (DST-safe: zoneinfo resolves it)."""
@@ -314,7 +314,69 @@ def month_bounds(now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
     return local_midnight(first, tz), local_midnight(following, tz)
 
 
+@dataclass(frozen=True)
+class _Calendar:
+    """The instants a tick measures every curve against, the same for all its keys: the
+    local day, week and month, the provider's UTC windows, and where each sliding window
+    starts, as epoch seconds (each from its own datetime, exactly as `History.window`
+    would convert it)."""
+
+    day_start: datetime
+    day_end: datetime
+    week_start: datetime
+    month_start: datetime
+    month_end: datetime
+    now_ts: float
+    day_ts: float
+    week_ts: float
+    month_ts: float
+    starts: tuple[float, float, float]  # the day's, week's and month's, as above
+    # The provider's windows containing now (UTC day, week, month), and whether each
+    # starts inside the matching local window (then its counter is a lower bound).
+    utc: tuple[datetime, datetime, datetime]
+    inside: tuple[bool, bool, bool]
+    now_window_ts: float  # now - NOW_WINDOW
+    hour_ts: float  # now - 1 h (also the end of the baseline's window)
+    day_ago_ts: float  # now - 24 h
+    week_ago_ts: float  # now - 7 days
+    baseline_ts: float  # where the baseline's window starts
+
+
+@functools.lru_cache(maxsize=64)  # computed once per tick, shared by all its keys
+def _calendar(now: datetime, zone: tzinfo | None, fold: int, tz: tzinfo) -> _Calendar:
+    """The calendar of `now` in `tz`. `now`'s own zone and fold are part of the cache's
+    key: equal instants in two zones are equal datetimes, yet `now - 1 day` is wall-clock
+    arithmetic in `now`'s zone."""
+    day_start, day_end = day_bounds(now, tz)
+    month_start, month_end = month_bounds(now, tz)
+    wk_start = week_start(now, tz)
+    utc = _utc_windows(now)
+    hour_ago = now - _HOUR
+    day_ts, week_ts, month_ts = day_start.timestamp(), wk_start.timestamp(), month_start.timestamp()
+    return _Calendar(
+        day_start=day_start,
+        day_end=day_end,
+        week_start=wk_start,
+        month_start=month_start,
+        month_end=month_end,
+        now_ts=now.timestamp(),
+        day_ts=day_ts,
+        week_ts=week_ts,
+        month_ts=month_ts,
+        starts=(day_ts, week_ts, month_ts),
+        utc=utc,
+        inside=(utc[0] >= day_start, utc[1] >= wk_start, utc[2] >= month_start),
+        now_window_ts=(now - NOW_WINDOW).timestamp(),
+        hour_ts=hour_ago.timestamp(),
+        day_ago_ts=(now - _DAY).timestamp(),
+        week_ago_ts=(now - _WEEK).timestamp(),
+        baseline_ts=(hour_ago - _BASELINE).timestamp(),
+    )
+
+
 # -- measuring ----------------------------------------------------------------------------
+
+_PRIOR_NONE = Prior()
 
 
 def measure(
@@ -336,66 +398,41 @@ def measure(
     clock is wrong; `Metrics.now` stays the clock's reading).
 
     Without `account` (one key of many), only what a key is judged and shown by: no week,
-    no 24-hour or 7-day average, no runway or forecast (those are the account's)."""
-    prior = prior or Prior()
+    no 24-hour or 7-day average, no runway or forecast (those are the account's).
+
+    Runs for every key that spends, every tick, so it is written for speed: the tick's
+    instants come from one cached calendar, windows are cut in epoch seconds, and a
+    sentence saying what backs a number is only written for the number that is used."""
+    prior = prior or _PRIOR_NONE
     latest = history.last
     clock_now = now
     if latest is not None and latest.ts > now:
         now = latest.ts
-    day_start, day_end = day_bounds(now, tz)
-    month_start, month_end = month_bounds(now, tz)
-    wk_start = week_start(now, tz)
+    cal = _calendar(now, now.tzinfo, now.fold, tz)
+    now_ts = cal.now_ts
 
-    spent_today, today_source = _spent_since(history, day_start, now)
-    spent_week, _ = _spent_since(history, wk_start, now) if account else (None, "")
-    spent_month, month_source = _spent_since(history, month_start, now)
     # The provider's UTC counters bound what we saw: never read lower than they prove.
-    spent_today, today_source = _bounded(
-        history,
-        spent_today,
-        today_source,
-        history.provider_floor("daily", now),
-        day_start,
-        "usage_daily",
-        "00:00 UTC",
-    )
+    spent_today, today_why = _bounded(history, *_spent_since(history, cal.day_ts, now_ts), cal, 0)
+    spent_month, month_why = _bounded(history, *_spent_since(history, cal.month_ts, now_ts), cal, 2)
+    spent_week = None
     if account:
-        spent_week, _ = _bounded(
-            history,
-            spent_week,
-            "",
-            history.provider_floor("weekly", now),
-            wk_start,
-            "usage_weekly",
-            "Monday 00:00 UTC",
-        )
-    spent_month, month_source = _bounded(
-        history,
-        spent_month,
-        month_source,
-        history.provider_floor("monthly", now),
-        month_start,
-        "usage_monthly",
-        "the 1st 00:00 UTC",
-    )
+        spent_week, _ = _bounded(history, *_spent_since(history, cal.week_ts, now_ts), cal, 1)
 
-    today_rate = _provider_today_rate(latest, history.last_reset)
-    daily_prior = _daily_prior(latest, prior, history.last_reset)
+    reset = history.last_reset
+    today_rate = _provider_today_rate(latest, reset)
+    daily_prior = _daily_prior(latest, prior, reset)
     rate_1h = (
-        _own_rate(history, now, timedelta(hours=1)) or today_rate or _unknown(timedelta(hours=1))
+        _own_rate(history, cal.hour_ts, now_ts, _HOUR, MIN_OWN_COVERAGE)
+        or today_rate
+        or _unknown(_HOUR)
     )
-    rate_now = _own_rate(history, now, NOW_WINDOW, min_cover=timedelta(minutes=2)) or rate_1h
+    rate_now = _own_rate(history, cal.now_window_ts, now_ts, NOW_WINDOW, _NOW_COVER) or rate_1h
     if account:
-        rate_24h = _blended(history, now, timedelta(days=1), today_rate or daily_prior)
-        avg_daily = _blended(history, now, timedelta(days=7), daily_prior or today_rate)
+        rate_24h = _blended(history, cal.day_ago_ts, now_ts, _DAY, today_rate or daily_prior)
+        avg_daily = _blended(history, cal.week_ago_ts, now_ts, _WEEK, daily_prior or today_rate)
     else:
-        rate_24h, avg_daily = _unknown(timedelta(days=1)), _unknown(timedelta(days=7))
-    baseline = _blended(
-        history,
-        now - timedelta(hours=1),
-        timedelta(days=7) - timedelta(hours=1),
-        daily_prior or today_rate,
-    )
+        rate_24h, avg_daily = _unknown(_DAY), _unknown(_WEEK)
+    baseline = _blended(history, cal.baseline_ts, cal.hour_ts, _BASELINE, daily_prior or today_rate)
 
     balance = latest.balance if latest is not None else None
     runway = None
@@ -403,17 +440,17 @@ def measure(
         runway = math.inf if avg_daily.per_day <= 0 else max(0.0, balance) / avg_daily.per_day
     forecast = None
     if spent_month is not None and rate_24h.per_hour is not None:
-        left_h = max(0.0, (month_end - now).total_seconds() / HOUR)
+        left_h = max(0.0, (cal.month_end - now).total_seconds() / HOUR)
         forecast = spent_month + rate_24h.per_hour * left_h
 
     return Metrics(
         now=clock_now,
         last_sample_at=latest.ts if latest is not None else None,
         spent_today=spent_today,
-        spent_today_source=today_source,
+        spent_today_source=_words(today_why),
         spent_week=spent_week,
         spent_month=spent_month,
-        spent_month_source=month_source,
+        spent_month_source=_words(month_why),
         rate_now=rate_now,
         rate_1h=rate_1h,
         rate_24h=rate_24h,
@@ -422,10 +459,10 @@ def measure(
         balance=balance,
         runway_days=runway,
         forecast_month=forecast,
-        day_start=day_start,
-        day_end=day_end,
-        month_start=month_start,
-        month_end=month_end,
+        day_start=cal.day_start,
+        day_end=cal.day_end,
+        month_start=cal.month_start,
+        month_end=cal.month_end,
         key_limit=latest.key_limit if latest is not None else None,
         key_limit_remaining=latest.key_limit_remaining if latest is not None else None,
         counter_resets=history.counter_resets,
@@ -434,33 +471,53 @@ def measure(
 
 # A window that starts inside a polling gap longer than this says so in its basis.
 GAP_NOTED = timedelta(minutes=5)
+_GAP_NOTED_S = GAP_NOTED.total_seconds()
+
+# What backs a spend figure, before it is put in words (only the figure used is): a
+# sentence, or ("partial", covered) or ("gap", seconds) to be written by `_words`.
+_Why: TypeAlias = str | tuple[str, float | timedelta]
 
 
-def _spent_since(history: History, start: datetime, now: datetime) -> tuple[float | None, str]:
-    """Spend from `start` to `now` as our own samples prove it, and what backs it. A
-    window that begins inside a polling gap counts the whole gap (its spend may all have
-    fallen after `start`): limits are judged on the conservative end."""
+def _words(why: _Why) -> str:
+    if isinstance(why, str):
+        return why
+    kind, value = why
+    if kind == "partial":
+        assert isinstance(value, timedelta)
+        return _partial_basis(value)
+    assert isinstance(value, float)
+    return (
+        f"own samples; a {_span(timedelta(seconds=value))} polling gap spans the start of "
+        "the window and is counted whole (the conservative end)"
+    )
+
+
+def _spent_since(history: History, t: float, now_ts: float) -> tuple[float | None, _Why]:
+    """Spend from epoch second `t` to `now_ts` as our own samples prove it, and what
+    backs it. A window that begins inside a polling gap counts the whole gap (its spend
+    may all have fallen after `t`): limits are judged on the conservative end."""
     first = history.first_ts
     if first is None:
         return None, "no samples yet"
-    got = history.window(start, now)
+    got = history.window_ts(t, now_ts)
     if got is None:
         return 0.0, "own samples"  # the window began after our last sample: nothing seen
     spent, covered = got
-    t = start.timestamp()
     if first > t:
-        return spent, f"own samples since {_span(covered)} ago (partial)"
-    floor, end = history.spend_before(t), history.spend_at(min(now.timestamp(), history.ts[-1]))
-    if floor is None or end is None:
+        return spent, ("partial", covered)
+    ts = history.ts
+    # Spend at the last point at or before `t` (there is one: t >= the first point): the
+    # conservative start of a window that begins inside a polling gap, since the gap's
+    # spend may all have fallen after `t`.
+    i = bisect.bisect_right(ts, t)
+    floor = history.spend[i - 1]
+    end = history.spend_at(min(now_ts, ts[-1]))
+    if end is None:
         return spent, "own samples"
-    i = bisect.bisect_right(history.ts, t)
-    gap = history.ts[i] - history.ts[i - 1] if i < len(history.ts) else 0.0
+    gap = ts[i] - ts[i - 1] if i < len(ts) else 0.0
     conservative = max(spent, end - floor)
-    if gap > GAP_NOTED.total_seconds() and conservative > spent:
-        return conservative, (
-            f"own samples; a {_span(timedelta(seconds=gap))} polling gap spans the start of "
-            "the window and is counted whole (the conservative end)"
-        )
+    if gap > _GAP_NOTED_S and conservative > spent:
+        return conservative, ("gap", gap)
     return conservative, "own samples"
 
 
@@ -471,41 +528,45 @@ def _utc_windows(ts: datetime) -> tuple[datetime, datetime, datetime]:
     return day, day - timedelta(days=day.weekday()), day.replace(day=1)
 
 
+# What the provider's counter backs, per window: (counter, since).
+_COUNTERS = (
+    ("usage_daily", "00:00 UTC"),
+    ("usage_weekly", "Monday 00:00 UTC"),
+    ("usage_monthly", "the 1st 00:00 UTC"),
+)
+_AT_LEAST = tuple(f"provider {c} (since {s}; at least this much)" for c, s in _COUNTERS)
+_AT_MOST = tuple(
+    f"provider {c} since {s}, which may include spend before the local window: at most "
+    "this much, judged on that conservative end"
+    for c, s in _COUNTERS
+)
+
+
 def _bounded(
-    history: History,
-    own: float | None,
-    own_source: str,
-    floor: tuple[float, datetime] | None,
-    local_start: datetime,
-    counter: str,
-    since: str,
-) -> tuple[float | None, str]:
-    """Spend in a local window given our own figure and the provider's counter for the
-    UTC window it knows. The counter is a lower bound when its window lies inside ours
-    (it starts at or after ours), and when the key was replaced (a new counter). When it
-    starts before ours it may include spend from before our window: an upper bound, used
-    (the conservative end) only while our own samples do not cover the whole window."""
+    history: History, own: float | None, own_why: _Why, cal: _Calendar, k: int
+) -> tuple[float | None, _Why]:
+    """Spend in the k-th local window (day, week, month) given our own figure and the
+    provider's counter for the UTC window it knows. The counter is a lower bound when its
+    window lies inside ours (it starts at or after ours), and when the key was replaced
+    (a new counter). When it starts before ours it may include spend from before our
+    window: an upper bound, used (the conservative end) only while our own samples do not
+    cover the whole window."""
+    floor = history.provider_floor(PROVIDER_WINDOWS[k], cal.utc[k])
     if floor is None:
-        return own, own_source
-    provider, provider_start = floor
-    if own is None or provider > own:
-        inside = provider_start >= local_start
+        return own, own_why
+    if own is None or floor > own:
+        if cal.inside[k]:
+            return floor, _AT_LEAST[k]
         first = history.first_ts
-        covered = first is not None and first <= local_start.timestamp()
-        if inside:
-            return provider, f"provider {counter} (since {since}; at least this much)"
-        if not covered:
-            return provider, (
-                f"provider {counter} since {since}, which may include spend before the "
-                "local window: at most this much, judged on that conservative end"
-            )
-    return own, own_source
+        if not (first is not None and first <= cal.starts[k]):
+            return floor, _AT_MOST[k]
+    return own, own_why
 
 
 def _own_rate(
-    history: History, now: datetime, window: timedelta, min_cover: timedelta = MIN_OWN_COVERAGE
+    history: History, start: float, now_ts: float, window: timedelta, min_cover: timedelta
 ) -> Rate | None:
-    got = history.window(now - window, now)
+    got = history.window_ts(start, now_ts)
     if got is None or got[1] < min_cover:
         return None
     spent, covered = got
@@ -514,9 +575,12 @@ def _own_rate(
     )
 
 
-def _blended(history: History, now: datetime, window: timedelta, prior: Rate | None) -> Rate:
-    """Our own samples over the part of `window` they cover, the prior for the rest."""
-    got = history.window(now - window, now)
+def _blended(
+    history: History, start: float, end: float, window: timedelta, prior: Rate | None
+) -> Rate:
+    """Our own samples over the part of `window` (from `start` to `end`, epoch seconds)
+    they cover, the prior for the rest."""
+    got = history.window_ts(start, end)
     spent, covered = got if got is not None else (0.0, timedelta(0))
     if covered >= window or (prior is None or prior.per_hour is None):
         if covered < MIN_OWN_COVERAGE:
@@ -526,11 +590,7 @@ def _blended(history: History, now: datetime, window: timedelta, prior: Rate | N
         )
     rest_h = (window - covered).total_seconds() / HOUR
     per_hour = (spent + prior.per_hour * rest_h) / (window.total_seconds() / HOUR)
-    basis = (
-        prior.basis
-        if covered < MIN_OWN_COVERAGE
-        else f"own samples over {_span(covered)} + {prior.basis}"
-    )
+    basis = prior.basis if covered < MIN_OWN_COVERAGE else _blended_basis(covered, prior.basis)
     return Rate(per_hour, window, covered, basis)
 
 
@@ -539,55 +599,41 @@ def _provider_today_rate(latest: Sample | None, reset: datetime | None = None) -
     the counter restarted today (a new key's counter does not cover the day)."""
     if latest is None or latest.usage_daily is None:
         return None
-    ts = latest.ts.astimezone(UTC)
-    midnight = datetime.combine(ts.date(), time(0), tzinfo=UTC)
+    midnight = _utc_windows(latest.ts)[0]
     if reset is not None and reset > midnight:
         return None
-    elapsed = ts - midnight
+    elapsed = latest.ts.astimezone(UTC) - midnight
     if elapsed < MIN_OWN_COVERAGE:
         return None
     hours = elapsed.total_seconds() / HOUR
-    return Rate(
-        latest.usage_daily / hours,
-        elapsed,
-        timedelta(0),
-        f"provider usage_daily (today since 00:00 UTC, {_span(elapsed)})",
-    )
+    return Rate(latest.usage_daily / hours, elapsed, timedelta(0), _today_basis(elapsed))
 
 
 def _daily_prior(latest: Sample | None, prior: Prior, reset: datetime | None = None) -> Rate | None:
-    """The best-backed long-run average before our own samples: the one covering most.
-    A provider counter that restarted inside its window (a replaced key) is no average."""
-    candidates: list[Rate] = []
+    """The best-backed long-run average before our own samples: the one covering most
+    (the first of equals: activity, month-to-date, week-to-date). A provider counter that
+    restarted inside its window (a replaced key) is no average."""
+    best: tuple[timedelta, float, str] | None = None  # window, USD/h, which average
     if prior.activity_daily is not None and prior.activity_days > 0:
-        span = timedelta(days=prior.activity_days)
-        candidates.append(
-            Rate(
-                prior.activity_daily / 24,
-                span,
-                timedelta(0),
-                f"activity, last {prior.activity_days} days",
-            )
-        )
+        best = (timedelta(days=prior.activity_days), prior.activity_daily / 24, "")
     if latest is not None:
         ts = latest.ts.astimezone(UTC)
-        midnight = datetime.combine(ts.date(), time(0), tzinfo=UTC)
+        _, week, month = _utc_windows(latest.ts)
         for value, begin, name in (
-            (latest.usage_monthly, midnight.replace(day=1), "month-to-date"),
-            (latest.usage_weekly, midnight - timedelta(days=ts.weekday()), "week-to-date"),
+            (latest.usage_monthly, month, "month-to-date"),
+            (latest.usage_weekly, week, "week-to-date"),
         ):
             elapsed = ts - begin
             restarted = reset is not None and reset > begin
-            if value is not None and elapsed >= timedelta(hours=1) and not restarted:
-                candidates.append(
-                    Rate(
-                        value / (elapsed.total_seconds() / HOUR),
-                        elapsed,
-                        timedelta(0),
-                        f"provider {name} average ({_span(elapsed)})",
-                    )
-                )
-    return max(candidates, key=lambda r: r.window) if candidates else None
+            usable = value is not None and elapsed >= _HOUR and not restarted
+            if usable and (best is None or elapsed > best[0]):
+                assert value is not None
+                best = (elapsed, value / (elapsed.total_seconds() / HOUR), name)
+    if best is None:
+        return None
+    window, per_hour, name = best
+    basis = _average_basis(name, window) if name else _activity_basis(prior.activity_days)
+    return Rate(per_hour, window, timedelta(0), basis)
 
 
 def prior_from_activity(days: Sequence[tuple[date, float]], today: date) -> Prior | None:
@@ -601,14 +647,46 @@ def prior_from_activity(days: Sequence[tuple[date, float]], today: date) -> Prio
     return Prior(activity_daily=sum(usage for _, usage in past) / span, activity_days=span)
 
 
+# The sentences below are the same for every key of a tick (and mostly from one tick to
+# the next): written once each. Rates are immutable, so an unknown one is shared too.
+
+
+@functools.lru_cache(maxsize=16)
 def _unknown(window: timedelta) -> Rate:
     return Rate(None, window, timedelta(0), "not enough history yet")
 
 
+@functools.lru_cache(maxsize=256)
 def _own_basis(covered: timedelta, window: timedelta) -> str:
     if covered >= window - timedelta(seconds=1):
         return f"own samples, full {_span(window)}"
     return f"own samples over {_span(covered)} of {_span(window)}"
+
+
+# Keys first seen together (at a start) cover the same span of a window at each tick.
+@functools.lru_cache(maxsize=64)
+def _partial_basis(covered: timedelta) -> str:
+    return f"own samples since {_span(covered)} ago (partial)"
+
+
+@functools.lru_cache(maxsize=64)
+def _blended_basis(covered: timedelta, prior: str) -> str:
+    return f"own samples over {_span(covered)} + {prior}"
+
+
+@functools.lru_cache(maxsize=64)
+def _today_basis(elapsed: timedelta) -> str:
+    return f"provider usage_daily (today since 00:00 UTC, {_span(elapsed)})"
+
+
+@functools.lru_cache(maxsize=64)
+def _average_basis(name: str, elapsed: timedelta) -> str:
+    return f"provider {name} average ({_span(elapsed)})"
+
+
+@functools.lru_cache(maxsize=64)
+def _activity_basis(days: int) -> str:
+    return f"activity, last {days} days"
 
 
 def daily_spend(

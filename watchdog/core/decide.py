@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import cast
 
 from watchdog.core import alerts, burn, keys, messages, rules
 from watchdog.core import permit as permits
@@ -108,7 +109,7 @@ def decide(i: Inputs) -> Outcome:
         i.permit, findings, i.override, i.poll, i.now, policy.killswitch
     )
     states, judgements, known, changes, notices = _keys(i, dict(i.alerts), horizon)
-    key_findings = [f for j in judgements.values() for f in j.findings]
+    key_findings = [f for j in judgements.values() if j.findings for f in j.findings]
     new_alerts, events = alerts.advance(
         states,
         findings + key_findings,
@@ -118,7 +119,10 @@ def decide(i: Inputs) -> Outcome:
         silences=i.silences,
     )
     events += permit_events + notices
-    verdicts = [keys.verdict(j, decision.armed, decision.reason) for j in judgements.values()]
+    if decision.armed:  # each key's own verdict stands (the common case: no call per key)
+        verdicts = [j.own for j in judgements.values()]
+    else:
+        verdicts = [keys.verdict(j, decision.armed, decision.reason) for j in judgements.values()]
     ctx = messages.Context(
         metrics=metrics,
         budget=policy.budget,
@@ -128,11 +132,10 @@ def decide(i: Inputs) -> Outcome:
         data_age_s=i.poll.data_age(i.now),
     )
     rows = messages.route([e for e in events if e.key == WATCHED], ctx, i.recipients, i.now)
-    by_name = {j.facts.name: j for j in judgements.values()}
-    by_verdict = {v.name: v for v in verdicts}
-    for event in events:
-        if event.key == WATCHED:
-            continue
+    key_events = [e for e in events if e.key != WATCHED]
+    by_name = {j.facts.name: j for j in judgements.values()} if key_events else {}
+    by_verdict = {v.name: v for v in verdicts} if key_events else {}
+    for event in key_events:
         j, v = by_name.get(event.key), by_verdict.get(event.key)
         key_ctx = messages.Context(
             metrics=j.metrics if j is not None else None,
@@ -180,12 +183,31 @@ def _keys(
     notices: list[Event] = []
     if k.listed is None:
         return states, judgements, known, changes, notices
-    listing_moved = len(k.listed) != len(judgements) or any(
-        (j := judgements.get(f.hash)) is None or j.facts is not f for f in k.listed
-    )
+    # One pass over the listing: a key listed as the very facts its judgement was made
+    # from (watchdog.keyring keeps an unchanged key's facts) keeps that judgement until
+    # it is due; the others (`todo`) are looked at below, in place: `fresh` keeps the
+    # listing's order, which is the order of the alerts and messages.
+    now = i.now
+    get = judgements.get
+    fresh: dict[str, keys.KeyJudgement | None] = {}
+    todo: list[keys.KeyFacts] = []
+    listing_moved = len(k.listed) != len(judgements)
+    for facts in k.listed:
+        previous = get(facts.hash)
+        if previous is not None and previous.facts is facts:
+            if now < previous.valid_until:
+                fresh[facts.hash] = previous  # listed as before, nothing due: the common case
+                continue
+        elif not listing_moved:
+            listing_moved = previous is None or _listed_apart(previous.facts, facts)
+        fresh[facts.hash] = None
+        todo.append(facts)
+    # The keys followed change only when a key is new, renamed, relabelled, moved to
+    # another workspace, missing or back: a key listed with new counters under the same
+    # name (one that spends) is as `follow` left it.
     if listing_moved or any(x.missing_since is not None for x in k.known.values()):
         listing = [(f.hash, f.name, f.label, f.workspace_id) for f in k.listed]
-        known, changes = keys.follow(k.known, listing, i.now)
+        known, changes = keys.follow(k.known, listing, now)
     if changes:
         states = _move_alerts(states, changes)
     for what, key, before in changes:
@@ -197,38 +219,46 @@ def _keys(
                     "key_deleted",
                     before.name,
                     "warning",
-                    i.now,
-                    i.now,
+                    now,
+                    now,
                     f"Key {before.name} is no longer listed at the provider (deleted): it is "
                     "no longer watched, and its alerts end here.",
                 )
             )
-    held = alerts.firing(states)
-    fresh: dict[str, keys.KeyJudgement] = {}
-    for facts in k.listed:
+    held = alerts.firing(states) if todo else {}
+    for facts in todo:
         previous = judgements.get(facts.hash)
-        if previous is not None and previous.facts is facts and i.now < previous.valid_until:
-            fresh[facts.hash] = previous  # listed as before, nothing due: the common case
-            continue
         history = k.histories.get(facts.hash)
-        if previous is not None and not keys.needs_judging(previous, facts, i.now):
+        if previous is not None and not keys.needs_judging(previous, facts, now):
             same = previous.facts is facts
             fresh[facts.hash] = previous if same else replace(previous, facts=facts)
         elif history is not None:
             fresh[facts.hash] = keys.judge(
                 facts,
                 history,
-                i.now,
+                now,
                 i.policy.budget,
                 horizon=horizon,
                 killswitch=i.policy.killswitch,
                 held=held,
                 prior=k.priors.get(facts.hash),
             )
+        else:
+            del fresh[facts.hash]  # never measured: not judged yet
     for what, key, _ in changes:
         if what == "missing" and key.hash in judgements:
             fresh[key.hash] = judgements[key.hash]  # as it was, until a listing says more
-    return states, fresh, known, changes, notices
+    return states, cast(dict[str, keys.KeyJudgement], fresh), known, changes, notices
+
+
+def _listed_apart(before: keys.KeyFacts, facts: keys.KeyFacts) -> bool:
+    """Whether a key is listed under another name, label or workspace than when it was
+    last judged (what `keys.follow` compares)."""
+    return (before.name, before.label, before.workspace_id) != (
+        facts.name,
+        facts.label,
+        facts.workspace_id,
+    )
 
 
 def _move_alerts(

@@ -120,12 +120,24 @@ def key_budget_policy(budget: BudgetPolicy, entry: KeyBudget | None) -> BudgetPo
     """The account's budget policy as one key is judged by it: that key's own daily and
     monthly limits (none without a matching entry), the account's ratios, spike settings
     and hysteresis."""
-    return replace(
+    # The same few (policy, entry) pairs every tick: made once each. Both are immutable;
+    # the cache holds them, so an id is never another object's while it is cached.
+    found = _KEY_POLICIES.get((id(budget), id(entry)))
+    if found is not None and found[0] is budget and found[1] is entry:
+        return found[2]
+    policy = replace(
         budget,
         daily_limit=entry.daily_limit if entry is not None else None,
         monthly_limit=entry.monthly_limit if entry is not None else None,
         keys=(),
     )
+    if len(_KEY_POLICIES) >= 256:
+        _KEY_POLICIES.clear()
+    _KEY_POLICIES[(id(budget), id(entry))] = (budget, entry, policy)
+    return policy
+
+
+_KEY_POLICIES: dict[tuple[int, int], tuple[BudgetPolicy, KeyBudget | None, BudgetPolicy]] = {}
 
 
 def facts_of(
@@ -157,13 +169,15 @@ def needs_judging(previous: KeyJudgement | None, facts: KeyFacts, now: datetime)
     m = previous.metrics
     # An idle key's numbers only change when its rates (sliding windows) fall or a new
     # day starts: rates already at zero stay there.
-    moving = any(r.per_hour for r in (m.rate_now, m.rate_1h))
+    moving = bool(m.rate_now.per_hour or m.rate_1h.per_hour)
     due = moving and now - previous.measured_at >= REFRESH_IDLE
     stale = due or not (m.day_start <= now < m.day_end)
     if previous.facts is facts:  # listed exactly as before (watchdog.keyring)
         return stale
     before = previous.facts
-    if before.budget != facts.budget or before.name != facts.name:
+    if before.name != facts.name or (
+        before.budget is not facts.budget and before.budget != facts.budget
+    ):
         return True
     if not before.latest.same_counters(facts.latest):
         return True
@@ -188,7 +202,7 @@ def judge(
     own = _own(facts, metrics, findings, killswitch)
     if findings:
         until = now
-    elif any(r.per_hour for r in (metrics.rate_now, metrics.rate_1h)):
+    elif metrics.rate_now.per_hour or metrics.rate_1h.per_hour:
         until = min(metrics.day_end, now + REFRESH_IDLE)
     else:
         until = metrics.day_end
@@ -247,6 +261,8 @@ def provider_actions(
     again. A key is never disabled twice, and never re-enabled unless we disabled it."""
     want = {h: (n, "the account's permit is revoked") for h, n in account_disable}
     for key_hash, j in judgements.items():
+        if not j.findings:
+            continue  # nothing revokes it (most keys, every tick)
         if j.facts.action != "disable" or (j.facts.disabled and key_hash not in ours):
             continue  # not ours to disable, or disabled by someone else already
         revoking = [f for f in j.findings if f.severity in revoke_on]

@@ -178,7 +178,6 @@ class _Context:
             and reach <= window_end
             and reach <= self.m.now + timedelta(hours=self.horizon_h)
         )
-        share = f"{usd(spent)} spent {window}, {spent / limit:.0%} of the {usd(limit)} {name} limit"
         if spent >= limit * self._relax(rule, "critical"):
             severity: Severity = "critical"
             threshold = limit
@@ -197,6 +196,8 @@ class _Context:
             tail = self._reach_text(rate, reach, window_end)
         else:
             return None
+        # Written only for a finding: a key far from its limits is judged every tick.
+        share = f"{usd(spent)} spent {window}, {spent / limit:.0%} of the {usd(limit)} {name} limit"
         return Finding(
             rule,
             severity,
@@ -324,12 +325,15 @@ class _Context:
         used = limit - remaining
         share = used / limit
         rate = self.rate
-        text = f"The key has used {usd(used)} of its {usd(limit)} provider limit ({share:.0%})"
+
+        def text() -> str:  # written only for a finding: most keys are far from their limit
+            return f"The key has used {usd(used)} of its {usd(limit)} provider limit ({share:.0%})"
+
         if remaining <= limit * self.b.hysteresis * (
             1 if self._held("key_limit") == "critical" else 0
         ):
             return Finding(
-                "key_limit", "critical", used, limit, text + "; the provider will refuse it now."
+                "key_limit", "critical", used, limit, text() + "; the provider will refuse it now."
             )
         if rate is not None and rate > 0 and remaining - rate * self.horizon_h <= 0:
             when = clock(_after(self.m.now, remaining / rate), self.tz, self.m.now)
@@ -338,21 +342,23 @@ class _Context:
                 "critical",
                 used,
                 limit,
-                text + f"; at {_rate(rate)} it is used up at {when}, before the next poll.",
+                text() + f"; at {_rate(rate)} it is used up at {when}, before the next poll.",
                 predicted=True,
             )
         if share >= self.b.warn_ratio * self._relax("key_limit", "warning"):
-            return Finding("key_limit", "warning", used, limit * self.b.warn_ratio, text + ".")
+            return Finding("key_limit", "warning", used, limit * self.b.warn_ratio, text() + ".")
         return None
 
     def spike(self) -> Finding | None:
         # The faster of the 10-minute and 1-hour rates, as predictions use: the hour
         # average hides a runaway that began minutes ago, and the message names the rate
         # that explains it (with its basis).
+        base = self.m.hourly_baseline
+        if base.per_hour is None:
+            return None
         known = [r for r in (self.m.rate_now, self.m.rate_1h) if r.per_hour is not None]
         rate = max(known, key=lambda r: r.per_hour or 0.0) if known else self.m.rate_1h
-        base = self.m.hourly_baseline
-        if rate.per_hour is None or base.per_hour is None:
+        if rate.per_hour is None:
             return None
         relax = self._relax("spike", "warning")
         threshold = max(self.b.spike_factor * base.per_hour, self.b.spike_min_rate)
