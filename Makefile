@@ -23,8 +23,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two workers (the machine's 2 cores): most of the suite waits on real daemons and servers.
 test: lint
-	$(BIN)/pytest -m "not slow" -q
+	$(BIN)/pytest -m "not slow" -q -n 2
 
 test-slow: lint
 	$(BIN)/pytest -q
