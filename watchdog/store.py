@@ -252,6 +252,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX holds_until ON holds (until);
     """,
+    # 10: a follower reads the key samples the leader added since its last tick.
+    """
+    CREATE INDEX key_samples_ts ON key_samples (ts);
+    """,
 )
 
 
@@ -551,6 +555,15 @@ class Store:
     def known_keys(self) -> dict[str, KnownKey]:
         """Every key ever listed, by hash (deleted ones keep `deleted_at`)."""
         return {r["hash"]: _known_key(r) for r in self._all("SELECT * FROM keys ORDER BY name")}
+
+    def key_samples_since(self, since: datetime) -> dict[str, list[KeySample]]:
+        """The key samples stored at or after `since`, by key, oldest first (a follower's
+        catch-up: what the leader added; nothing before, unlike key_history)."""
+        rows = self._all("SELECT * FROM key_samples WHERE ts >= ? ORDER BY hash, ts", (_ms(since),))
+        found: dict[str, list[KeySample]] = {}
+        for row in rows:
+            found.setdefault(row["hash"], []).append(_key_sample(row))
+        return found
 
     def key_history(
         self, since: datetime, until: datetime | None = None

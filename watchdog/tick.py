@@ -429,7 +429,9 @@ class Tick:
                 m.watched = store.watched_key()
                 if m.keys is not None:
                     m.keys.known = store.known_keys()
-                    m.keys.follow(store.key_history(self._seen + timedelta(milliseconds=1)), newest)
+                    m.keys.follow(
+                        store.key_samples_since(self._seen + timedelta(milliseconds=1)), newest
+                    )
             else:
                 fresh = resume(store, self.policy, now)
                 m.history, m.watched = fresh.history, fresh.watched
