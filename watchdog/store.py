@@ -639,14 +639,14 @@ class Store:
             latched_since=_iso_or_none(saved.get("latched_since")),
         )
 
-    def permit_decided(self) -> tuple[datetime | None, tuple[str, ...]]:
-        """When the permit's saved state was decided (None: before this was recorded),
-        and the causes of a revocation."""
+    def permit_decided(self) -> tuple[tuple[str, ...], datetime | None]:
+        """The causes of the saved permit state's revocation, and the operator's `arm`
+        the decision took into account (None: none, or before this was recorded)."""
         saved = self._meta("permit")
         causes = saved.get("causes")
         return (
-            _iso_or_none(saved.get("decided_at")),
             tuple(str(c) for c in causes) if isinstance(causes, list) else (),
+            _iso_or_none(saved.get("seen_arm")),
         )
 
     def watched_key(self) -> WatchedKey:
@@ -1073,14 +1073,17 @@ class Unit:
         watched: WatchedKey,
         at: datetime | None = None,
         causes: Sequence[str] = (),
+        seen_arm: datetime | None = None,
     ) -> None:
-        """The permit's state as decided at `at` (the deciding tick's time), and the
-        rules that caused a revocation ("manual" for a trip, "latch" for a latch)."""
+        """The permit's state as decided at `at` (the deciding tick's time), the rules
+        that caused a revocation ("manual" for a trip, "latch" for a latch), and the
+        operator's last `arm` that decision took into account."""
         self._set_meta(
             "permit",
             {
                 "decided_at": at.isoformat() if at else None,
                 "causes": list(causes),
+                "seen_arm": seen_arm.isoformat() if seen_arm else None,
                 "armed": state.armed,
                 "reason": state.reason,
                 "latched_since": state.latched_since.isoformat() if state.latched_since else None,

@@ -320,7 +320,7 @@ class Tick:
                 budget=isinstance(error, ProviderBudgetExceeded),
             )
         self._refresh_prior(now)
-        silences = self.store.silences(now)
+        silences, override = self.store.silences(now), self.store.override()
         outcome = decide(
             Inputs(
                 now=now,
@@ -330,7 +330,7 @@ class Tick:
                 poll=m.poll,
                 alerts=m.alerts,
                 permit=m.permit,
-                override=self.store.override(),
+                override=override,
                 silences=silences,
                 recipients=[t.recipient for t in self.targets],
                 key_name=m.watched.name,
@@ -340,7 +340,7 @@ class Tick:
             )
         )
         due = self._digest(now, outcome) if self.digester is not None else None
-        self._commit(now, sample, error, outcome, due, key_samples)
+        self._commit(now, sample, error, outcome, due, key_samples, override.armed_at)
         m.alerts, m.permit = outcome.alerts, outcome.permit
         if m.keys is not None:
             self._follow_keys(outcome)
@@ -385,11 +385,10 @@ class Tick:
         # cleared since (a trip, a latch: `arm` after it was decided) is judged anew here,
         # before the leader has seen the arm.
         shared = m.permit
-        decided_at, causes = self.store.permit_decided()
+        causes, seen_arm = self.store.permit_decided()
         cleared = (
             override.armed_at is not None
-            and decided_at is not None
-            and override.armed_at > decided_at
+            and override.armed_at != seen_arm  # an arm the leader has not decided on yet
             and bool(causes)
             and set(causes) <= OPERATOR_CAUSES
         )
@@ -605,6 +604,7 @@ class Tick:
         o: Outcome,
         due: Due | None = None,
         key_samples: Sequence[KeySample] = (),
+        seen_arm: datetime | None = None,
     ) -> None:
         with self.store.unit() as unit:
             if self.leadership is not None:
@@ -621,7 +621,7 @@ class Tick:
             if o.transition is not None:
                 d = o.decision
                 unit.audit(PermitChange(now, "armed" if d.armed else "revoked", d.actor, d.reason))
-            unit.save_permit(o.permit, self.memory.watched, now, o.decision.causes)
+            unit.save_permit(o.permit, self.memory.watched, now, o.decision.causes, seen_arm)
             if error is not None:
                 unit.save_poll_error(scrub(error.message), error.kind, now)
             if due is not None:  # with its slot, in this transaction: exactly once
