@@ -23,6 +23,7 @@ import pytest
 
 from tests.fake_openrouter import API_KEY, MANAGEMENT_KEY, FakeOpenRouter
 from tests.pg import PASSWORD, PostgresServer
+from watchdog.store import Store
 
 # Read when the tests are collected: the autouse clean_environment fixture removes every
 # WATCHDOG_* variable before a test runs (and DaemonProcess keeps them from the daemon).
@@ -31,21 +32,11 @@ if STATE_BACKEND not in ("sqlite", "postgresql"):
     raise ValueError(f"WATCHDOG_TEST_STATE={STATE_BACKEND!r}: say sqlite or postgresql")
 ON_POSTGRES = STATE_BACKEND == "postgresql"
 # Tests about the SQLite file itself, skipped on PostgreSQL with their reason. The first
-# five pass there when ported: seeding or reading through Store.open(state_url(tmp_path)),
-# expecting "from the shared state".
+# would pass there if it read the outbox through the store rather than sqlite3.
 _FILE = "it seeds or reads the SQLite state file directly"
 SQLITE_ONLY: dict[str, str] = {
     "test_alert_delivery.py::test_messages_written_before_a_crash_are_delivered_once_after_"
     "restart": f"{_FILE} (the outbox)",
-    "test_digest_e2e.py::test_a_due_digest_arrives_once_across_a_restart": f"{_FILE} (the "
-    "digest schedule, before the start)",
-    "test_fail_closed.py::test_data_from_the_future_is_kept_and_launches_wait_for_the_clock": (
-        f"{_FILE} (a sample from the future, before the start)"
-    ),
-    "test_run.py::test_run_polls_stores_and_exits_0_on_sigterm": f"{_FILE} (the samples)",
-    "test_server_e2e.py::test_status_command_reads_the_running_daemon_then_the_state_file": (
-        "it expects the SQLite wording 'from the state file' (PostgreSQL: 'from the shared state')"
-    ),
     "test_crash.py::test_a_few_random_kills": "it checks the SQLite file's integrity",
     "test_crash.py::test_a_hundred_random_kills": "it checks the SQLite file's integrity",
     "test_fail_closed.py::test_a_full_disk_at_start_is_one_clear_line": "a full disk under the "
@@ -97,6 +88,13 @@ def state_url(tmp_path: Path) -> str:
     if tmp_path not in urls:
         urls[tmp_path] = server.url(schema=server.create_schema())
     return urls[tmp_path]
+
+
+def open_state(tmp_path: Path) -> Store:
+    """The state base_config gives the daemon, opened as the daemon opens it: the SQLite
+    file, or this test's PostgreSQL schema."""
+    target = state_url(tmp_path) if ON_POSTGRES else tmp_path / "state" / "state.db"
+    return Store.open(target)
 
 
 @pytest.fixture

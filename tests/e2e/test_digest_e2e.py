@@ -8,10 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.e2e.conftest import DaemonProcess, base_config, cli, wait_for
+from tests.e2e.conftest import DaemonProcess, base_config, cli, open_state, wait_for
 from tests.fake_openrouter import FakeOpenRouter
 from tests.servers import WebhookSink
-from watchdog.store import Store
 
 
 def config(fake: FakeOpenRouter, tmp_path: Path, sink: WebhookSink) -> str:
@@ -34,8 +33,7 @@ def test_a_due_digest_arrives_once_across_a_restart(
     fake: FakeOpenRouter, daemon: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     fake.audit_account()
-    state = tmp_path / "state" / "state.db"
-    with Store(state) as store, store.unit() as unit:  # the schedule kept for days
+    with open_state(tmp_path) as store, store.unit() as unit:  # the schedule kept for days
         unit.save_digest_state(None, datetime.now(UTC) - timedelta(days=3))
     sink = WebhookSink().start()
     try:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import DaemonProcess, base_config, gate, get, wait_for
+from tests.e2e.conftest import DaemonProcess, base_config, gate, get, open_state, wait_for
 from tests.fake_openrouter import FakeOpenRouter, Fault
 from tests.servers import free_port
 
@@ -157,11 +157,9 @@ def test_data_from_the_future_is_kept_and_launches_wait_for_the_clock(
     from datetime import UTC, datetime, timedelta
 
     from watchdog.core.model import Sample
-    from watchdog.store import Store
 
     future = datetime.now(UTC) + timedelta(hours=1)
-    state = tmp_path / "state" / "state.db"
-    with Store(state) as store, store.unit() as unit:
+    with open_state(tmp_path) as store, store.unit() as unit:
         unit.add_samples([Sample(future, 100.0, usage_daily=2.0)])
     fake.account.usage, fake.account.usage_daily = 103.0, 5.0
     port = free_port()
@@ -175,7 +173,7 @@ def test_data_from_the_future_is_kept_and_launches_wait_for_the_clock(
     assert status["spent_today"] >= 5.0  # the new sample counted
     assert not (tmp_path / "run" / "permit").exists()
     assert proc.events("clock_behind_data")
-    with Store(state) as store:
+    with open_state(tmp_path) as store:
         assert len(store.history(future - timedelta(days=1))) >= 2  # nothing dropped
 
 

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.e2e.conftest import DaemonProcess, base_config, wait_for
+from tests.e2e.conftest import DaemonProcess, base_config, open_state, wait_for
 from tests.fake_openrouter import API_KEY, MANAGEMENT_KEY, FakeOpenRouter
-from watchdog.store import Store
 
 
 def test_run_polls_stores_and_exits_0_on_sigterm(
@@ -22,7 +21,7 @@ def test_run_polls_stores_and_exits_0_on_sigterm(
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
     assert proc.events("stopped")
-    with Store(tmp_path / "state" / "state.db") as store:
+    with open_state(tmp_path) as store:
         samples = store.history(datetime(2000, 1, 1, tzinfo=UTC))
     assert len(samples) >= 4
     assert samples[-1].usage == 101.25

@@ -7,7 +7,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.conftest import DaemonProcess, base_config, cli, get, wait_for
+from tests.e2e.conftest import ON_POSTGRES, DaemonProcess, base_config, cli, get, wait_for
 from tests.fake_openrouter import API_KEY, FakeOpenRouter, Fault
 from tests.servers import free_port
 
@@ -49,7 +49,8 @@ def test_status_command_reads_the_running_daemon_then_the_state_file(
     assert proc.wait() == 0
     offline = cli(proc.config, "status")
     assert offline.returncode == 3  # not running: the state file's picture, with its age
-    assert "does not answer" in offline.stdout and "from the state file" in offline.stdout
+    source = "from the shared state" if ON_POSTGRES else "from the state file"
+    assert "does not answer" in offline.stdout and source in offline.stdout
     assert "its last poll" in offline.stdout and " ago)" in offline.stdout
     assert "Permit: REVOKED" in offline.stdout
     # one coherent picture: the state agrees with the numbers it shows
