@@ -31,12 +31,8 @@ STATE_BACKEND = os.environ.get("WATCHDOG_TEST_STATE", "sqlite").strip().lower() 
 if STATE_BACKEND not in ("sqlite", "postgresql"):
     raise ValueError(f"WATCHDOG_TEST_STATE={STATE_BACKEND!r}: say sqlite or postgresql")
 ON_POSTGRES = STATE_BACKEND == "postgresql"
-# Tests about the SQLite file itself, skipped on PostgreSQL with their reason. The first
-# would pass there if it read the outbox through the store rather than sqlite3.
-_FILE = "it seeds or reads the SQLite state file directly"
+# Tests about the SQLite file itself, skipped on PostgreSQL with their reason.
 SQLITE_ONLY: dict[str, str] = {
-    "test_alert_delivery.py::test_messages_written_before_a_crash_are_delivered_once_after_"
-    "restart": f"{_FILE} (the outbox)",
     "test_crash.py::test_a_few_random_kills": "it checks the SQLite file's integrity",
     "test_crash.py::test_a_hundred_random_kills": "it checks the SQLite file's integrity",
     "test_fail_closed.py::test_a_full_disk_at_start_is_one_clear_line": "a full disk under the "

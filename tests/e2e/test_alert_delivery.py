@@ -8,22 +8,23 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.conftest import DaemonProcess, base_config, wait_for
+from tests.e2e.conftest import ON_POSTGRES, DaemonProcess, base_config, open_state, wait_for
 from tests.fake_openrouter import API_KEY, MANAGEMENT_KEY, FakeOpenRouter
 from tests.servers import WebhookSink, free_port
+from watchdog.store import StoreError
 
 
 def outbox(tmp_path: Path) -> list[tuple[int, str, str]]:
-    path = tmp_path / "state" / "state.db"
-    if not path.exists():
+    """The outbox as the daemon keeps it (SQLite file or PostgreSQL schema); [] before
+    the daemon made it."""
+    if not ON_POSTGRES and not (tmp_path / "state" / "state.db").exists():
         return []
-    db = sqlite3.connect(path)
     try:
-        return db.execute("SELECT id, title, state FROM outbox ORDER BY id").fetchall()
-    except sqlite3.OperationalError:
+        with open_state(tmp_path) as store:
+            rows = store._all("SELECT id, title, state FROM outbox ORDER BY id")
+    except (StoreError, sqlite3.Error):
         return []
-    finally:
-        db.close()
+    return [(r["id"], r["title"], r["state"]) for r in rows]
 
 
 def test_messages_written_before_a_crash_are_delivered_once_after_restart(
