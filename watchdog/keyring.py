@@ -258,6 +258,7 @@ class KeyRing:
         then every followed key's flat run is extended to `until`, the leader's newest
         poll, as the leader's own polls extend it — the leader's curves, without reading
         every key's month again."""
+        self._settle_all()  # what this ring's own last listing proved comes first
         curves = self._curves
         for key_hash, samples in stored.items():
             curve = curves.setdefault(key_hash, burn.History())

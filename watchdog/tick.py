@@ -402,6 +402,8 @@ class Tick:
         if m.last_thin is None or now - m.last_thin >= THIN_EVERY:
             m.last_thin = now  # the leader thins the store; a follower its memory
             m.history.compact(now)
+            if m.keys is not None:
+                m.keys.compact(now)
         self.view = self._view(now, outcome, silences)
         self._apply_permit(outcome)
         self.log.debug(
@@ -802,6 +804,8 @@ class Tick:
             with self.store.unit() as unit:
                 unit.thin(now)
             m.history.compact(now)
+            if m.keys is not None:  # the keys' curves, thinned as the store's rows are
+                m.keys.compact(now)
 
     def _log(self, r: TickResult, o: Outcome) -> None:
         poll = self.memory.poll

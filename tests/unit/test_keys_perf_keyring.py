@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from watchdog.core import burn
-from watchdog.core.model import BudgetPolicy, KeyUsage, Sample
+from watchdog.core.model import BudgetPolicy, KeySample, KeyUsage, Sample
 from watchdog.keyring import KeyRing
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -87,6 +87,17 @@ def test_after_the_clock_steps_back_no_curve_runs_past_what_polled_it() -> None:
     assert curve(ring.histories["new"]) == curve(eager([(2, 2.0), (3.5, 2.0)]))
     ring.absorb([old, key("new", 2.0)], at(6), BUDGET)  # past the step again
     assert curve(ring.inputs().histories["old"]) == curve(eager([(m, 1.0) for m in range(7)]))
+
+
+def test_a_leader_turned_follower_keeps_its_own_last_polls_before_the_leaders() -> None:
+    """A ring that led (its idle keys' flat runs not yet extended) and then follows: the
+    samples the new leader stored come after what its own polls proved."""
+    ring = KeyRing()
+    for minute in range(10):
+        ring.absorb([key("k", 1.0)], at(minute), BUDGET)
+    moved = KeySample("k", at(15), 3.0, usage_daily=3.0)
+    ring.follow({"k": [moved]}, at(15))
+    assert curve(ring.curve("k")) == curve(eager([(m, 1.0) for m in range(10)] + [(15, 3.0)]))
 
 
 def test_a_restart_between_two_idle_polls_rebuilds_the_same_curve(tmp_path: object) -> None:
