@@ -121,14 +121,22 @@ def key_token(text: str) -> str:
     return text
 
 
-def _key_value(value: SecretStr | None) -> SecretStr | None:
+def _checked_secret(
+    value: SecretStr | None, check: Callable[[str], str], error: str
+) -> SecretStr | None:
+    """A secret as `check` returns it (None when nothing is left); its ValueError becomes
+    the config error `error`, worded without the secret."""
     if value is None:
         return None
     try:
-        token = key_token(value.get_secret_value())
+        text = check(value.get_secret_value())
     except ValueError as exc:
-        raise PydanticCustomError("key_format", "{reason}", {"reason": str(exc)}) from None
-    return SecretStr(token) if token else None
+        raise PydanticCustomError(error, "{reason}", {"reason": str(exc)}) from None
+    return SecretStr(text) if text else None
+
+
+def _key_value(value: SecretStr | None) -> SecretStr | None:
+    return _checked_secret(value, key_token, "key_format")
 
 
 Duration = Annotated[
@@ -599,13 +607,7 @@ def state_url(text: str) -> str:
 
 
 def _state_url_value(value: SecretStr | None) -> SecretStr | None:
-    if value is None:
-        return None
-    try:
-        url = state_url(value.get_secret_value())
-    except ValueError as exc:
-        raise PydanticCustomError("url_format", "{reason}", {"reason": str(exc)}) from None
-    return SecretStr(url) if url else None
+    return _checked_secret(value, state_url, "url_format")
 
 
 class StateConfig(_Section):

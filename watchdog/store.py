@@ -560,10 +560,7 @@ class Store:
         """The key samples stored at or after `since`, by key, oldest first (a follower's
         catch-up: what the leader added; nothing before, unlike key_history)."""
         rows = self._all("SELECT * FROM key_samples WHERE ts >= ? ORDER BY hash, ts", (_ms(since),))
-        found: dict[str, list[KeySample]] = {}
-        for row in rows:
-            found.setdefault(row["hash"], []).append(_key_sample(row))
-        return found
+        return _by_key(rows)
 
     def key_history(
         self, since: datetime, until: datetime | None = None
@@ -581,10 +578,7 @@ class Store:
             """,
             (_ms(since), _ms(since), end),
         )
-        found: dict[str, list[KeySample]] = {}
-        for row in rows:
-            found.setdefault(row["hash"], []).append(_key_sample(row))
-        return found
+        return _by_key(rows)
 
     def cap_log(self, limit: int = 100) -> list[CapChange]:
         """The latest changes of provider-side limits, newest first."""
@@ -1320,6 +1314,14 @@ def _known_key(r: Row) -> KnownKey:
         last_seen=_dt(r["last_seen"]),
         deleted_at=_dt_or_none(r["deleted_at"]),
     )
+
+
+def _by_key(rows: Sequence[Row]) -> dict[str, list[KeySample]]:
+    """Key sample rows (ordered by hash, then time) by key."""
+    found: dict[str, list[KeySample]] = {}
+    for row in rows:
+        found.setdefault(row["hash"], []).append(_key_sample(row))
+    return found
 
 
 def _key_sample(r: Row) -> KeySample:

@@ -31,6 +31,7 @@ from watchdog.core.model import (
     Finding,
     Ident,
     KeySample,
+    Override,
     PermitChange,
     Policy,
     PollHealth,
@@ -321,24 +322,7 @@ class Tick:
             )
         self._refresh_prior(now)
         silences, override = self.store.silences(now), self.store.override()
-        outcome = decide(
-            Inputs(
-                now=now,
-                policy=self.policy,
-                history=m.history,
-                prior=m.prior,
-                poll=m.poll,
-                alerts=m.alerts,
-                permit=m.permit,
-                override=override,
-                silences=silences,
-                recipients=[t.recipient for t in self.targets],
-                key_name=m.watched.name,
-                disable_error=m.disable_error,
-                permit_error=m.permit_error,
-                keys=m.keys.inputs() if m.keys is not None else None,
-            )
-        )
+        outcome = self._decide(now, silences, override, m.disable_error)
         due = self._digest(now, outcome) if self.digester is not None else None
         self._commit(now, sample, error, outcome, due, key_samples, override.armed_at)
         m.alerts, m.permit = outcome.alerts, outcome.permit
@@ -352,18 +336,16 @@ class Tick:
         self._log(result, outcome)
         return result
 
-    # -- follow ----------------------------------------------------------------------
-
-    def _follow(self) -> TickResult:
-        """A follower's tick: no poll and no write. It reads what the leader committed
-        (samples, alert states, the permit's state and latches, the operator's override,
-        silences, keys), decides from it exactly as the leader does, and writes this
-        host's permit files — never armed while the leader's decision is revoked. When
-        the leader stops committing, the data goes stale here as there: fail closed."""
-        now = self.clock()
-        m = self._catch_up(now)
-        silences, override = self.store.silences(now), self.store.override()
-        outcome = decide(
+    def _decide(
+        self,
+        now: datetime,
+        silences: dict[str, Silence],
+        override: Override,
+        disable_error: str | None = None,
+    ) -> Outcome:
+        """`decide` on this instance's memory (the leader's tick and a follower's alike)."""
+        m = self.memory
+        return decide(
             Inputs(
                 now=now,
                 policy=self.policy,
@@ -376,10 +358,24 @@ class Tick:
                 silences=silences,
                 recipients=[t.recipient for t in self.targets],
                 key_name=m.watched.name,
+                disable_error=disable_error,
                 permit_error=m.permit_error,
                 keys=m.keys.inputs() if m.keys is not None else None,
             )
         )
+
+    # -- follow ----------------------------------------------------------------------
+
+    def _follow(self) -> TickResult:
+        """A follower's tick: no poll and no write. It reads what the leader committed
+        (samples, alert states, the permit's state and latches, the operator's override,
+        silences, keys), decides from it exactly as the leader does, and writes this
+        host's permit files — never armed while the leader's decision is revoked. When
+        the leader stops committing, the data goes stale here as there: fail closed."""
+        now = self.clock()
+        m = self._catch_up(now)
+        silences, override = self.store.silences(now), self.store.override()
+        outcome = self._decide(now, silences, override)  # it disables nothing: no error
         # The leader's decision, as committed, binds: it judged what only the leader
         # sees (its poll's errors, the provider's activity). Only a revocation an operator
         # cleared since (a trip, a latch: `arm` after it was decided) is judged anew here,
