@@ -661,6 +661,7 @@ class Tick:
             key_verdicts=o.verdicts,
             keys_watched=m.keys is not None,
             previous_keys=self.view.keys,
+            previous_index=self.view.key_index,
         )
         # The decision stands as long as the permit file written with it.
         return replace(built, decided_until=now + self._lease(now))
@@ -719,14 +720,22 @@ class Tick:
         self.key_permits.hold(self.reserved_by_key(o.metrics.now))
         before, now = ring.synced, o.judgements
         changed = {}
+        # The same keys under the same names (the common case) remove no file: then the
+        # names need not be gathered, with hundreds of keys, at every tick.
+        same_names = len(before) == len(now)
         for key_hash, j in now.items():
-            if before.get(key_hash) is not j:
+            last = before.get(key_hash)
+            if last is not j:
+                if last is None or last.facts.name != j.facts.name:
+                    same_names = False
                 v = j.own
                 changed[v.name] = permitfile.KeyPermit(
                     v.name, v.hash, v.armed, v.reason, v.headroom
                 )
-        names = {j.facts.name for j in now.values()}
-        removed = [j.facts.name for h, j in before.items() if j.facts.name not in names]
+        removed = []
+        if not same_names:
+            names = {j.facts.name for j in now.values()}
+            removed = [j.facts.name for j in before.values() if j.facts.name not in names]
         if not changed and not removed:
             return
         written = self.key_permits.update(changed, removed)
@@ -761,7 +770,8 @@ class Tick:
         elif not self.policy.killswitch.disable_keys and not o.judgements and not ours:
             return
         snapshot = m.snapshot if self._polled else None
-        listed = {k.hash for k in snapshot.keys if k.hash} if snapshot is not None else set()
+        # Only a key we disabled is re-enabled, and only when listed now (gathered then).
+        listed = {k.hash for k in snapshot.keys if k.hash} if snapshot and ours else set()
         disable, enable = provider_actions(
             o.judgements, account, ours, self.policy.killswitch.revoke_on, listed
         )

@@ -3,6 +3,7 @@ findings, permits, alert moves and provider actions out (watchdog.core.keys via 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -305,3 +306,35 @@ def test_names_no_one_could_store_or_tell_apart_are_made_unique() -> None:
     assert len(set(names.values())) == 4 and names["44"] == "*~44"
     assert names["11111111aa"] == "dup~11111111aa"  # the short form is another key's name
     assert keys.unique_names([("h", "\udcff")]) == {"h": "?"}
+
+
+def test_key_rows_built_on_the_last_ones_equal_rows_built_afresh() -> None:
+    """The view reuses the last tick's rows and their order; through spend, renames,
+    new and deleted keys and a revoked account, it shows what a fresh build shows."""
+    from watchdog.core import view
+
+    k = Keys({"h1": 0.0, "h2": 0.0, "h3": 0.0})
+    k.names.update({"h1": "zulu", "h2": "alpha", "h3": "batch-mid"})
+    rows: tuple[view.KeyRow, ...] = ()
+    index: dict[str, view.KeyRow] | None = None
+    steps: list[Callable[[], object]] = [
+        lambda: None,
+        lambda: k.usage.update(h3=6.0),  # spends past its daily limit: revoked
+        lambda: k.names.update(h1="aardvark"),  # renamed: sorts first now
+        lambda: k.usage.update(h4=0.0) or k.names.update(h4="mike"),  # a new key
+        lambda: k.usage.pop("h2"),
+        lambda: None,  # missing once, deleted at the second listing without it
+        lambda: k.names.update(h3="aardvark", h1="batch-mid"),  # two keys swap names
+    ]
+    for n, step in enumerate(steps):
+        step()
+        o = k.tick(armed=n != 4)
+        judged = list(o.judgements.values())
+        rows, index = view.key_rows(judged, o.verdicts, rows, index)
+        fresh, fresh_index = view.key_rows(judged, list(reversed(o.verdicts)))
+        assert rows == fresh and index == fresh_index, f"step {n}"
+        assert [r.name for r in rows] == sorted(r.name for r in rows)
+        assert index == {r.hash: r for r in rows}
+    # Nothing changed: the very rows (and tuple) come back.
+    again, _ = view.key_rows(judged, o.verdicts, rows, index)
+    assert again is rows

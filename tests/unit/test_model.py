@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from watchdog.core.model import Credits, KeyUsage, PollHealth, Snapshot
 
@@ -39,3 +41,43 @@ def test_poll_health_counts_failures_by_kind_and_clears_on_success() -> None:
     assert ok.data_age(T0 + timedelta(seconds=150)) == 30.0
     assert ok.fresh(T0 + timedelta(seconds=150), timedelta(seconds=30))
     assert not ok.fresh(T0 + timedelta(seconds=151), timedelta(seconds=30))
+
+
+_maybe = st.one_of(st.none(), st.floats(0, 1e6, allow_nan=False))
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 1e6, allow_nan=False), _maybe, _maybe, _maybe, _maybe, _maybe),
+        max_size=8,
+    )
+)
+def test_the_accounts_sample_sums_each_window_over_its_keys(
+    rows: list[tuple[float, float | None, float | None, float | None, float | None, float | None]],
+) -> None:
+    """Without a watched key, each window and BYOK counter is the sum over the keys in
+    their order, or unknown (None) when any key's is — never a partial sum read lower."""
+    keys = tuple(
+        KeyUsage(
+            usage=u,
+            usage_daily=d,
+            usage_weekly=w,
+            usage_monthly=m,
+            byok_usage=b,
+            byok_usage_daily=bd,
+            name=f"k{n}",
+            hash=f"{n:064x}",
+        )
+        for n, (u, d, w, m, b, bd) in enumerate(rows)
+    )
+    sample = Snapshot(T0, credits=Credits(10.0, 1.0), keys=keys).to_sample()
+
+    def total(values: list[float | None]) -> float | None:
+        return None if not values or None in values else sum(v for v in values if v is not None)
+
+    assert sample.usage_daily == total([k.usage_daily for k in keys])
+    assert sample.usage_weekly == total([k.usage_weekly for k in keys])
+    assert sample.usage_monthly == total([k.usage_monthly for k in keys])
+    assert sample.byok_usage == total([k.byok_usage for k in keys])
+    assert sample.byok_usage_daily == total([k.byok_usage_daily for k in keys])
+    assert sample.byok_usage_monthly is None  # no key lists it here

@@ -9,6 +9,8 @@ edge, see `watchdog.config`).
 from __future__ import annotations
 
 import fnmatch
+import operator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
@@ -169,21 +171,55 @@ class Snapshot:
         return min(candidates) if candidates else None
 
     def to_sample(self) -> Sample:
+        if self.key is None:
+            sums = _account_sums(self.keys)
+            windows = sums[:3]
+            byok = sums[3:]
+        else:
+            windows = tuple(self._window(n) for n in _WINDOWS)
+            byok = tuple(self._byok(n) for n in _BYOK)
         return Sample(
             ts=self.taken_at,
             usage=self.usage,
-            usage_daily=self._window("usage_daily"),
-            usage_weekly=self._window("usage_weekly"),
-            usage_monthly=self._window("usage_monthly"),
+            usage_daily=windows[0],
+            usage_weekly=windows[1],
+            usage_monthly=windows[2],
             balance=self.balance,
             total_credits=self.credits.total_credits if self.credits else None,
             key_limit=self.key.limit if self.key else None,
             key_limit_remaining=self.key.limit_remaining if self.key else None,
-            byok_usage=self.byok_usage,
-            byok_usage_daily=self._byok("byok_usage_daily"),
-            byok_usage_monthly=self._byok("byok_usage_monthly"),
+            byok_usage=byok[0],
+            byok_usage_daily=byok[1],
+            byok_usage_monthly=byok[2],
             byok_counted=self.byok_counted,
         )
+
+
+_WINDOWS: tuple[Literal["usage_daily", "usage_weekly", "usage_monthly"], ...] = (
+    "usage_daily",
+    "usage_weekly",
+    "usage_monthly",
+)
+_BYOK = ("byok_usage", "byok_usage_daily", "byok_usage_monthly")
+
+
+def _account_sums(keys: Sequence[KeyUsage]) -> tuple[float | None, ...]:
+    """The account's windows and BYOK counters (`_WINDOWS`, then `_BYOK`) summed over its
+    keys, each None when any key's is unknown or there is no key. Each is a C-level walk
+    (hundreds of keys a poll), summed in the listing's order; a None stops its sum."""
+    if not keys:
+        return (None,) * 6
+    return tuple(_total(map(get, keys)) for get in _COUNTERS)
+
+
+def _total(values: Iterator[float | None]) -> float | None:
+    try:
+        return float(sum(values))  # type: ignore[arg-type]
+    except TypeError:  # a None among them: unknown for the account
+        return None
+
+
+_COUNTERS = tuple(operator.attrgetter(name) for name in (*_WINDOWS, *_BYOK))
 
 
 @dataclass(frozen=True)

@@ -99,44 +99,70 @@ def key_rows(
     judgements: Sequence[keys.KeyJudgement],
     verdicts: Sequence[keys.KeyVerdict],
     previous: Sequence[KeyRow] = (),
-) -> tuple[KeyRow, ...]:
-    """The keys as shown, by name. A row of `previous` built from the same judgement and
-    verdict is reused (most keys are idle: their rows do not change)."""
-    by_hash = {v.hash: v for v in verdicts}
-    before = {r.hash: r for r in previous}
-    rows = []
-    for j in judgements:
-        f, m, v = j.facts, j.metrics, by_hash.get(j.facts.hash)
-        old = before.get(f.hash)
-        source = old.source if old is not None else None
-        if old is not None and isinstance(source, tuple) and source[0] is j and source[1] is v:
-            rows.append(old)
-            continue
-        rates = [r for r in (m.rate_now.per_hour, m.rate_1h.per_hour) if r is not None]
-        rows.append(
-            KeyRow(
-                name=f.name,
-                hash=f.hash,
-                label=f.label,
-                workspace_id=f.workspace_id,
-                disabled=f.disabled,
-                spent_today=m.spent_today,
-                spent_month=m.spent_month,
-                burn_rate_per_hour=max(rates) if rates else None,
-                limit=f.latest.key_limit,
-                limit_remaining=f.latest.key_limit_remaining,
-                limit_reset=f.latest.limit_reset,
-                daily_limit=f.budget.daily_limit if f.budget else None,
-                monthly_limit=f.budget.monthly_limit if f.budget else None,
-                action=f.action,
-                armed=v.armed if v is not None else False,
-                reason=v.reason if v is not None else "not judged yet",
-                headroom=v.headroom if v is not None else None,
-                findings=j.findings,
-                source=(j, v),  # held, so identity stays meaningful
-            )
-        )
-    return tuple(sorted(rows, key=lambda r: r.name))
+    index: Mapping[str, KeyRow] | None = None,
+) -> tuple[tuple[KeyRow, ...], dict[str, KeyRow]]:
+    """The keys as shown, by name, and the same rows by hash. `verdicts` are the
+    judgements' in the same order (as `decide` gives them; matched by hash otherwise).
+    A row of `previous` (`index`: the same rows by hash, when known) built from the same
+    judgement and verdict is reused: most keys are idle, and with hundreds of them a tick
+    must not rebuild, look up twice and sort every row."""
+    before = index if index is not None else {r.hash: r for r in previous}
+    by_hash: dict[str, keys.KeyVerdict] | None = None
+    if len(verdicts) != len(judgements):
+        by_hash = {v.hash: v for v in verdicts}
+    out: dict[str, KeyRow] = {}
+    built = renamed = False
+    for n, j in enumerate(judgements):
+        f = j.facts
+        h = f.hash
+        v: keys.KeyVerdict | None
+        if by_hash is None:
+            v = verdicts[n]
+            if v.hash != h:  # not aligned after all: by hash from here on
+                by_hash = {x.hash: x for x in verdicts}
+                v = by_hash.get(h)
+        else:
+            v = by_hash.get(h)
+        old = before.get(h)
+        if old is not None:
+            source = old.source
+            if isinstance(source, tuple) and source[0] is j and source[1] is v:
+                out[h] = old
+                continue
+        built = True
+        renamed = renamed or old is None or old.name != f.name
+        out[h] = _key_row(j, v)
+    if not renamed and len(out) == len(previous):
+        # Every row's key was shown before under the same name, and as many: the same
+        # keys, and the order stands (only some rows changed).
+        return (tuple(previous) if not built else tuple(out[r.hash] for r in previous)), out
+    return tuple(sorted(out.values(), key=lambda r: r.name)), out
+
+
+def _key_row(j: keys.KeyJudgement, v: keys.KeyVerdict | None) -> KeyRow:
+    f, m = j.facts, j.metrics
+    rates = [r for r in (m.rate_now.per_hour, m.rate_1h.per_hour) if r is not None]
+    return KeyRow(
+        name=f.name,
+        hash=f.hash,
+        label=f.label,
+        workspace_id=f.workspace_id,
+        disabled=f.disabled,
+        spent_today=m.spent_today,
+        spent_month=m.spent_month,
+        burn_rate_per_hour=max(rates) if rates else None,
+        limit=f.latest.key_limit,
+        limit_remaining=f.latest.key_limit_remaining,
+        limit_reset=f.latest.limit_reset,
+        daily_limit=f.budget.daily_limit if f.budget else None,
+        monthly_limit=f.budget.monthly_limit if f.budget else None,
+        action=f.action,
+        armed=v.armed if v is not None else False,
+        reason=v.reason if v is not None else "not judged yet",
+        headroom=v.headroom if v is not None else None,
+        findings=j.findings,
+        source=(j, v),  # held, so identity stays meaningful
+    )
 
 
 @dataclass(frozen=True)
@@ -199,6 +225,8 @@ class View:
     # Every key of the account (management key), by name; `keys_watched` when they are.
     keys: tuple[KeyRow, ...] = ()
     keys_watched: bool = False
+    # The same rows by hash (the next tick's key_rows reuses them; not compared).
+    key_index: Mapping[str, KeyRow] = field(default_factory=dict, compare=False, repr=False)
     # How long this view's permit decision stands: the lease of the permit file the tick
     # wrote with it. Past it no tick has finished since (stuck, or the state out of
     # reach), and every answer is no-go, as the file has run out too.
@@ -371,6 +399,7 @@ def build(
     key_verdicts: Sequence[keys.KeyVerdict] = (),
     keys_watched: bool = False,
     previous_keys: Sequence[KeyRow] = (),
+    previous_index: Mapping[str, KeyRow] | None = None,
 ) -> View:
     """Given one tick's results, return the View the server and CLI show. Before the first
     successful poll since start the state is "unknown", whatever the rules said."""
@@ -378,6 +407,7 @@ def build(
     daily = daily_from(activity, now)
     known = poll.last_success is not None and poll.last_success >= poll.started_at
     state = severity_of(list(findings)) if known or findings else UNKNOWN
+    rows, index = key_rows(key_judgements, key_verdicts, previous_keys, previous_index)
     return View(
         generated_at=now,
         state=state,
@@ -402,8 +432,9 @@ def build(
         top_models=top_models_from(activity, now),
         month_days=_filled(month_days, daily),
         savings=tuple(savings),
-        keys=key_rows(key_judgements, key_verdicts, previous_keys),
+        keys=rows,
         keys_watched=keys_watched,
+        key_index=index,
     )
 
 
