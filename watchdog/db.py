@@ -8,6 +8,7 @@ here, each in one place:
 - placeholders: `?` is `%s` for psycopg;
 - column types in migrations: SQLite's INTEGER (64-bit there) is BIGINT, its REAL (a
   double) is DOUBLE PRECISION, and `INTEGER PRIMARY KEY AUTOINCREMENT` an identity column;
+  a `WITHOUT ROWID` table is a plain one (its primary key's index orders it);
 - where the schema version is kept: `PRAGMA user_version`, or a `schema_version` table;
 - how a unit of work begins. SQLite: BEGIN IMMEDIATE, which takes the file's one writer
   lock. PostgreSQL: BEGIN, then `pg_advisory_xact_lock(UNIT_LOCK)`, the same lock for
@@ -318,6 +319,8 @@ _PG_TYPES = (
     ),
     (re.compile(r"\bINTEGER\b"), "BIGINT"),
     (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    # A table clustered on its primary key in SQLite; a heap with that key's index here.
+    (re.compile(r"\)\s*WITHOUT ROWID\b"), ")"),
 )
 
 

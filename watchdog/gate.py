@@ -362,7 +362,13 @@ def _judge_key(
     try:
         data = parse_object(text)
     except ValueError as exc:
-        return [prefix + f"its permit {path} is not valid JSON of the permit's shape ({exc})"]
+        # The daemon swaps a key's file with a spare it then writes over (atomicfile.
+        # rewrite): a read held across two rewrites finds a part. Read once more.
+        again, _ = _read(path)
+        try:
+            data = parse_object(again if again is not None else "")
+        except ValueError:
+            return [prefix + f"its permit {path} is not valid JSON of the permit's shape ({exc})"]
     if data.get("epoch") != keys_epoch:
         return [prefix + "its permit is from an earlier run of the watchdog"]
     if data.get("key") != key:

@@ -309,15 +309,19 @@ class KeyPermits:
             "headroom_usd": headroom,
         }
         # Not fsynced: a key's file only ever counts beside an account permit of the same
-        # epoch, and every start writes them all again under a new one.
-        atomicfile.write(
+        # epoch, and every start writes them all again under a new one. Swapped with its
+        # spare (`.<file>.spare`, a dot file no key's name gives): no file is created
+        # per write (see atomicfile.rewrite).
+        atomicfile.rewrite(
             self.directory / file_name,
+            self.directory / f".{file_name}.spare",
             (json.dumps(body) + "\n").encode(),
             PERMIT_MODE,
-            durable=False,
         )
 
     def _unlink(self, file_name: str) -> bool:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.directory / f".{file_name}.spare")
         try:
             os.unlink(self.directory / file_name)
         except FileNotFoundError:

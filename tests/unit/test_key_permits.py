@@ -296,10 +296,10 @@ def test_a_failed_rewrite_propagates_and_leaves_no_file_saying_too_much(
     keys.start()
     keys.sync(states(armed("a"), armed("b")))
 
-    def full(path: Path, data: bytes, mode: int, durable: bool = True) -> None:
+    def full(path: Path, spare: Path, data: bytes, mode: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(atomicfile, "write", full)
+    monkeypatch.setattr(atomicfile, "rewrite", full)
     with pytest.raises(OSError):
         keys.sync(states(revoked("a", "spike"), armed("b")))
     assert sorted(p.name for p in directory.iterdir()) == ["b"]  # a's "armed" is gone
@@ -323,8 +323,11 @@ def test_syncs_from_two_threads_end_in_one_consistent_directory(tmp_path: Path) 
         t.join()
     final = states(*(armed(f"k{j}", 1.0) for j in range(5)))
     keys.sync(final)
-    assert sorted(p.name for p in directory.iterdir()) == [f"k{j}" for j in range(5)]
-    assert all(json.loads(p.read_text())["headroom_usd"] == 1.0 for p in directory.iterdir())
+    files = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+    assert files == [f"k{j}" for j in range(5)]
+    spares = {p.name for p in directory.iterdir() if p.name.startswith(".")}
+    assert spares <= {f".k{j}.spare" for j in range(5)}  # nothing else left beside them
+    assert all(json.loads((directory / f).read_text())["headroom_usd"] == 1.0 for f in files)
 
 
 @pytest.mark.parametrize(("given", "written"), [(-3.0, 0.0), (float("nan"), 0.0), (1e400, None)])

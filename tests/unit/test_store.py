@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,29 @@ def test_migrations_upgrade_an_older_database_and_keep_its_data(target: str) -> 
         last = store.last_sample()
         assert last is not None
         assert last.usage == 4.5
+
+
+def test_key_samples_kept_before_they_were_ordered_by_time_survive_it(target: str) -> None:
+    """Migration 11 moves the key samples to a table in time order: every row stays,
+    and a sample at a (key, time) already kept still replaces it."""
+    ms = int(T0.timestamp() * 1000)
+    raw(target, schema(target, 10))
+    for key_hash, at, usage in (("b" * 64, 0, 1.0), ("a" * 64, 0, 2.0), ("a" * 64, 60_000, 3.0)):
+        raw(
+            target,
+            ["INSERT INTO key_samples (hash, ts, usage, limit_reset) VALUES (?, ?, ?, ?)"],
+            (key_hash, ms + at, usage, "daily"),
+        )
+    with Store.open(target) as store:
+        assert store.schema_version == len(MIGRATIONS)
+        kept = store.key_history(T0 - timedelta(days=1))
+        assert {h: [(s.ts, s.usage, s.limit_reset) for s in v] for h, v in kept.items()} == {
+            "a" * 64: [(T0, 2.0, "daily"), (T0 + timedelta(minutes=1), 3.0, "daily")],
+            "b" * 64: [(T0, 1.0, "daily")],
+        }
+        with store.unit() as unit:
+            unit.add_key_samples([replace(kept["b" * 64][0], usage=1.5)])
+        assert [s.usage for s in store.key_history(T0)["b" * 64]] == [1.5]
 
 
 def test_a_newer_schema_is_refused(target: str) -> None:
