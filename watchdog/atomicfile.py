@@ -98,8 +98,10 @@ def rewrite(path: Path, spare: Path, data: bytes, mode: int) -> None:
         os.close(fd)
     try:
         exchange(spare, path)
-    except FileNotFoundError:  # no file yet: the spare becomes it
-        os.replace(spare, path)
+    except FileNotFoundError:  # no file yet: the spare becomes it, and a new spare is
+        os.replace(spare, path)  # made now, not at the next rewrite (a file's first)
+        with contextlib.suppress(OSError):
+            os.close(os.open(spare, flags, mode))
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
             raise

@@ -329,7 +329,8 @@ class KeyPermits:
         return True
 
     def _remove_all(self) -> int:
-        """Unlink every entry of the directory but subdirectories (none of ours)."""
+        """Unlink every entry of the directory but subdirectories (none of ours); return
+        how many were key permits (dot files, the spares and temp files, are not)."""
         try:
             entries = list(os.scandir(self.directory))
         except FileNotFoundError:
@@ -340,7 +341,7 @@ class KeyPermits:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
-                removed += 1
+                removed += not entry.name.startswith(".")  # spares and temp files aside
         if removed:
             atomicfile.fsync_dir(self.directory)
         return removed

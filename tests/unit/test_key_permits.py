@@ -32,6 +32,15 @@ def at(when: datetime = NOW) -> float:
     return when.timestamp()
 
 
+def files(directory: Path) -> list[str]:
+    """The permit files in a keys directory: not the spares each is swapped with."""
+    return sorted(
+        p.name
+        for p in directory.iterdir()
+        if not (p.name.startswith(".") and p.name.endswith(".spare"))
+    )
+
+
 def armed(name: str, headroom: float | None = None, key_hash: str | None = None) -> KeyPermit:
     return KeyPermit(name, key_hash or f"h-{name}", True, "", headroom)
 
@@ -182,7 +191,7 @@ def test_sync_writes_each_key_as_a_flat_world_readable_object(tmp_path: Path) ->
     finally:
         os.umask(old)
     assert written == 2
-    assert sorted(p.name for p in directory.iterdir()) == ["batch%2F1", "ui"]  # no temp file
+    assert files(directory) == ["batch%2F1", "ui"]  # no temp file
     assert json.loads((directory / "batch%2F1").read_text()) == {
         "key": "batch/1",
         "hash": "h-batch/1",
@@ -206,7 +215,7 @@ def test_only_changed_keys_are_rewritten(tmp_path: Path) -> None:
     assert keys.sync(states(*(armed(n, 10.0) for n in names))) == 50
 
     def inodes() -> dict[str, int]:  # an atomic rewrite is a new inode
-        return {p.name: p.stat().st_ino for p in directory.iterdir()}
+        return {name: (directory / name).stat().st_ino for name in files(directory)}
 
     before = inodes()
     clock.now = NOW + timedelta(minutes=1)
@@ -234,7 +243,7 @@ def test_keys_gone_from_the_account_lose_their_files(tmp_path: Path) -> None:
     keys.start()
     keys.sync(states(armed("a"), armed("b"), armed("c d")))
     assert keys.sync(states(armed("a"))) == 2
-    assert [p.name for p in directory.iterdir()] == ["a"]
+    assert files(directory) == ["a"]
     assert keys.sync(states(armed("a"), armed("b"))) == 1  # back: written again
 
 
@@ -266,8 +275,8 @@ def test_names_that_are_paths_or_other_scripts_get_distinct_files_inside(tmp_pat
     keys = KeyPermits(directory, Clock())
     keys.start()
     assert keys.sync(states(*(armed(n) for n in names))) == len(names)
-    files = [p.name for p in directory.iterdir()]
-    assert len(files) == len(names) and all(SAFE.fullmatch(f) for f in files)
+    written = files(directory)
+    assert len(written) == len(names) and all(SAFE.fullmatch(f) for f in written)
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["permit.keys"]
     for name in names:
         assert json.loads((directory / key_file_name(name)).read_text())["key"] == name
@@ -302,7 +311,7 @@ def test_a_failed_rewrite_propagates_and_leaves_no_file_saying_too_much(
     monkeypatch.setattr(atomicfile, "rewrite", full)
     with pytest.raises(OSError):
         keys.sync(states(revoked("a", "spike"), armed("b")))
-    assert sorted(p.name for p in directory.iterdir()) == ["b"]  # a's "armed" is gone
+    assert files(directory) == ["b"]  # a's "armed" is gone
     monkeypatch.undo()
     assert keys.sync(states(revoked("a", "spike"), armed("b"))) == 1  # tried again
 
@@ -323,11 +332,12 @@ def test_syncs_from_two_threads_end_in_one_consistent_directory(tmp_path: Path) 
         t.join()
     final = states(*(armed(f"k{j}", 1.0) for j in range(5)))
     keys.sync(final)
-    files = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
-    assert files == [f"k{j}" for j in range(5)]
+    assert files(directory) == [f"k{j}" for j in range(5)]
     spares = {p.name for p in directory.iterdir() if p.name.startswith(".")}
-    assert spares <= {f".k{j}.spare" for j in range(5)}  # nothing else left beside them
-    assert all(json.loads((directory / f).read_text())["headroom_usd"] == 1.0 for f in files)
+    assert spares == {f".k{j}.spare" for j in range(5)}  # nothing else left beside them
+    assert all(
+        json.loads((directory / f).read_text())["headroom_usd"] == 1.0 for f in files(directory)
+    )
 
 
 @pytest.mark.parametrize(("given", "written"), [(-3.0, 0.0), (float("nan"), 0.0), (1e400, None)])
@@ -605,12 +615,12 @@ def test_update_touches_only_what_changed_and_headroom_is_coarse(tmp_path: Path)
     keys = KeyPermits(directory, lambda: NOW)
     keys.start()
     assert keys.sync(states(armed("a", 4.87), armed("b", 0.376), armed("c", 1234.5))) == 3
-    heads = {p.name: json.loads(p.read_text())["headroom_usd"] for p in directory.iterdir()}
+    heads = {f: json.loads((directory / f).read_text())["headroom_usd"] for f in files(directory)}
     assert heads == {"a": 4.8, "b": 0.37, "c": 1200.0}  # down to two digits, never up
     inode = (directory / "b").stat().st_ino
     # a spent a little (same two digits): nothing to write; c was deleted.
     assert keys.update(states(armed("a", 4.81)), removed=["c"]) == 1
-    assert sorted(p.name for p in directory.iterdir()) == ["a", "b"]
+    assert files(directory) == ["a", "b"]
     assert (directory / "b").stat().st_ino == inode
     assert keys.update(states(revoked("a", "daily limit", None))) == 1
     assert json.loads((directory / "a").read_text())["state"] == "revoked"

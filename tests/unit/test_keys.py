@@ -3,9 +3,11 @@ findings, permits, alert moves and provider actions out (watchdog.core.keys via 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from watchdog.core import burn, keys
 from watchdog.core.decide import Inputs, KeyInputs, Outcome, decide
@@ -316,7 +318,7 @@ def test_key_rows_built_on_the_last_ones_equal_rows_built_afresh() -> None:
     k = Keys({"h1": 0.0, "h2": 0.0, "h3": 0.0})
     k.names.update({"h1": "zulu", "h2": "alpha", "h3": "batch-mid"})
     rows: tuple[view.KeyRow, ...] = ()
-    index: dict[str, view.KeyRow] | None = None
+    index: Mapping[str, view.KeyRow] | None = None
     steps: list[Callable[[], object]] = [
         lambda: None,
         lambda: k.usage.update(h3=6.0),  # spends past its daily limit: revoked
@@ -331,10 +333,12 @@ def test_key_rows_built_on_the_last_ones_equal_rows_built_afresh() -> None:
         o = k.tick(armed=n != 4)
         judged = list(o.judgements.values())
         rows, index = view.key_rows(judged, o.verdicts, rows, index)
-        fresh, fresh_index = view.key_rows(judged, list(reversed(o.verdicts)))
+        fresh, fresh_index = view.key_rows(judged, o.verdicts)
         assert rows == fresh and index == fresh_index, f"step {n}"
         assert [r.name for r in rows] == sorted(r.name for r in rows)
         assert index == {r.hash: r for r in rows}
     # Nothing changed: the very rows (and tuple) come back.
     again, _ = view.key_rows(judged, o.verdicts, rows, index)
     assert again is rows
+    with pytest.raises(ValueError, match="verdicts"):
+        view.key_rows(judged, o.verdicts[1:], rows, index)

@@ -6,6 +6,7 @@ database work and never waits for the tick.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -66,7 +67,7 @@ class KeyRow:
     headroom: float | None
     findings: tuple[Finding, ...] = ()
     # What the row was built from: an unchanged key's row is reused at the next tick.
-    source: object = field(default=None, compare=False, repr=False)
+    source: tuple[object, object] = field(default=(None, None), compare=False, repr=False)
 
     def json(self, account_armed: bool, account_reason: str) -> dict[str, Any]:
         armed = self.armed and account_armed
@@ -97,46 +98,40 @@ class KeyRow:
 
 def key_rows(
     judgements: Sequence[keys.KeyJudgement],
-    verdicts: Sequence[keys.KeyVerdict],
+    verdicts: Sequence[keys.KeyVerdict | None],
     previous: Sequence[KeyRow] = (),
     index: Mapping[str, KeyRow] | None = None,
-) -> tuple[tuple[KeyRow, ...], dict[str, KeyRow]]:
-    """The keys as shown, by name, and the same rows by hash. `verdicts` are the
-    judgements' in the same order (as `decide` gives them; matched by hash otherwise).
-    A row of `previous` (`index`: the same rows by hash, when known) built from the same
-    judgement and verdict is reused: most keys are idle, and with hundreds of them a tick
-    must not rebuild, look up twice and sort every row."""
-    before = index if index is not None else {r.hash: r for r in previous}
-    by_hash: dict[str, keys.KeyVerdict] | None = None
+) -> tuple[tuple[KeyRow, ...], Mapping[str, KeyRow]]:
+    """The keys as shown, by name, and the same rows by hash. `verdicts[n]` is the verdict
+    on `judgements[n]` (as `decide` gives them). A row of `previous` (`index`: the same
+    rows by hash, when known) built from the same judgement and verdict is reused: most
+    keys are idle, and with hundreds of them a tick must not rebuild, look up twice and
+    sort every row. ValueError when the two sequences differ in length."""
     if len(verdicts) != len(judgements):
-        by_hash = {v.hash: v for v in verdicts}
-    out: dict[str, KeyRow] = {}
-    built = renamed = False
-    for n, j in enumerate(judgements):
-        f = j.facts
-        h = f.hash
-        v: keys.KeyVerdict | None
-        if by_hash is None:
-            v = verdicts[n]
-            if v.hash != h:  # not aligned after all: by hash from here on
-                by_hash = {x.hash: x for x in verdicts}
-                v = by_hash.get(h)
-        else:
-            v = by_hash.get(h)
-        old = before.get(h)
-        if old is not None:
-            source = old.source
-            if isinstance(source, tuple) and source[0] is j and source[1] is v:
-                out[h] = old
-                continue
-        built = True
-        renamed = renamed or old is None or old.name != f.name
-        out[h] = _key_row(j, v)
-    if not renamed and len(out) == len(previous):
-        # Every row's key was shown before under the same name, and as many: the same
-        # keys, and the order stands (only some rows changed).
-        return (tuple(previous) if not built else tuple(out[r.hash] for r in previous)), out
-    return tuple(sorted(out.values(), key=lambda r: r.name)), out
+        raise ValueError(f"{len(judgements)} key judgements but {len(verdicts)} verdicts")
+    before = index if index is not None else {r.hash: r for r in previous}
+    get = before.get
+    # The pairs whose row must be built: new keys, and keys judged or given a verdict anew.
+    stale = [
+        (j, v)
+        for j, v in zip(judgements, verdicts, strict=True)
+        if (old := get(j.facts.hash)) is None or old.source[0] is not j or old.source[1] is not v
+    ]
+    if not stale and len(judgements) == len(before):
+        return tuple(previous), before  # nothing changed (the common tick)
+    built = {j.facts.hash: _key_row(j, v) for j, v in stale}
+    if len(judgements) == len(before) and all(
+        (old := get(h)) is not None and old.name == row.name for h, row in built.items()
+    ):
+        # The same keys under the same names: the order stands, some rows are new.
+        index = {**before, **built}
+        return tuple(map(index.__getitem__, map(_HASH, previous))), index
+    index = {j.facts.hash: built.get(j.facts.hash) or before[j.facts.hash] for j in judgements}
+    return tuple(sorted(index.values(), key=_NAME)), index
+
+
+_HASH = operator.attrgetter("hash")
+_NAME = operator.attrgetter("name")
 
 
 def _key_row(j: keys.KeyJudgement, v: keys.KeyVerdict | None) -> KeyRow:
@@ -161,7 +156,7 @@ def _key_row(j: keys.KeyJudgement, v: keys.KeyVerdict | None) -> KeyRow:
         reason=v.reason if v is not None else "not judged yet",
         headroom=v.headroom if v is not None else None,
         findings=j.findings,
-        source=(j, v),  # held, so identity stays meaningful
+        source=(j, v),  # held, so identity stays meaningful (key_rows compares them)
     )
 
 
