@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from watchdog.core import burn
 from watchdog.core import keys as keyrules
 from watchdog.core.decide import KeyInputs
-from watchdog.core.model import BudgetPolicy, KeySample, KeyUsage, KnownKey
+from watchdog.core.model import BudgetPolicy, KeyBudget, KeySample, KeyUsage, KnownKey
 from watchdog.store import Store
 
 # A key's baseline from its activity is asked for once a day, at most ASK_PER_TICK keys a
@@ -34,6 +34,10 @@ ASK_PER_TICK = 3
 
 def _name(key: KeyUsage) -> str:
     return key.name or key.label or (key.hash or "")[:8]
+
+
+def _same_name(a: KeyUsage, b: KeyUsage) -> bool:
+    return a.name == b.name and a.label == b.label
 
 
 def key_sample(key: KeyUsage, ts: datetime) -> KeySample:
@@ -82,6 +86,7 @@ class KeyRing:
     priors: dict[str, burn.Prior] = field(default_factory=dict)
     asked: dict[str, datetime] = field(default_factory=dict)
     moved: list[str] = field(default_factory=list)  # keys whose counters moved this tick
+    _budget: BudgetPolicy | None = field(default=None, init=False, repr=False)  # last absorb's
 
     @classmethod
     def resume(cls, store: Store, since: datetime, now: datetime) -> KeyRing:
@@ -166,6 +171,10 @@ class KeyRing:
             for k in fresh
         ) or len(facts) + len(fresh) != len(self.facts)
         accepted: list[KeyUsage] = []
+        # A key listed under the name and label it had, with the same [budget] as then,
+        # keeps its entry: the globs are not matched again each time it spends.
+        same_budget = budget is self._budget
+        entries: dict[str, KeyBudget | None] = {}
         for key in fresh:
             assert key.hash is not None
             h = key.hash
@@ -178,12 +187,15 @@ class KeyRing:
                     facts[h] = self.facts[h]
                 continue
             accepted.append(key)
+            was, known = self.raw.get(h), self.facts.get(h)
+            if same_budget and was is not None and known is not None and _same_name(was, key):
+                entries[h] = known.budget
             self.raw[h] = key
             if last is None or not last.same_counters(sample):
                 self.moved.append(h)
                 flat = self.flat_until.pop(h, None)
                 if last is not None and flat is not None and flat > last.ts:
-                    keep.append(replace(last, ts=flat))  # where the flat run ended
+                    keep.append(last.at(flat))  # where the flat run ended
                 keep.append(sample)
                 self._curves.setdefault(h, burn.History()).add(sample.to_sample())
                 self.last[h] = sample
@@ -206,7 +218,7 @@ class KeyRing:
                 label,
                 keyrules.printable(workspace) if workspace is not None else None,
                 self.last[h],
-                budget.key_budget(_name(key), key.label, h),
+                entries[h] if h in entries else budget.key_budget(_name(key), key.label, h),
             )
         if names_changed:  # another key's unique name may have changed with this one
             for h, f in facts.items():
@@ -220,6 +232,7 @@ class KeyRing:
                 self.curve(h)
             self.raw.pop(h, None)
         self.facts = facts
+        self._budget = budget
         self._seen_t, self._seen_at = t, now
         self.listed = list(facts.values())
         return keep

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from watchdog.core import burn
-from watchdog.core.model import BudgetPolicy, KeySample, KeyUsage, Sample
+from watchdog.core.model import BudgetPolicy, KeyBudget, KeySample, KeyUsage, Sample
 from watchdog.keyring import KeyRing
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -118,3 +118,23 @@ def test_a_restart_between_two_idle_polls_rebuilds_the_same_curve(tmp_path: obje
     assert again.absorb([key("k", 5.0)], now, BUDGET) == []
     assert curve(again.histories["k"]) == curve(ring.histories["k"])
     assert burn.measure(again.curve("k"), now, UTC) == burn.measure(ring.curve("k"), now, UTC)
+
+
+def test_a_spending_keys_budget_entry_follows_renames_and_new_policies() -> None:
+    """Its [[budget.keys]] entry is matched again when its name or label changes or the
+    policy is new (a reload), and kept while it only spends."""
+    batch = KeyBudget("batch-*", daily_limit=5.0)
+    ui = KeyBudget("ui", daily_limit=1.0)
+    first = BudgetPolicy(keys=(batch,))
+    ring = KeyRing()
+
+    def entry(name: str, usage: float, minute: int, policy: BudgetPolicy) -> KeyBudget | None:
+        row = KeyUsage(usage=usage, usage_daily=usage, name=name, hash="h")
+        ring.absorb([row], at(minute), policy)
+        return ring.facts["h"].budget
+
+    assert entry("batch-1", 1.0, 0, first) is batch
+    assert entry("batch-1", 2.0, 1, first) is batch  # spends: kept
+    assert entry("ui", 3.0, 2, first) is None  # renamed: no entry matches "ui" here
+    assert entry("ui", 4.0, 3, BudgetPolicy(keys=(ui,))) is ui  # reloaded: matched again
+    assert entry("batch-2", 5.0, 4, first) is batch

@@ -290,6 +290,21 @@ class KeySample:
             key_limit_remaining=self.key_limit_remaining,
         )
 
+    def at(self, ts: datetime) -> KeySample:
+        """The same counters at another time (dataclasses.replace, without its cost)."""
+        return KeySample(
+            self.hash,
+            ts,
+            self.usage,
+            self.usage_daily,
+            self.usage_weekly,
+            self.usage_monthly,
+            self.key_limit,
+            self.key_limit_remaining,
+            self.limit_reset,
+            self.disabled,
+        )
+
     def same_counters(self, other: KeySample) -> bool:
         return (
             self.usage,
