@@ -723,15 +723,13 @@ class Tick:
         # The same keys under the same names (the common case) remove no file: then the
         # names need not be gathered, with hundreds of keys, at every tick.
         same_names = len(before) == len(now)
-        for key_hash, j in now.items():
-            last = before.get(key_hash)
-            if last is not j:
-                if last is None or last.facts.name != j.facts.name:
-                    same_names = False
-                v = j.own
-                changed[v.name] = permitfile.KeyPermit(
-                    v.name, v.hash, v.armed, v.reason, v.headroom
-                )
+        get = before.get
+        for key_hash, j in [(h, j) for h, j in now.items() if get(h) is not j]:
+            last = get(key_hash)
+            if last is None or last.facts.name != j.facts.name:
+                same_names = False
+            v = j.own
+            changed[v.name] = permitfile.KeyPermit(v.name, v.hash, v.armed, v.reason, v.headroom)
         removed = []
         if not same_names:
             names = {j.facts.name for j in now.values()}

@@ -7,6 +7,7 @@ outbox, key disable, view). Tested with plain values: no store, no clock, no pro
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -31,6 +32,8 @@ from watchdog.core.model import (
 
 # Predictions look this far ahead: the next poll, with margin for its own duration.
 HORIZON_FACTOR = 1.25
+_FINDINGS = operator.attrgetter("findings")
+_OWN = operator.attrgetter("own")
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,8 @@ def decide(i: Inputs) -> Outcome:
         i.permit, findings, i.override, i.poll, i.now, policy.killswitch
     )
     states, judgements, known, changes, notices = _keys(i, dict(i.alerts), horizon)
-    key_findings = [f for j in judgements.values() if j.findings for f in j.findings]
+    # Over every key each tick, in C: the keys with findings are few.
+    key_findings = [f for found in map(_FINDINGS, judgements.values()) if found for f in found]
     new_alerts, events = alerts.advance(
         states,
         findings + key_findings,
@@ -120,7 +124,7 @@ def decide(i: Inputs) -> Outcome:
     )
     events += permit_events + notices
     if decision.armed:  # each key's own verdict stands (the common case: no call per key)
-        verdicts = [j.own for j in judgements.values()]
+        verdicts = list(map(_OWN, judgements.values()))
     else:
         verdicts = [keys.verdict(j, decision.armed, decision.reason) for j in judgements.values()]
     ctx = messages.Context(

@@ -260,9 +260,8 @@ def provider_actions(
     (a failed poll, a restart) nothing is re-enabled, and a deleted key is not asked
     again. A key is never disabled twice, and never re-enabled unless we disabled it."""
     want = {h: (n, "the account's permit is revoked") for h, n in account_disable}
-    for key_hash, j in judgements.items():
-        if not j.findings:
-            continue  # nothing revokes it (most keys, every tick)
+    # Most keys, every tick, have no finding: nothing of theirs to disable.
+    for key_hash, j in [(h, j) for h, j in judgements.items() if j.findings]:
         if j.facts.action != "disable" or (j.facts.disabled and key_hash not in ours):
             continue  # not ours to disable, or disabled by someone else already
         revoking = [f for f in j.findings if f.severity in revoke_on]
