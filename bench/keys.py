@@ -28,7 +28,7 @@ TICKS = 600
 WARMUP = 60
 # Each account is measured in this many interleaved rounds, each ratio paired within its
 # round, and the medians kept: on a shared machine another process can slow any one run.
-ROUNDS = 3
+ROUNDS = 5
 
 
 class ManyKeys:

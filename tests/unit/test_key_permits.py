@@ -631,3 +631,28 @@ def test_a_name_at_the_limit_is_written_with_its_temp_file(tmp_path: Path) -> No
     keys.start()
     long = "夜間バッチ処理パイプライン本番環境用の要約ジョブ第二版"  # 243 bytes once encoded
     assert keys.sync(states(armed(long), armed("x" * 230))) == 2
+
+
+@pytest.mark.usefixtures("fixed_now")
+def test_a_key_file_read_between_two_rewrites_is_read_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read held across two rewrites (the spare written over) finds the file empty or
+    cut: gate reads it once more and answers from what it finds then."""
+    path, _ = daemon(tmp_path, armed("k", 5.0))
+    real, reads = gate._read, []
+
+    def caught_once(p: str) -> tuple[str | None, str | None]:
+        text, problem = real(p)
+        reads.append(p)
+        if p.endswith("permit.keys/k") and reads.count(p) == 1:
+            return (text or "")[:7], problem  # the first read met a rewrite
+        return text, problem
+
+    monkeypatch.setattr(gate, "_read", caught_once)
+    assert run(capsys, path, "--key", "k", "--cost", "3") == (0, "go\n")
+    assert reads.count(str(tmp_path / "permit.keys" / "k")) == 2
+    # Cut twice in a row: no-go, with what the first read found wrong.
+    monkeypatch.setattr(gate, "_read", lambda p: ("{", None) if p.endswith("/k") else real(p))
+    code, err = run(capsys, path, "--key", "k")
+    assert code == 1 and "is not valid JSON of the permit's shape" in err
