@@ -12,7 +12,6 @@ plain `write`."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import tempfile
@@ -90,7 +89,11 @@ def rewrite(path: Path, spare: Path, data: bytes, mode: int) -> None:
         write(path, data, mode, durable=False)
         return
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(spare, flags, mode)
+    try:
+        fd = os.open(spare, flags, mode)
+    except (IsADirectoryError, NotADirectoryError):  # not ours to remove: without a spare
+        write(path, data, mode, durable=False)
+        return
     try:
         write_all(fd, data)
         os.fchmod(fd, mode)  # the umask filtered open's mode; an old spare had another
@@ -103,6 +106,8 @@ def rewrite(path: Path, spare: Path, data: bytes, mode: int) -> None:
         with contextlib.suppress(OSError):
             os.close(os.open(spare, flags, mode))
     except OSError as exc:
+        # EINVAL: a file system without it; ENOSYS: an old kernel; EPERM: a seccomp
+        # filter's answer (systemd's SystemCallErrorNumber=, as in our unit).
         if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
             raise
         _no_exchange()  # this file system (or kernel) cannot: plain writes from now on
@@ -129,6 +134,8 @@ def _no_exchange() -> None:
 
 
 def _lookup() -> Callable[[Path, Path], None] | None:
+    import ctypes  # here: only the daemon rewrites key files, not every CLI command
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2  # glibc 2.28+, musl 1.2.3+

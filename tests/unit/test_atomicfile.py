@@ -125,3 +125,10 @@ def test_readers_see_a_whole_content_or_nothing_while_it_is_rewritten(
         thread.join()
     assert reads[0] > 0 and bad == []
     assert json.loads(path.read_text())["n"] == 2999
+
+
+def test_a_directory_where_the_spare_goes_does_not_stop_the_rewrite(tmp_path: Path) -> None:
+    (tmp_path / ".k.spare").mkdir()  # not ours: left alone, the file still rewritten
+    for n in range(3):
+        atomicfile.rewrite(tmp_path / "k", tmp_path / ".k.spare", f"{n}".encode(), 0o644)
+    assert (tmp_path / "k").read_text() == "2" and (tmp_path / ".k.spare").is_dir()
