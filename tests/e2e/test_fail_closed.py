@@ -230,14 +230,17 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(directory: Path) -> Path:
+    """Fill the file system of `directory` to the last byte. Unbuffered: a buffered file
+    kept what did not fit and raised it again when closed (as the free space happened not
+    to be a multiple of the chunk)."""
     filler = directory / "filler"
-    with filler.open("wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
+    with filler.open("wb", buffering=0) as handle:
+        for chunk in (65536, 4096, 1):
+            try:
+                while True:
+                    handle.write(b"\0" * chunk)
+            except OSError:
+                pass
     return filler
 
 
