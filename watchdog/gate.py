@@ -356,6 +356,8 @@ def _judge_key(
             problem = (
                 "the watchdog keeps no permit for it (not a key of the account, or not listed yet)"
             )
+            if len(key) == 64 and all(c in "0123456789abcdef" for c in key):
+                problem += "; give the key's name: its permit file is named after it, not its hash"
         else:
             problem = f"its permit {path} {problem}"
         return [prefix + problem]

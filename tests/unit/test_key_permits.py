@@ -436,6 +436,10 @@ def test_a_key_the_watchdog_keeps_no_permit_for_is_no_go(
         "no-go: key 'other': the watchdog keeps no permit for it (not a key of the account, "
         "or not listed yet)\n",
     )
+    code, err = run(capsys, path, "--key", "f01d5260" * 8)  # a key's hash, not its name
+    assert code == 1 and err.endswith(
+        "give the key's name: its permit file is named after it, not its hash\n"
+    )
 
 
 @pytest.mark.usefixtures("fixed_now")
