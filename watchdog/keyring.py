@@ -87,6 +87,9 @@ class KeyRing:
     asked: dict[str, datetime] = field(default_factory=dict)
     moved: list[str] = field(default_factory=list)  # keys whose counters moved this tick
     _budget: BudgetPolicy | None = field(default=None, init=False, repr=False)  # last absorb's
+    # Whether the last listing may have changed which key each [[budget.keys]] entry
+    # matches (a key new, renamed, relabelled or gone, or a new policy).
+    entries_moved: bool = field(default=False, init=False)
 
     @classmethod
     def resume(cls, store: Store, since: datetime, now: datetime) -> KeyRing:
@@ -232,10 +235,17 @@ class KeyRing:
                 self.curve(h)
             self.raw.pop(h, None)
         self.facts = facts
+        self.entries_moved = names_changed or not same_budget
         self._budget = budget
         self._seen_t, self._seen_at = t, now
         self.listed = list(facts.values())
         return keep
+
+    def unmatched(self, budget: BudgetPolicy) -> list[str]:
+        """The `match` of each [[budget.keys]] entry that no listed key gets (none matches
+        it, or an earlier entry takes every key it matches: first match wins)."""
+        used = {id(f.budget) for f in self.facts.values() if f.budget is not None}
+        return [entry.match for entry in budget.keys if id(entry) not in used]
 
     def inputs(self) -> KeyInputs:
         """This tick's inputs for `decide` (the listing is consumed: a tick without a

@@ -197,6 +197,7 @@ class Tick:
         self.key_permits = key_permits
         self.reserved_by_key = reserved_by_key or (lambda now: {})
         self._polled = False
+        self._unmatched: list[str] = []  # [[budget.keys]] entries last said to match no key
         self.provider = provider
         self.admin = admin
         self.store = store
@@ -311,6 +312,8 @@ class Tick:
         if m.keys is not None and snapshot is not None and self.admin is not None:
             key_samples = m.keys.absorb(snapshot.keys, now, self.policy.budget)
             self._ask_key_priors(m.keys, now)
+            if m.keys.entries_moved:
+                self._warn_unmatched(m.keys)
         if error is not None:
             m.poll = m.poll.failed(
                 now,
@@ -548,6 +551,21 @@ class Tick:
             m.prior = prior
 
     # -- commit ----------------------------------------------------------------------
+
+    def _warn_unmatched(self, ring: KeyRing) -> None:
+        """Say once (until it changes) which [[budget.keys]] entries apply to no key: a
+        glob with a typo would otherwise leave a job's limits silently unwatched."""
+        unmatched = ring.unmatched(self.policy.budget)
+        if unmatched != self._unmatched:
+            self._unmatched = unmatched
+            if unmatched:
+                self.log.warning(
+                    "budget_keys_unmatched",
+                    match=unmatched,
+                    detail="no key of the account gets these [[budget.keys]] entries (none "
+                    "matches, or an earlier entry takes it: first match wins); their limits "
+                    "apply to nothing",
+                )
 
     def _ask_key_priors(self, ring: KeyRing, now: datetime) -> None:
         """The baseline of keys that spend, from their own activity (a few a tick, each

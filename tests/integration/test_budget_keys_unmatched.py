@@ -1,0 +1,99 @@
+"""A [[budget.keys]] entry that applies to no key (a typo in its glob) is said once, in the
+log, with the entries concerned; said again only when that changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tests.fakes import build_tick
+from watchdog.config import load
+from watchdog.core.model import Credits, KeyUsage, Snapshot
+from watchdog.providers.base import KeyIdentity
+
+T0 = datetime(2026, 11, 27, 9, tzinfo=UTC)
+
+
+class Log:
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, dict[str, Any]]] = []
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self.warnings.append((event, kw))
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **kw: None
+
+
+class Account:
+    """A provider and its management side listing `names` (every key idle)."""
+
+    def __init__(self, clock: list[datetime], names: list[str]) -> None:
+        self.clock, self.names = clock, names
+
+    def fetch(self) -> Snapshot:
+        keys = tuple(
+            KeyUsage(usage=1.0, usage_daily=0.0, name=n, hash=f"{n:0>64}"[-64:]) for n in self.names
+        )
+        return Snapshot(self.clock[0], credits=Credits(100.0, 1.0), keys=keys)
+
+    def admin(self) -> Account:
+        return self
+
+    def close(self) -> None:
+        return None
+
+    def list_keys(self) -> list[KeyUsage]:
+        return list(self.fetch().keys)
+
+    def workspaces(self) -> list[object]:
+        return []
+
+    def activity(self, *, api_key_hash: str | None = None, day: date | None = None) -> list[Any]:
+        return []
+
+    def set_key_disabled(self, key_hash: str, disabled: bool) -> None:
+        return None
+
+    def remember_watched_key(self, key_hash: str) -> None:
+        return None
+
+    def watched_key_identity(self) -> KeyIdentity:
+        return KeyIdentity(problem="no watched key")
+
+
+def test_entries_that_apply_to_no_key_are_said_once(tmp_path: Path) -> None:
+    settings = load(
+        None,
+        require_key=False,
+        overrides={
+            "budget": {
+                "keys": [
+                    {"match": "batch-*", "daily_limit": 5.0},
+                    {"match": "bacth-*", "daily_limit": 5.0},  # the typo
+                    {"match": "batch-nightly", "daily_limit": 1.0},  # batch-* takes it first
+                ]
+            },
+            "state": {"path": str(tmp_path / "state.db")},
+            "killswitch": {"path": str(tmp_path / "permit")},
+            "provider": {"management_key": "sk-or-v1-" + "0" * 64},
+        },
+    ).settings
+    clock = [T0]
+    account = Account(clock, ["batch-nightly", "ui"])
+    log = Log()
+    tick = build_tick(settings, account, lambda: clock[0], log=log)  # type: ignore[arg-type]
+
+    def said() -> list[list[str]]:
+        return [kw["match"] for event, kw in log.warnings if event == "budget_keys_unmatched"]
+
+    for _ in range(3):
+        tick.run()
+        clock[0] += timedelta(minutes=1)
+    assert said() == [["bacth-*", "batch-nightly"]]  # once, not at every poll
+    account.names.append("bacth-7")  # a key the second entry matches after all
+    tick.run()
+    clock[0] += timedelta(minutes=1)
+    assert said() == [["bacth-*", "batch-nightly"], ["batch-nightly"]]
+    tick.store.close()
