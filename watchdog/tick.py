@@ -84,6 +84,7 @@ class Memory:
     snapshot: Snapshot | None = None
     disable_error: str | None = None
     permit_error: str | None = None
+    key_permit_error: str | None = None  # some keys' permit files could not be written
     last_thin: datetime | None = None
     last_activity: datetime | None = None
     identity_told: bool = False
@@ -363,6 +364,7 @@ class Tick:
                 key_name=m.watched.name,
                 disable_error=disable_error,
                 permit_error=m.permit_error,
+                key_permit_error=m.key_permit_error,
                 keys=m.keys.inputs() if m.keys is not None else None,
             )
         )
@@ -701,8 +703,14 @@ class Tick:
                     self._sync_key_permits(o)
                 except OSError as exc:
                     # The keys whose files failed have none (no-go for their jobs); the
-                    # account's permit is decided on its own, and retried next tick.
+                    # account's permit is decided on its own, and retried next tick. The
+                    # next tick tells the operator (a permit_write warning).
+                    self.memory.key_permit_error = (
+                        f"{exc.filename or self.key_permits.directory}: {exc.strerror or exc}"
+                    )
                     self.log.error("key_permit_write_failed", error=str(exc))
+                else:
+                    self.memory.key_permit_error = None
             if o.decision.armed:
                 self.permit.arm(
                     self._lease(now),

@@ -67,6 +67,7 @@ class Inputs:
     key_name: str
     disable_error: str | None = None
     permit_error: str | None = None
+    key_permit_error: str | None = None
     keys: KeyInputs | None = None
 
 
@@ -107,6 +108,7 @@ def decide(i: Inputs) -> Outcome:
         held=held,
         disable_error=i.disable_error,
         permit_error=i.permit_error,
+        key_permit_error=i.key_permit_error,
     )
     new_permit, decision, permit_events = permits.advance(
         i.permit, findings, i.override, i.poll, i.now, policy.killswitch

@@ -60,6 +60,7 @@ def evaluate(
     held: Mapping[tuple[str, str], Severity] | None = None,
     disable_error: str | None = None,
     permit_error: str | None = None,
+    key_permit_error: str | None = None,
 ) -> list[Finding]:
     """Given this tick's metrics, the budget, polling state, the prediction horizon (time
     to the next poll, with margin) and the findings active before (`held`), return the
@@ -77,7 +78,7 @@ def evaluate(
         _auth(poll),
         _provider_budget(poll),
         _key_disable(disable_error),
-        _permit_write(permit_error),
+        _permit_write(permit_error, key_permit_error),
         _clock_behind(metrics),
     ]
     return _ranked(f for f in found if f is not None)
@@ -456,11 +457,24 @@ def _key_disable(error: str | None) -> Finding | None:
     )
 
 
-def _permit_write(error: str | None) -> Finding | None:
+def _permit_write(error: str | None, key_error: str | None = None) -> Finding | None:
     """The permit could not be written last tick: jobs reading the file see no-go while
-    the watchdog thinks it armed, so it is critical until a write succeeds."""
+    the watchdog thinks it armed, so it is critical until a write succeeds. Only some
+    keys' permit files: their jobs see no-go (the failed files are removed), the account
+    stands, and the operator is told (a warning) until they can be written."""
     if error is None:
-        return None
+        if key_error is None:
+            return None
+        return Finding(
+            "permit_write",
+            "warning",
+            None,
+            None,
+            f"Could not write some keys' permit files: {key_error}. Jobs on those keys see "
+            "no permit (no-go) until they can be written; other keys and the account's "
+            "permit are not affected. Check the directory's owner and free space.",
+            unit="",
+        )
     return Finding(
         "permit_write",
         "critical",
