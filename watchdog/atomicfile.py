@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Callable
@@ -88,10 +89,27 @@ def rewrite(path: Path, spare: Path, data: bytes, mode: int) -> None:
     if exchange is None:
         write(path, data, mode, durable=False)
         return
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        kind = None
+    if kind is not None and not stat.S_ISREG(kind):
+        # Not a file of ours (a directory, a FIFO, a link someone put there): never swap
+        # it in as the spare; a plain write replaces it, or fails (a directory) and the
+        # caller takes the key as having no permit.
+        write(path, data, mode, durable=False)
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
         fd = os.open(spare, flags, mode)
-    except (IsADirectoryError, NotADirectoryError):  # not ours to remove: without a spare
+    except OSError as exc:
+        if exc.errno not in _NOT_A_SPARE:
+            raise
+        fd = -1
+    if fd >= 0 and not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)  # a FIFO with a reader, a device: not ours to write into
+        fd = -1
+    if fd < 0:  # no usable spare (not ours to remove): this write goes without one
         write(path, data, mode, durable=False)
         return
     try:
@@ -99,12 +117,15 @@ def rewrite(path: Path, spare: Path, data: bytes, mode: int) -> None:
         os.fchmod(fd, mode)  # the umask filtered open's mode; an old spare had another
     finally:
         os.close(fd)
-    try:
-        exchange(spare, path)
-    except FileNotFoundError:  # no file yet: the spare becomes it, and a new spare is
-        os.replace(spare, path)  # made now, not at the next rewrite (a file's first)
+    if kind is None:  # no file yet: the spare becomes it, and a new spare is made now,
+        os.replace(spare, path)  # not at the next rewrite (a file's first)
         with contextlib.suppress(OSError):
             os.close(os.open(spare, flags, mode))
+        return
+    try:
+        exchange(spare, path)
+    except FileNotFoundError:  # removed since it was looked at: the spare becomes it
+        os.replace(spare, path)
     except OSError as exc:
         # EINVAL: a file system without it; ENOSYS: an old kernel; EPERM: a seccomp
         # filter's answer (systemd's SystemCallErrorNumber=, as in our unit).
@@ -112,6 +133,11 @@ def rewrite(path: Path, spare: Path, data: bytes, mode: int) -> None:
             raise
         _no_exchange()  # this file system (or kernel) cannot: plain writes from now on
         os.replace(spare, path)
+
+
+# What opening a spare meets when something not ours is at its name: a directory, a
+# symbolic link (O_NOFOLLOW), a FIFO without a reader (O_NONBLOCK), a path through a file.
+_NOT_A_SPARE = (errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.ENXIO)
 
 
 _AT_FDCWD = -100

@@ -928,6 +928,9 @@ def _serve(
         )
         try:
             issuer.keys_epoch = key_permits.start()
+        except permitfile.KeyPermitsLocked as exc:
+            logger.error("permit_unwritable", detail=str(exc))
+            raise CommandError(f"error: {exc}") from None
         except OSError as exc:
             message = f"cannot write the keys' permits: {exc.strerror or exc}"
             logger.error("permit_unwritable", detail=message)

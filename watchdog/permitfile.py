@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 
 from watchdog import atomicfile
 from watchdog.permit_json import key_file_name
@@ -147,6 +149,19 @@ class Issuer:
         write(self.path, body)
 
 
+# Held by the daemon that writes a keys directory (a dot file: no key's file is named so).
+LOCK_NAME = ".lock"
+
+
+class KeyPermitsLocked(OSError):
+    """Another process writes this keys directory."""
+
+
+# The keys directories this process holds the lock of (by real path), for its life.
+_HELD: dict[Path, TextIO] = {}
+_HELD_LOCK = threading.Lock()
+
+
 def keys_directory(path: Path) -> Path:
     """Where the key permits of the account permit at `path` live: `<path>.keys`."""
     return path.with_name(path.name + ".keys")
@@ -183,6 +198,7 @@ class KeyPermits:
         self._written: dict[str, _Content] = {}  # by key name: what its file says
         self._base: dict[str, KeyPermit] = {}  # by key name: the permit as last given
         self._held: dict[str, float] = {}  # by key hash: what reservations hold
+        self._lock_file: TextIO | None = None  # the directory's lock, once started
 
     @property
     def epoch(self) -> str | None:
@@ -191,11 +207,13 @@ class KeyPermits:
         return self._epoch
 
     def start(self) -> str:
-        """Make the directory (0755), remove every file in it (an earlier run's), pick a new
-        epoch and return it."""
+        """Make the directory (0755), take its lock (`.lock`, held while this process
+        lives: one writer per directory; KeyPermitsLocked when another process holds it),
+        remove every file in it (an earlier run's), pick a new epoch and return it."""
         with self._lock:
             self.directory.mkdir(mode=atomicfile.DIR_MODE, parents=True, exist_ok=True)
             os.chmod(self.directory, atomicfile.DIR_MODE)  # mkdir's mode passes the umask
+            self._take_lock()
             self._remove_all()
             self._written.clear()
             self._epoch = secrets.token_hex(8)
@@ -212,13 +230,21 @@ class KeyPermits:
             if epoch is None:
                 raise RuntimeError("KeyPermits.sync() before start()")
             changed = 0
+            failed: OSError | None = None
             for name in [n for n in self._written if n not in states]:
                 del self._written[name]
                 self._base.pop(name, None)
-                if self._unlink(key_file_name(name)):
-                    changed += 1
+                try:
+                    changed += self._unlink(key_file_name(name))
+                except OSError as exc:  # the others are still written
+                    failed = failed or exc
             for name, permit in states.items():
-                changed += self._put(name, permit, epoch)
+                try:
+                    changed += self._put(name, permit, epoch)
+                except OSError as exc:
+                    failed = failed or exc
+            if failed is not None:
+                raise failed
             return changed
 
     def update(self, changed: Mapping[str, KeyPermit], removed: Iterable[str] = ()) -> int:
@@ -230,15 +256,18 @@ class KeyPermits:
             if epoch is None:
                 raise RuntimeError("KeyPermits.update() before start()")
             count = 0
+            failed: OSError | None = None
             for name in removed:
                 if name in changed:
                     continue
                 self._written.pop(name, None)
                 self._base.pop(name, None)
-                with contextlib.suppress(ValueError):
-                    if self._unlink(key_file_name(name)):
-                        count += 1
-            failed: OSError | None = None
+                try:
+                    count += self._unlink(key_file_name(name))
+                except ValueError:
+                    continue  # a name no file can have: there is none
+                except OSError as exc:  # a removal that fails stops no other key's write
+                    failed = failed or exc
             for name, permit in changed.items():
                 try:
                     count += self._put(name, permit, epoch)
@@ -320,13 +349,47 @@ class KeyPermits:
         )
 
     def _unlink(self, file_name: str) -> bool:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.directory / f".{file_name}.spare")
+        """Remove a key's file (OSError when it cannot be), then its spare (anything but a
+        file of ours there is left alone)."""
         try:
             os.unlink(self.directory / file_name)
         except FileNotFoundError:
-            return False
-        return True
+            removed = False
+        else:
+            removed = True
+        with contextlib.suppress(OSError):
+            os.unlink(self.directory / f".{file_name}.spare")
+        return removed
+
+    def _take_lock(self) -> None:
+        """Hold `.lock` in the directory for this process's life. Two daemons writing one
+        directory would swap each other's spares in: a key could go back to an older
+        "armed" (atomicfile.rewrite has one writer per file)."""
+        if self._lock_file is not None:
+            return
+        real = self.directory.resolve()
+        with _HELD_LOCK:  # this process holds it already (another KeyPermits, a restart
+            if real in _HELD:  # inside one process): shared, never a conflict with itself
+                self._lock_file = _HELD[real]
+                return
+            self._lock_file = _HELD[real] = self._flock()
+
+    def _flock(self) -> TextIO:
+        handle = open(self.directory / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise KeyPermitsLocked(
+                f"another budget-watchdog (pid {holder}) writes the keys' permits in "
+                f"{self.directory}; give this one its own killswitch.path"
+            ) from None
+        with contextlib.suppress(OSError):  # the pid is only for that message
+            os.ftruncate(handle.fileno(), 0)
+            os.pwrite(handle.fileno(), f"{os.getpid()}\n".encode(), 0)
+        return handle
 
     def _remove_all(self) -> int:
         """Unlink every entry of the directory but subdirectories (none of ours); return
@@ -337,7 +400,7 @@ class KeyPermits:
             return 0
         removed = 0
         for entry in entries:
-            if stat.S_ISDIR(entry.stat(follow_symlinks=False).st_mode):
+            if entry.name == LOCK_NAME or stat.S_ISDIR(entry.stat(follow_symlinks=False).st_mode):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)

@@ -33,12 +33,9 @@ def at(when: datetime = NOW) -> float:
 
 
 def files(directory: Path) -> list[str]:
-    """The permit files in a keys directory: not the spares each is swapped with."""
-    return sorted(
-        p.name
-        for p in directory.iterdir()
-        if not (p.name.startswith(".") and p.name.endswith(".spare"))
-    )
+    """The permit files in a keys directory: not the dot files beside them (the spares
+    each is swapped with, the writer's lock); no key's file name starts with a dot."""
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
 
 
 def armed(name: str, headroom: float | None = None, key_hash: str | None = None) -> KeyPermit:
@@ -171,7 +168,7 @@ def test_start_removes_an_earlier_runs_files(tmp_path: Path) -> None:
     (directory / "stray").symlink_to(tmp_path / "nowhere")
     keys = KeyPermits(directory, Clock())
     keys.start()
-    assert list(directory.iterdir()) == []
+    assert [p.name for p in directory.iterdir()] == [".lock"]  # held while it runs
     assert keys.sync(states(armed("a"))) == 1
     epoch = keys.epoch
     assert keys.start() != epoch  # started again: all new
@@ -253,7 +250,7 @@ def test_clear_removes_every_file_and_the_next_sync_writes_them_again(tmp_path: 
     epoch = keys.start()
     keys.sync(states(armed("a"), armed("b")))
     assert keys.clear() == 2
-    assert list(directory.iterdir()) == [] and keys.epoch == epoch
+    assert [p.name for p in directory.iterdir()] == [".lock"] and keys.epoch == epoch
     assert keys.sync(states(armed("a"), armed("b"))) == 2
 
 
@@ -333,7 +330,7 @@ def test_syncs_from_two_threads_end_in_one_consistent_directory(tmp_path: Path) 
     final = states(*(armed(f"k{j}", 1.0) for j in range(5)))
     keys.sync(final)
     assert files(directory) == [f"k{j}" for j in range(5)]
-    spares = {p.name for p in directory.iterdir() if p.name.startswith(".")}
+    spares = {p.name for p in directory.iterdir() if p.name.startswith(".")} - {".lock"}
     assert spares == {f".k{j}.spare" for j in range(5)}  # nothing else left beside them
     assert all(
         json.loads((directory / f).read_text())["headroom_usd"] == 1.0 for f in files(directory)
@@ -660,3 +657,71 @@ def test_a_key_file_read_between_two_rewrites_is_read_again(
     monkeypatch.setattr(gate, "_read", lambda p: ("{", None) if p.endswith("/k") else real(p))
     code, err = run(capsys, path, "--key", "k")
     assert code == 1 and "is not valid JSON of the permit's shape" in err
+
+
+def test_something_not_ours_at_a_spare_never_keeps_a_key_armed(tmp_path: Path) -> None:
+    """A directory where a key's spare goes (planted, or left by a restore) neither stops
+    the key's file from being removed nor other keys' revocations from being written."""
+    directory = tmp_path / "permit.keys"
+    keys = KeyPermits(directory, Clock())
+    keys.start()
+    keys.sync(states(armed("a"), armed("b")))
+    keys.sync(states(armed("a", 1.0), armed("b", 1.0)))  # both have spares now
+    for name in ("a", "b"):
+        (directory / f".{name}.spare").unlink()
+        (directory / f".{name}.spare").mkdir()
+    keys.update({"b": revoked("b", "daily cap")}, removed=["a"])  # a is gone, b revoked
+    assert files(directory) == ["b"]
+    assert json.loads((directory / "b").read_text())["state"] == "revoked"
+    keys.update({"b": armed("b", 2.0)})
+    assert json.loads((directory / "b").read_text())["state"] == "armed"
+    assert (directory / ".b.spare").is_dir()  # left alone: not ours to remove
+
+
+def test_a_directory_at_a_keys_file_is_never_swapped_in_as_its_spare(tmp_path: Path) -> None:
+    directory = tmp_path / "permit.keys"
+    keys = KeyPermits(directory, Clock())
+    keys.start()
+    (directory / "a").mkdir()
+    with pytest.raises(OSError):
+        keys.sync(states(armed("a")))
+    assert (directory / "a").is_dir() and not (directory / ".a.spare").is_dir()
+
+
+def test_a_fifo_at_a_spare_does_not_hang_the_writer(tmp_path: Path) -> None:
+    directory = tmp_path / "permit.keys"
+    keys = KeyPermits(directory, Clock())
+    keys.start()
+    keys.sync(states(armed("a")))
+    (directory / ".a.spare").unlink()
+    os.mkfifo(directory / ".a.spare")
+    done = threading.Event()
+
+    def revoke() -> None:
+        keys.sync(states(revoked("a", "x")))
+        done.set()
+
+    worker = threading.Thread(target=revoke)
+    worker.start()
+    worker.join(timeout=10)
+    assert done.is_set(), "the rewrite waited for a reader of the FIFO"
+    assert json.loads((directory / "a").read_text())["state"] == "revoked"
+
+
+def test_a_second_process_writing_the_same_keys_directory_is_refused(tmp_path: Path) -> None:
+    """Two writers would swap each other's spares in (a key back to an older "armed"):
+    the directory has one writer, and a second daemon is told whose it is."""
+    directory = tmp_path / "permit.keys"
+    KeyPermits(directory, Clock()).start()
+    code = (
+        "import sys; from datetime import datetime, UTC; from pathlib import Path; "
+        "from watchdog.permitfile import KeyPermits, KeyPermitsLocked\n"
+        "try:\n"
+        f"    KeyPermits(Path({str(directory)!r}), lambda: datetime.now(UTC)).start()\n"
+        "except KeyPermitsLocked as exc:\n"
+        "    print(exc); sys.exit(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 3, done.stderr
+    assert f"another budget-watchdog (pid {os.getpid()}) writes" in done.stdout
+    assert "give this one its own killswitch.path" in done.stdout
