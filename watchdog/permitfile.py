@@ -324,6 +324,7 @@ class KeyPermits:
         all again. Return how many were removed."""
         with self._lock:
             self._written.clear()
+            self._base.clear()  # nor may a reservation's change write them back meanwhile
             return self._remove_all()
 
     def _write(self, file_name: str, name: str, content: _Content) -> None:

@@ -725,3 +725,12 @@ def test_a_second_process_writing_the_same_keys_directory_is_refused(tmp_path: P
     assert done.returncode == 3, done.stderr
     assert f"another budget-watchdog (pid {os.getpid()}) writes" in done.stdout
     assert "give this one its own killswitch.path" in done.stdout
+
+
+def test_after_clear_a_reservations_change_writes_no_file_back(tmp_path: Path) -> None:
+    directory = tmp_path / "permit.keys"
+    keys = KeyPermits(directory, Clock())
+    keys.start()
+    keys.sync(states(armed("a", 5.0, key_hash="ha")))
+    keys.clear()
+    assert keys.hold({"ha": 1.0}) == 0 and files(directory) == []
