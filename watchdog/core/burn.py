@@ -14,7 +14,7 @@ import bisect
 import functools
 import math
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TypeAlias
@@ -401,38 +401,55 @@ def measure(
     no 24-hour or 7-day average, no runway or forecast (those are the account's).
 
     Runs for every key that spends, every tick, so it is written for speed: the tick's
-    instants come from one cached calendar, windows are cut in epoch seconds, and a
-    sentence saying what backs a number is only written for the number that is used."""
+    instants come from one cached calendar, windows are cut in epoch seconds from an end
+    read once, the provider's averages are only worked out for a window our own samples
+    leave uncovered, and a sentence saying what backs a number is only written for the
+    number that is used."""
     prior = prior or _PRIOR_NONE
     latest = history.last
     clock_now = now
     if latest is not None and latest.ts > now:
         now = latest.ts
     cal = _calendar(now, now.tzinfo, now.fold, tz)
-    now_ts = cal.now_ts
+    # Every window but the baseline ends now: read the curve there once for all of them.
+    end, end_spend = _end(history, cal.now_ts)
 
     # The provider's UTC counters bound what we saw: never read lower than they prove.
-    spent_today, today_why = _bounded(history, *_spent_since(history, cal.day_ts, now_ts), cal, 0)
-    spent_month, month_why = _bounded(history, *_spent_since(history, cal.month_ts, now_ts), cal, 2)
+    spent_today, today_why = _bounded(
+        history, *_spent_since(history, cal.day_ts, end, end_spend), cal, 0
+    )
+    spent_month, month_why = _bounded(
+        history, *_spent_since(history, cal.month_ts, end, end_spend), cal, 2
+    )
     spent_week = None
     if account:
-        spent_week, _ = _bounded(history, *_spent_since(history, cal.week_ts, now_ts), cal, 1)
+        spent_week, _ = _bounded(
+            history, *_spent_since(history, cal.week_ts, end, end_spend), cal, 1
+        )
 
-    reset = history.last_reset
-    today_rate = _provider_today_rate(latest, reset)
-    daily_prior = _daily_prior(latest, prior, reset)
+    fallback = _Fallback(latest, prior, history.last_reset)
     rate_1h = (
-        _own_rate(history, cal.hour_ts, now_ts, _HOUR, MIN_OWN_COVERAGE)
-        or today_rate
+        _own_rate(_cut(history, cal.hour_ts, end, end_spend), _HOUR, MIN_OWN_COVERAGE)
+        or fallback.today()
         or _unknown(_HOUR)
     )
-    rate_now = _own_rate(history, cal.now_window_ts, now_ts, NOW_WINDOW, _NOW_COVER) or rate_1h
+    rate_now = (
+        _own_rate(_cut(history, cal.now_window_ts, end, end_spend), NOW_WINDOW, _NOW_COVER)
+        or rate_1h
+    )
     if account:
-        rate_24h = _blended(history, cal.day_ago_ts, now_ts, _DAY, today_rate or daily_prior)
-        avg_daily = _blended(history, cal.week_ago_ts, now_ts, _WEEK, daily_prior or today_rate)
+        rate_24h = _blended(
+            _cut(history, cal.day_ago_ts, end, end_spend), _DAY, fallback.today_first
+        )
+        avg_daily = _blended(
+            _cut(history, cal.week_ago_ts, end, end_spend), _WEEK, fallback.daily_first
+        )
     else:
         rate_24h, avg_daily = _unknown(_DAY), _unknown(_WEEK)
-    baseline = _blended(history, cal.baseline_ts, cal.hour_ts, _BASELINE, daily_prior or today_rate)
+    base_end, base_end_spend = _end(history, cal.hour_ts)
+    baseline = _blended(
+        _cut(history, cal.baseline_ts, base_end, base_end_spend), _BASELINE, fallback.daily_first
+    )
 
     balance = latest.balance if latest is not None else None
     runway = None
@@ -474,8 +491,8 @@ GAP_NOTED = timedelta(minutes=5)
 _GAP_NOTED_S = GAP_NOTED.total_seconds()
 
 # What backs a spend figure, before it is put in words (only the figure used is): a
-# sentence, or ("partial", covered) or ("gap", seconds) to be written by `_words`.
-_Why: TypeAlias = str | tuple[str, float | timedelta]
+# sentence, or ("partial", covered seconds) or ("gap", seconds) to be written by `_words`.
+_Why: TypeAlias = str | tuple[str, float]
 
 
 def _words(why: _Why) -> str:
@@ -483,39 +500,84 @@ def _words(why: _Why) -> str:
         return why
     kind, value = why
     if kind == "partial":
-        assert isinstance(value, timedelta)
-        return _partial_basis(value)
-    assert isinstance(value, float)
+        return _partial_basis(_covering(value))
     return (
         f"own samples; a {_span(timedelta(seconds=value))} polling gap spans the start of "
         "the window and is counted whole (the conservative end)"
     )
 
 
-def _spent_since(history: History, t: float, now_ts: float) -> tuple[float | None, _Why]:
-    """Spend from epoch second `t` to `now_ts` as our own samples prove it, and what
-    backs it. A window that begins inside a polling gap counts the whole gap (its spend
-    may all have fallen after `t`): limits are judged on the conservative end."""
-    first = history.first_ts
-    if first is None:
+# -- cutting windows ----------------------------------------------------------------------
+# A tick cuts up to eight windows from each curve, all but the baseline ending now. As
+# `History.window_ts` would, with the same arithmetic (the same numbers to the bit), but
+# with the shared end read off the curve once (`_end`), and each start found by one binary
+# search that `_spent_since` reuses for its polling gap. Covered spans stay epoch seconds
+# until a number that is used needs them as a timedelta.
+
+
+def _end(history: History, t: float) -> tuple[float, float | None]:
+    """Where windows ending at epoch second `t` end on the curve (at its last point if
+    that is earlier), and the spend there (None before the first point)."""
+    ts = history.ts
+    end = min(t, ts[-1]) if ts else t
+    return end, history.spend_at(end)
+
+
+def _cut(
+    history: History, start: float, end: float, end_spend: float | None
+) -> tuple[float, float, int] | None:
+    """`History.window_ts(start, …)` for an end from `_end`: the spend, the seconds
+    covered, and the index of the first point after the window's start (bisect_right);
+    None when our samples cover none of the window."""
+    ts = history.ts
+    if not ts:
+        return None
+    a = max(start, ts[0])
+    if end < a:
+        return None
+    i = bisect.bisect_right(ts, a)
+    if end == a:
+        return 0.0, 0.0, i
+    assert end_spend is not None  # end > a >= the first point
+    # As `spend_at(a)` (a < end <= the last point, so there is a point after it):
+    spend = history.spend
+    t0, t1 = ts[i - 1], ts[i]
+    s0, s1 = spend[i - 1], spend[i]
+    s_a = s0 if t1 == t0 else s0 + (s1 - s0) * (a - t0) / (t1 - t0)
+    return max(0.0, end_spend - s_a), end - a, i
+
+
+# Windows of a tick that our samples cover whole span the same seconds for every key: each
+# timedelta is built once. A pure function of its argument: nothing to invalidate.
+@functools.lru_cache(maxsize=256)
+def _covering(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+def _spent_since(
+    history: History, t: float, end: float, end_spend: float | None
+) -> tuple[float | None, _Why]:
+    """Spend from epoch second `t` to now (`end` and `end_spend` from `_end`) as our own
+    samples prove it, and what backs it. A window that begins inside a polling gap counts
+    the whole gap (its spend may all have fallen after `t`): limits are judged on the
+    conservative end."""
+    ts = history.ts
+    if not ts:
         return None, "no samples yet"
-    got = history.window_ts(t, now_ts)
+    got = _cut(history, t, end, end_spend)
     if got is None:
         return 0.0, "own samples"  # the window began after our last sample: nothing seen
-    spent, covered = got
-    if first > t:
+    spent, covered, i = got
+    if ts[0] > t:
         return spent, ("partial", covered)
-    ts = history.ts
-    # Spend at the last point at or before `t` (there is one: t >= the first point): the
-    # conservative start of a window that begins inside a polling gap, since the gap's
-    # spend may all have fallen after `t`.
-    i = bisect.bisect_right(ts, t)
+    assert end_spend is not None  # end >= t >= the first point
+    # Spend at the last point at or before `t` (there is one: t >= the first point, and the
+    # window starts at `t` itself, so `i` is bisect_right(ts, t)): the conservative start
+    # of a window that begins inside a polling gap, since the gap's spend may all have
+    # fallen after `t`.
     floor = history.spend[i - 1]
-    end = history.spend_at(min(now_ts, ts[-1]))
-    if end is None:
-        return spent, "own samples"
     gap = ts[i] - ts[i - 1] if i < len(ts) else 0.0
-    conservative = max(spent, end - floor)
+    conservative = max(spent, end_spend - floor)
     if gap > _GAP_NOTED_S and conservative > spent:
         return conservative, ("gap", gap)
     return conservative, "own samples"
@@ -564,25 +626,28 @@ def _bounded(
 
 
 def _own_rate(
-    history: History, start: float, now_ts: float, window: timedelta, min_cover: timedelta
+    got: tuple[float, float, int] | None, window: timedelta, min_cover: timedelta
 ) -> Rate | None:
-    got = history.window_ts(start, now_ts)
-    if got is None or got[1] < min_cover:
+    """Our own rate over `window`, cut by `_cut`; None when our samples cover less than
+    `min_cover` of it."""
+    if got is None:
         return None
-    spent, covered = got
+    covered = _covering(got[1])
+    if covered < min_cover:
+        return None
     return Rate(
-        spent / (covered.total_seconds() / HOUR), window, covered, _own_basis(covered, window)
+        got[0] / (covered.total_seconds() / HOUR), window, covered, _own_basis(covered, window)
     )
 
 
 def _blended(
-    history: History, start: float, end: float, window: timedelta, prior: Rate | None
+    got: tuple[float, float, int] | None, window: timedelta, fallback: Callable[[], Rate | None]
 ) -> Rate:
-    """Our own samples over the part of `window` (from `start` to `end`, epoch seconds)
-    they cover, the prior for the rest."""
-    got = history.window_ts(start, end)
-    spent, covered = got if got is not None else (0.0, timedelta(0))
-    if covered >= window or (prior is None or prior.per_hour is None):
+    """Our own samples over the part of `window` (cut by `_cut`) they cover, the fallback
+    for the rest. The fallback is only asked for when our samples leave some uncovered."""
+    spent, covered = (got[0], _covering(got[1])) if got is not None else (0.0, timedelta(0))
+    prior = None if covered >= window else fallback()
+    if prior is None or prior.per_hour is None:
         if covered < MIN_OWN_COVERAGE:
             return _unknown(window)
         return Rate(
@@ -592,6 +657,39 @@ def _blended(
     per_hour = (spent + prior.per_hour * rest_h) / (window.total_seconds() / HOUR)
     basis = prior.basis if covered < MIN_OWN_COVERAGE else _blended_basis(covered, prior.basis)
     return Rate(per_hour, window, covered, basis)
+
+
+class _Fallback:
+    """What a rate falls back on where our own samples do not cover its window: the
+    provider's rate today and its best long-run average. Each is worked out at most once
+    per `measure` call, and only when a window needs it (a key that has spent for a week
+    needs neither). Lives for one call: nothing to invalidate."""
+
+    __slots__ = ("_daily", "_has_daily", "_has_today", "_latest", "_prior", "_reset", "_today")
+
+    def __init__(self, latest: Sample | None, prior: Prior, reset: datetime | None) -> None:
+        self._latest, self._prior, self._reset = latest, prior, reset
+        self._today: Rate | None = None
+        self._daily: Rate | None = None
+        self._has_today = self._has_daily = False
+
+    def today(self) -> Rate | None:
+        if not self._has_today:
+            self._today = _provider_today_rate(self._latest, self._reset)
+            self._has_today = True
+        return self._today
+
+    def daily(self) -> Rate | None:
+        if not self._has_daily:
+            self._daily = _daily_prior(self._latest, self._prior, self._reset)
+            self._has_daily = True
+        return self._daily
+
+    def today_first(self) -> Rate | None:  # the 24-hour rate's
+        return self.today() or self.daily()
+
+    def daily_first(self) -> Rate | None:  # the long-run averages'
+        return self.daily() or self.today()
 
 
 def _provider_today_rate(latest: Sample | None, reset: datetime | None = None) -> Rate | None:
