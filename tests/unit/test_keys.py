@@ -342,3 +342,23 @@ def test_key_rows_built_on_the_last_ones_equal_rows_built_afresh() -> None:
     assert again is rows
     with pytest.raises(ValueError, match="verdicts"):
         view.key_rows(judged, o.verdicts[1:], rows, index)
+
+
+def test_a_key_renamed_onto_the_name_of_a_key_just_gone_keeps_its_own_alert() -> None:
+    """Key A ("batch-x") leaves the listing while key B is renamed to "batch-x": B's alert
+    moves to the name (with its start), A's does not take it back, and A's deletion a
+    listing later ends only A's alerts: B's stays, and is not announced again."""
+    k = Keys({"a": 6.0, "b": 6.0})
+    k.names.update(a="batch-x", b="batch-y")
+    k.tick()
+    first = k.tick()
+    since = first.alerts[("daily_limit", "batch-y")].since
+    del k.usage["a"]
+    k.names["b"] = "batch-x"
+    moved = k.tick()  # A missing (once), B renamed onto A's name
+    assert moved.alerts[("daily_limit", "batch-x")].since == since
+    assert [e for e in moved.events if e.kind != "notice"] == []  # nothing fired or resolved
+    gone = k.tick()  # A missing twice: deleted
+    assert [(e.kind, e.rule, e.key) for e in gone.events] == [("notice", "key_deleted", "batch-x")]
+    assert gone.alerts[("daily_limit", "batch-x")].since == since  # B's, kept
+    assert k.tick().events == []  # not fired again as new

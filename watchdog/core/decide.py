@@ -8,7 +8,7 @@ outbox, key disable, view). Tested with plain values: no store, no clock, no pro
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import cast
@@ -215,7 +215,7 @@ def _keys(
         listing = [(f.hash, f.name, f.label, f.workspace_id) for f in k.listed]
         known, changes = keys.follow(k.known, listing, now)
     if changes:
-        states = _move_alerts(states, changes)
+        states = _move_alerts(states, changes, {f.name for f in k.listed})
     for what, key, before in changes:
         if what == "deleted" and before is not None:
             judgements.pop(key.hash, None)
@@ -270,15 +270,26 @@ def _listed_apart(before: keys.KeyFacts, facts: keys.KeyFacts) -> bool:
 def _move_alerts(
     states: Mapping[Ident, AlertState],
     changes: Sequence[tuple[str, KnownKey, KnownKey | None]],
+    listed: Collection[str],
 ) -> dict[Ident, AlertState]:
     """The alert states after this listing's changes, in one pass over the old names (so
     two keys that swap names move right): a renamed key's alerts follow it; a deleted
-    key's end (its notice says so); the account's (`*`) stay."""
+    key's end (its notice says so) unless a key listed now has taken its name (`listed`:
+    this listing's names), whose alerts they are by then; the account's (`*`) stay. A key
+    renamed onto the name of one no longer listed brings its own alerts: the other's
+    under that name end."""
     renamed = {c[2].name: c[1].name for c in changes if c[0] == "renamed" and c[2] is not None}
     deleted = {c[2].name for c in changes if c[0] == "deleted" and c[2] is not None}
+    deleted -= set(listed)
+    # A name another key was renamed onto, and whose key did not move away: that key is
+    # gone from the listing, and its alerts under the name are not the newcomer's.
+    taken = set(renamed.values()) - set(renamed)
     out: dict[Ident, AlertState] = {}
+    moved: dict[Ident, AlertState] = {}
     for (rule, name), state in states.items():
-        if name != WATCHED and name in deleted:
+        if name != WATCHED and (name in deleted or name in taken):
             continue
-        out[(rule, renamed.get(name, name) if name != WATCHED else name)] = state
+        new = renamed.get(name, name) if name != WATCHED else name
+        (out if new == name else moved)[(rule, new)] = state
+    out.update(moved)
     return out
