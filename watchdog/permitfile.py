@@ -25,6 +25,7 @@ import secrets
 import stat
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -157,8 +158,10 @@ class KeyPermitsLocked(OSError):
     """Another process writes this keys directory."""
 
 
-# The keys directories this process holds the lock of (by real path), for its life.
-_HELD: dict[Path, TextIO] = {}
+# The lock of each keys directory this process holds (by real path): shared by its
+# KeyPermits of that directory (never a conflict with itself, as when a test restarts one
+# in-process), and released when the last of them is gone (the file closes with it).
+_HELD: dict[Path, weakref.ref[TextIO]] = {}
 _HELD_LOCK = threading.Lock()
 
 
@@ -369,11 +372,13 @@ class KeyPermits:
         if self._lock_file is not None:
             return
         real = self.directory.resolve()
-        with _HELD_LOCK:  # this process holds it already (another KeyPermits, a restart
-            if real in _HELD:  # inside one process): shared, never a conflict with itself
-                self._lock_file = _HELD[real]
-                return
-            self._lock_file = _HELD[real] = self._flock()
+        with _HELD_LOCK:
+            held = _HELD.get(real)
+            handle = held() if held is not None else None
+            if handle is None:  # no KeyPermits of this process holds it (any more)
+                handle = self._flock()
+                _HELD[real] = weakref.ref(handle)
+            self._lock_file = handle  # shared by this process's KeyPermits of the directory
 
     def _flock(self) -> TextIO:
         handle = open(self.directory / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115

@@ -6,6 +6,7 @@ the daemon writes it (with `keys_epoch`), and gate runs with a fixed clock.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -712,7 +713,8 @@ def test_a_second_process_writing_the_same_keys_directory_is_refused(tmp_path: P
     """Two writers would swap each other's spares in (a key back to an older "armed"):
     the directory has one writer, and a second daemon is told whose it is."""
     directory = tmp_path / "permit.keys"
-    KeyPermits(directory, Clock()).start()
+    ours = KeyPermits(directory, Clock())
+    ours.start()
     code = (
         "import sys; from datetime import datetime, UTC; from pathlib import Path; "
         "from watchdog.permitfile import KeyPermits, KeyPermitsLocked\n"
@@ -725,6 +727,10 @@ def test_a_second_process_writing_the_same_keys_directory_is_refused(tmp_path: P
     assert done.returncode == 3, done.stderr
     assert f"another budget-watchdog (pid {os.getpid()}) writes" in done.stdout
     assert "give this one its own killswitch.path" in done.stdout
+    del ours  # the lock goes with the last of this process's writers of the directory
+    gc.collect()
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 def test_after_clear_a_reservations_change_writes_no_file_back(tmp_path: Path) -> None:
