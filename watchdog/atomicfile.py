@@ -7,7 +7,7 @@ beside it, written and swapped in with the file in one atomic exchange (Linux's
 renameat2 RENAME_EXCHANGE), so no inode is made and freed per write — on ext4, creating
 a file in a directory of hundreds cost ten times what the rest of a write costs. Where
 the exchange is not there (another kernel or libc, a file system without it), it is a
-plain `write`."""
+plain `write`. Its readers must read until two reads agree (see `rewrite`)."""
 
 from __future__ import annotations
 
@@ -81,10 +81,11 @@ def rewrite(path: Path, spare: Path, data: bytes, mode: int) -> None:
     """Replace `path` with `data` atomically for its readers, not durably (as `write`
     without `durable`), through `spare` (a name beside it that no reader asks for): the
     spare is written and exchanged with `path`, and then holds the old content, to be
-    written over next time. A reader that opened `path` just before an exchange and reads
-    it only after the next rewrite of the same file may find it empty or newer, never a
-    mix of two contents (one write of a small file); readers must take an empty or
-    unreadable file as no answer. Raise OSError."""
+    written over next time. The file under `path` is never written in place, so a read
+    right after opening it sees one whole content; but a reader that holds it open across
+    two rewrites reads the spare being written over: empty, or a mix of two contents that
+    may even parse. Such a read is not repeatable, so readers read until two reads in a
+    row agree (as `gate` does). Raise OSError."""
     exchange = _exchange()
     if exchange is None:
         write(path, data, mode, durable=False)

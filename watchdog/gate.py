@@ -350,7 +350,7 @@ def _judge_key(
     if not isinstance(keys_epoch, str):
         return []  # the account permit is no-go for it already
     path = f"{permit}.keys/{key_file_name(key)}"
-    text, problem = _read(path)
+    text, problem = _read_settled(path)
     if text is None:
         if problem is None:
             problem = (
@@ -364,13 +364,7 @@ def _judge_key(
     try:
         data = parse_object(text)
     except ValueError as exc:
-        # The daemon swaps a key's file with a spare it then writes over (atomicfile.
-        # rewrite): a read held across two rewrites finds a part. Read once more.
-        again, _ = _read(path)
-        try:
-            data = parse_object(again if again is not None else "")
-        except ValueError:
-            return [prefix + f"its permit {path} is not valid JSON of the permit's shape ({exc})"]
+        return [prefix + f"its permit {path} is not valid JSON of the permit's shape ({exc})"]
     if data.get("epoch") != keys_epoch:
         return [prefix + "its permit is from an earlier run of the watchdog"]
     if data.get("key") != key:
@@ -410,6 +404,26 @@ def _judge_key(
 def _cut(text: str) -> str:
     """A reason a permit gives, at most REASON_CHARS characters of it."""
     return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
+
+
+# How many times a key's file is read for two reads in a row to agree.
+SETTLE_READS = 4
+
+
+def _read_settled(path: str) -> tuple[str | None, str | None]:
+    """A key's file as `_read` gives it, once two reads in a row agree. The daemon swaps a
+    key's file with a spare it later writes over (watchdog.atomicfile.rewrite): the file
+    under the name is never written in place, but a read held open across two rewrites
+    may see a mix of two contents — even one that parses. Such a read is not repeatable:
+    the next one sees the file as it is. Never agreeing in SETTLE_READS reads is a problem
+    (no-go)."""
+    last = _read(path)
+    for _ in range(SETTLE_READS - 1):
+        now = _read(path)
+        if now == last:
+            return now
+        last = now
+    return None, f"kept changing while it was read ({SETTLE_READS} reads): try again"
 
 
 def _read(path: str) -> tuple[str | None, str | None]:

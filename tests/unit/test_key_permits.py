@@ -639,8 +639,8 @@ def test_a_name_at_the_limit_is_written_with_its_temp_file(tmp_path: Path) -> No
 def test_a_key_file_read_between_two_rewrites_is_read_again(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A read held across two rewrites (the spare written over) finds the file empty or
-    cut: gate reads it once more and answers from what it finds then."""
+    """A read held across two rewrites (the spare written over) finds the file empty, cut
+    or mixed: gate reads until two reads in a row agree and answers from that."""
     path, _ = daemon(tmp_path, armed("k", 5.0))
     real, reads = gate._read, []
 
@@ -653,11 +653,18 @@ def test_a_key_file_read_between_two_rewrites_is_read_again(
 
     monkeypatch.setattr(gate, "_read", caught_once)
     assert run(capsys, path, "--key", "k", "--cost", "3") == (0, "go\n")
-    assert reads.count(str(tmp_path / "permit.keys" / "k")) == 2
-    # Cut twice in a row: no-go, with what the first read found wrong.
+    assert reads.count(str(tmp_path / "permit.keys" / "k")) == 3  # cut, whole, whole again
+    # Cut the same way twice in a row: what it says is judged (here: no-go, not JSON).
     monkeypatch.setattr(gate, "_read", lambda p: ("{", None) if p.endswith("/k") else real(p))
     code, err = run(capsys, path, "--key", "k")
     assert code == 1 and "is not valid JSON of the permit's shape" in err
+    # Never the same twice: no-go.
+    texts = iter(range(100))
+    monkeypatch.setattr(
+        gate, "_read", lambda p: (f"{next(texts)}", None) if p.endswith("/k") else real(p)
+    )
+    code, err = run(capsys, path, "--key", "k")
+    assert code == 1 and "kept changing while it was read (4 reads)" in err
 
 
 def test_something_not_ours_at_a_spare_never_keeps_a_key_armed(tmp_path: Path) -> None:
