@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import math
 import os
@@ -32,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from watchdog import atomicfile
+from watchdog import atomicfile, pidlock
 from watchdog.permit_json import key_file_name
 
 PERMIT_MODE = 0o644
@@ -381,21 +380,13 @@ class KeyPermits:
             self._lock_file = handle  # shared by this process's KeyPermits of the directory
 
     def _flock(self) -> TextIO:
-        handle = open(self.directory / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
+            return pidlock.take(self.directory / LOCK_NAME)
+        except pidlock.Held as held:
             raise KeyPermitsLocked(
-                f"another budget-watchdog (pid {holder}) writes the keys' permits in "
+                f"another budget-watchdog (pid {held.holder}) writes the keys' permits in "
                 f"{self.directory}; give this one its own killswitch.path"
             ) from None
-        with contextlib.suppress(OSError):  # the pid is only for that message
-            os.ftruncate(handle.fileno(), 0)
-            os.pwrite(handle.fileno(), f"{os.getpid()}\n".encode(), 0)
-        return handle
 
     def _remove_all(self) -> int:
         """Unlink every entry of the directory but subdirectories (none of ours); return

@@ -27,9 +27,7 @@ when the database cannot be reached. No message carries a password.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -39,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from watchdog import pidlock
 from watchdog.core.audit import Endpoint, ModelPrices, Price
 from watchdog.core.model import (
     AlertState,
@@ -464,29 +463,18 @@ class Store:
         real = self.path.resolve()
         lock_path = real.with_name(real.name + ".lock")
         try:
-            handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for life
-        except OSError as exc:
-            raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
+            self._lock_file = pidlock.take(lock_path)
+        except pidlock.Held as held:
             raise StoreLocked(
-                f"another budget-watchdog (pid {holder}) is using {self.path}; stop it "
+                f"another budget-watchdog (pid {held.holder}) is using {self.path}; stop it "
                 "first, or give this one its own state.path"
             ) from None
-        try:
-            # Unbuffered: a buffered write that fails on a full disk fails again on close.
-            os.ftruncate(handle.fileno(), 0)
-            os.pwrite(handle.fileno(), f"{os.getpid()}\n".encode(), 0)
-        except OSError as exc:  # a full disk
-            handle.close()
+        except pidlock.Unwritable as exc:
             raise StoreError(
                 f"cannot write {lock_path}: {exc.strerror} (the state's disk is full?)"
             ) from None
-        self._lock_file = handle
+        except OSError as exc:
+            raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:
