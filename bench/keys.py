@@ -15,10 +15,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import QuietLog, Result, say
+from tests.fakes import ListingAccount
 from watchdog.core.model import Credits, KeyUsage, Snapshot
 
 KEYS = 500
@@ -31,7 +32,7 @@ WARMUP = 60
 ROUNDS = 5
 
 
-class ManyKeys:
+class ManyKeys(ListingAccount):
     """A provider and its management side: `keys` keys, `spending` of them spending."""
 
     def __init__(self, clock: object, keys: int, spending: int) -> None:
@@ -68,42 +69,6 @@ class ManyKeys:
             credits=Credits(total_credits=10_000.0, total_usage=total),
             keys=tuple(self.rows[i] for i in range(len(self.usage))),
         )
-
-    def admin(self) -> ManyKeys:
-        return self
-
-    def close(self) -> None:
-        return None
-
-    # AccountAdmin, as far as a tick uses it
-    def list_keys(self) -> list[KeyUsage]:
-        return list(self.fetch().keys)
-
-    def workspaces(self) -> list[object]:
-        return []
-
-    def activity(self, *, api_key_hash: str | None = None, day: date | None = None) -> list[object]:
-        return []
-
-    def set_key_disabled(self, key_hash: str, disabled: bool) -> None:
-        return None
-
-    def update_key_limit(self, key_hash: str, limit: float | None, reset: str | None) -> object:
-        raise NotImplementedError
-
-    def workspace_budget(self, workspace_id: str, interval: str) -> None:
-        return None
-
-    def set_workspace_budget(self, workspace_id: str, interval: str, limit: float) -> object:
-        raise NotImplementedError
-
-    def remember_watched_key(self, key_hash: str) -> None:
-        return None
-
-    def watched_key_identity(self) -> object:
-        from watchdog.providers.base import KeyIdentity
-
-        return KeyIdentity(problem="no watched key")
 
 
 def measure(keys: int, spending: int) -> tuple[float, float, int]:

@@ -6,13 +6,13 @@ import os
 import pwd
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from watchdog.core.model import KeyUsage, Snapshot
-from watchdog.providers.base import AccountAdmin, Provider, ProviderError
+from watchdog.providers.base import AccountAdmin, KeyIdentity, Provider, ProviderError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -62,6 +62,49 @@ class ScriptedProvider:
 
     def close(self) -> None:
         self.closed = True
+
+
+class ListingAccount:
+    """A provider whose `fetch` (a subclass's) lists the account's keys, with a management
+    side that does nothing a tick would notice: no workspaces, no activity, a disable
+    accepted, limits not to be changed. Its `admin()` is itself."""
+
+    def fetch(self) -> Snapshot:
+        raise NotImplementedError
+
+    def admin(self) -> ListingAccount:
+        return self
+
+    def close(self) -> None:
+        return None
+
+    # AccountAdmin, as far as a tick uses it
+    def list_keys(self) -> list[KeyUsage]:
+        return list(self.fetch().keys)
+
+    def workspaces(self) -> list[object]:
+        return []
+
+    def activity(self, *, api_key_hash: str | None = None, day: date | None = None) -> list[Any]:
+        return []
+
+    def set_key_disabled(self, key_hash: str, disabled: bool) -> None:
+        return None
+
+    def update_key_limit(self, key_hash: str, limit: float | None, reset: str | None) -> object:
+        raise NotImplementedError
+
+    def workspace_budget(self, workspace_id: str, interval: str) -> None:
+        return None
+
+    def set_workspace_budget(self, workspace_id: str, interval: str, limit: float) -> object:
+        raise NotImplementedError
+
+    def remember_watched_key(self, key_hash: str) -> None:
+        return None
+
+    def watched_key_identity(self) -> KeyIdentity:
+        return KeyIdentity(problem="no watched key")
 
 
 def build_tick(

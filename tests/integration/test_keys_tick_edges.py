@@ -4,17 +4,16 @@ applies to no key, and when keys' permit files cannot be written."""
 from __future__ import annotations
 
 import errno
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fakes import build_tick
+from tests.fakes import ListingAccount, build_tick
 from watchdog import atomicfile, permitfile
 from watchdog.config import load
 from watchdog.core.model import Credits, KeyUsage, Snapshot
-from watchdog.providers.base import KeyIdentity
 
 T0 = datetime(2026, 11, 27, 9, tzinfo=UTC)
 
@@ -30,7 +29,7 @@ class Log:
         return lambda *a, **kw: None
 
 
-class Account:
+class Account(ListingAccount):
     """A provider and its management side listing `names` (every key idle)."""
 
     def __init__(self, clock: list[datetime], names: list[str]) -> None:
@@ -41,30 +40,6 @@ class Account:
             KeyUsage(usage=1.0, usage_daily=0.0, name=n, hash=f"{n:0>64}"[-64:]) for n in self.names
         )
         return Snapshot(self.clock[0], credits=Credits(100.0, 1.0), keys=keys)
-
-    def admin(self) -> Account:
-        return self
-
-    def close(self) -> None:
-        return None
-
-    def list_keys(self) -> list[KeyUsage]:
-        return list(self.fetch().keys)
-
-    def workspaces(self) -> list[object]:
-        return []
-
-    def activity(self, *, api_key_hash: str | None = None, day: date | None = None) -> list[Any]:
-        return []
-
-    def set_key_disabled(self, key_hash: str, disabled: bool) -> None:
-        return None
-
-    def remember_watched_key(self, key_hash: str) -> None:
-        return None
-
-    def watched_key_identity(self) -> KeyIdentity:
-        return KeyIdentity(problem="no watched key")
 
 
 def settings_for(tmp_path: Path, entries: list[dict[str, Any]]) -> Any:
