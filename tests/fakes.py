@@ -11,7 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from watchdog.core.model import KeyUsage, Snapshot
+from watchdog.core import burn
+from watchdog.core import keys as keyrules
+from watchdog.core.decide import Inputs, KeyInputs, Outcome, decide
+from watchdog.core.model import (
+    AlertState,
+    KeyUsage,
+    KnownKey,
+    Override,
+    Policy,
+    PollHealth,
+    Recipient,
+    Sample,
+    Snapshot,
+    Trip,
+)
+from watchdog.core.permit import PermitState
 from watchdog.providers.base import AccountAdmin, KeyIdentity, Provider, ProviderError
 
 if TYPE_CHECKING:
@@ -62,6 +77,50 @@ class ScriptedProvider:
 
     def close(self) -> None:
         self.closed = True
+
+
+class KeysTicks:
+    """Every key of an account, decided tick by tick with plain values (no store, no
+    provider): `usage` and `names` by key hash, moved by hand between ticks; a subclass's
+    `listed()` turns them into this tick's facts (and extends `histories`)."""
+
+    def __init__(self, usage: dict[str, float], policy: Policy, start: datetime) -> None:
+        self.policy = policy
+        self.usage = dict(usage)
+        self.names = {h: h for h in usage}
+        self.histories: dict[str, burn.History] = {}
+        self.judgements: dict[str, keyrules.KeyJudgement] = {}
+        self.known: dict[str, KnownKey] = {}
+        self.alerts: dict[tuple[str, str], AlertState] = {}
+        self.start = self.now = start
+
+    def listed(self) -> list[keyrules.KeyFacts]:
+        raise NotImplementedError
+
+    def tick(
+        self, minutes: float = 1.0, *, armed: bool = True, policy: Policy | None = None
+    ) -> Outcome:
+        """`decide` one tick later (the account itself idle; `armed=False`: tripped)."""
+        self.now += timedelta(minutes=minutes)
+        account = burn.History.from_samples([Sample(self.start, 0.0), Sample(self.now, 0.0)])
+        o = decide(
+            Inputs(
+                now=self.now,
+                policy=policy or self.policy,
+                history=account,
+                prior=burn.Prior(),
+                poll=PollHealth(started_at=self.start, last_success=self.now),
+                alerts=self.alerts,
+                permit=PermitState(armed=True),
+                override=Override() if armed else Override(trip=Trip("test", "ops", self.start)),
+                silences={},
+                recipients=[Recipient("ops", ("warning", "critical"))],
+                key_name="the account",
+                keys=KeyInputs(self.listed(), self.histories, self.judgements, self.known),
+            )
+        )
+        self.alerts, self.judgements, self.known = o.alerts, o.judgements, o.known
+        return o
 
 
 class ListingAccount:

@@ -9,44 +9,30 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.fakes import KeysTicks
 from watchdog.core import burn, keys
-from watchdog.core.decide import Inputs, KeyInputs, Outcome, decide
+from watchdog.core.decide import Outcome
 from watchdog.core.model import (
-    AlertState,
     BudgetPolicy,
     KeyBudget,
     KeySample,
     KillswitchPolicy,
-    KnownKey,
-    Override,
     Policy,
-    PollHealth,
-    Recipient,
     Sample,
-    Trip,
 )
-from watchdog.core.permit import PermitState
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 BATCH = KeyBudget("batch-*", daily_limit=5.0, monthly_limit=100.0, action="revoke")
 POLICY = Policy(budget=BudgetPolicy(daily_limit=50.0, keys=(BATCH,)))
-OPS = Recipient("ops", ("warning", "critical"))
 
 
-class Keys:
+class Keys(KeysTicks):
     """A hand-moved account of keys: usage per key, polled each `tick`."""
 
     def __init__(self, usage: dict[str, float], policy: Policy = POLICY) -> None:
-        self.policy = policy
-        self.usage = dict(usage)
-        self.names = {name: name for name in usage}
+        super().__init__(usage, policy, T0)
         self.disabled: set[str] = set()
         self.daily: dict[str, float] = {}  # usage_daily where it differs from usage
-        self.histories: dict[str, burn.History] = {}
-        self.judgements: dict[str, keys.KeyJudgement] = {}
-        self.known: dict[str, KnownKey] = {}
-        self.alerts: dict[tuple[str, str], AlertState] = {}
-        self.now = T0
 
     def listed(self) -> list[keys.KeyFacts]:
         rows = []
@@ -61,28 +47,6 @@ class Keys:
             self.histories.setdefault(key_hash, burn.History()).add(sample.to_sample())
             rows.append((sample, self.names[key_hash], None, None))
         return keys.facts_of(rows, self.policy.budget)
-
-    def tick(self, minutes: float = 1.0, *, armed: bool = True) -> Outcome:
-        self.now += timedelta(minutes=minutes)
-        account = burn.History.from_samples([Sample(T0, 0.0), Sample(self.now, 0.0)])
-        o = decide(
-            Inputs(
-                now=self.now,
-                policy=self.policy,
-                history=account,
-                prior=burn.Prior(),
-                poll=PollHealth(started_at=T0, last_success=self.now),
-                alerts=self.alerts,
-                permit=PermitState(armed=True),
-                override=Override() if armed else Override(trip=Trip("test", "ops", T0)),
-                silences={},
-                recipients=[OPS],
-                key_name="the account",
-                keys=KeyInputs(self.listed(), self.histories, self.judgements, self.known),
-            )
-        )
-        self.alerts, self.judgements, self.known = o.alerts, o.judgements, o.known
-        return o
 
 
 def verdict(o: Outcome, name: str) -> keys.KeyVerdict:

@@ -7,46 +7,32 @@ shortcut that served stale numbers or skipped a change would fail here."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
+from tests.fakes import KeysTicks
 from watchdog.core import burn, keys
-from watchdog.core.decide import Inputs, KeyInputs, Outcome, decide
 from watchdog.core.model import (
-    AlertState,
     BudgetPolicy,
     KeyBudget,
     KeySample,
-    KnownKey,
-    Override,
     Policy,
-    PollHealth,
-    Recipient,
-    Sample,
 )
-from watchdog.core.permit import PermitState
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 BATCH = KeyBudget("batch-*", daily_limit=5.0, action="revoke")
 POLICY = Policy(budget=BudgetPolicy(keys=(BATCH,), spike_min_rate=1000.0))  # limits only
 
 
-class Account:
+class Account(KeysTicks):
     """Keys polled each `tick` as watchdog.keyring lists them: an unchanged key keeps
     the very facts object of the last listing; a changed one gets new facts."""
 
     def __init__(self, usage: dict[str, float], policy: Policy = POLICY) -> None:
-        self.policy = policy
-        self.usage = dict(usage)
-        self.names = {h: h for h in usage}
+        super().__init__(usage, policy, T0)
         self.hidden: set[str] = set()
-        self.histories: dict[str, burn.History] = {}
         self.facts: dict[str, keys.KeyFacts] = {}
-        self.judgements: dict[str, keys.KeyJudgement] = {}
-        self.known: dict[str, KnownKey] = {}
-        self.alerts: dict[tuple[str, str], AlertState] = {}
-        self.now = T0
 
     def listed(self) -> list[keys.KeyFacts]:
         out = []
@@ -65,28 +51,6 @@ class Account:
             self.facts[h] = facts
             out.append(facts)
         return out
-
-    def tick(self, minutes: float = 1.0, policy: Policy | None = None) -> Outcome:
-        self.now += timedelta(minutes=minutes)
-        account = burn.History.from_samples([Sample(T0, 0.0), Sample(self.now, 0.0)])
-        o = decide(
-            Inputs(
-                now=self.now,
-                policy=policy or self.policy,
-                history=account,
-                prior=burn.Prior(),
-                poll=PollHealth(started_at=T0, last_success=self.now),
-                alerts=self.alerts,
-                permit=PermitState(armed=True),
-                override=Override(),
-                silences={},
-                recipients=[Recipient("ops", ("warning", "critical"))],
-                key_name="the account",
-                keys=KeyInputs(self.listed(), self.histories, self.judgements, self.known),
-            )
-        )
-        self.alerts, self.judgements, self.known = o.alerts, o.judgements, o.known
-        return o
 
 
 def test_a_key_that_spends_is_measured_afresh_every_tick_and_an_idle_one_is_not() -> None:
