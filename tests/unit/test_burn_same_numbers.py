@@ -113,13 +113,8 @@ def _samples(rng: random.Random, shape: str, end: datetime) -> list[Sample]:
     per_poll = 0.01 + 0.02 * rng.random()
     previous: datetime | None = None
     for k, ts in enumerate(times):
-        if previous is not None:  # the provider's windows restart at 00:00 UTC
-            if ts.date() != previous.date():
-                starts["daily"] = usage
-            if ts.isocalendar()[:2] != previous.isocalendar()[:2]:
-                starts["weekly"] = usage
-            if ts.month != previous.month:
-                starts["monthly"] = usage
+        if previous is not None:
+            _restart_windows(starts, ts, previous, usage)
         idle = shape == "idle_then_spending" and ts < end - timedelta(hours=3)
         if shape == "replaced_key" and k == len(times) // 2:
             usage = 0.2  # a new key: its counter starts low
@@ -129,6 +124,19 @@ def _samples(rng: random.Random, shape: str, end: datetime) -> list[Sample]:
         out.append(_counters(rng, ts, usage, starts, shape != "no_counters"))
         previous = ts
     return out
+
+
+def _restart_windows(
+    starts: dict[str, float], ts: datetime, previous: datetime, usage: float
+) -> None:
+    """The provider's windows restart at 00:00 UTC: a window that begins between the
+    previous poll and `ts` starts counting from `usage`."""
+    if ts.date() != previous.date():
+        starts["daily"] = usage
+    if ts.isocalendar()[:2] != previous.isocalendar()[:2]:
+        starts["weekly"] = usage
+    if ts.month != previous.month:
+        starts["monthly"] = usage
 
 
 def _cases() -> Iterator[tuple[str, burn.History, datetime, tzinfo, burn.Prior | None]]:
@@ -312,12 +320,7 @@ def _realistic_key(now: datetime) -> burn.History:
                 usage += 0.01
             elif ts < now - timedelta(days=2) and 8 <= ts.hour < 18:
                 usage += 0.05
-            if ts.date() != previous.date():
-                starts["daily"] = usage
-            if ts.isocalendar()[:2] != previous.isocalendar()[:2]:
-                starts["weekly"] = usage
-            if ts.month != previous.month:
-                starts["monthly"] = usage
+            _restart_windows(starts, ts, previous, usage)
         history.add(
             Sample(
                 ts,
