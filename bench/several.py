@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 
@@ -143,27 +141,6 @@ def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-class Polls:
-    """When the fake provider was asked for the watched key: one request per poll."""
-
-    def __init__(self, fake: Any) -> None:
-        self.times: list[float] = []
-        self.lock = threading.Lock()
-        original = fake._handle
-
-        def handle(handler: Any, method: str) -> None:
-            if urlparse(handler.path).path == "/api/v1/key":
-                with self.lock:
-                    self.times.append(time.monotonic())
-            original(handler, method)
-
-        setattr(fake, "_handle", handle)  # noqa: B010  (looked up per request)
-
-    def after(self, start: float) -> list[float]:
-        with self.lock:
-            return [t for t in self.times if t >= start]
-
-
 # -- failover -----------------------------------------------------------------------------
 
 
@@ -172,7 +149,6 @@ def failover(server: Any, runs: int = FAILOVER_RUNS) -> list[float]:
     from tests.fake_openrouter import FakeOpenRouter
 
     fake = FakeOpenRouter().start()
-    polls = Polls(fake)
     url = server.url(schema=server.create_schema())
     took: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,10 +163,10 @@ def failover(server: Any, runs: int = FAILOVER_RUNS) -> list[float]:
                 follower = pair[1 - pair.index(leader)]
                 wait(lambda: follower.role() == "follower", 30, "the follower")  # noqa: B023
                 # Polling steadily, then a kill at a random point of the lease's renewals.
-                wait(lambda: len(polls.after(time.monotonic() - 1.5)) >= 1, 10, "polls")
+                wait(lambda: len(fake.polls_between(time.monotonic() - 1.5)) >= 1, 10, "polls")
                 time.sleep(random.uniform(1.0, 2.0))
                 killed_at = leader.kill()
-                first = wait(lambda: polls.after(killed_at), 30, "the new leader's poll")[0]  # noqa: B023
+                first = wait(lambda: fake.polls_between(killed_at), 30, "the new leader's poll")[0]  # noqa: B023
                 took.append(first - killed_at)
                 say(f"  failover {len(took)}: {took[-1]:.2f} s")
                 leader.start()  # back, as the follower

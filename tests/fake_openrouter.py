@@ -381,6 +381,8 @@ class FakeOpenRouter:
         self.endpoints: dict[str, list[dict[str, Any]]] = {}
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        # When the watched key was asked for (time.monotonic()): one request a poll.
+        self.key_polls: list[float] = []
         self.queries: list[tuple[str, str, dict[str, list[str]]]] = []
         self.patches: list[tuple[str, dict[str, Any]]] = []
         # The account's workspaces (workspace_row), the default one first.
@@ -634,6 +636,12 @@ class FakeOpenRouter:
                 return row
         return None
 
+    def polls_between(self, start: float, end: float = math.inf) -> list[float]:
+        """When the watched key was asked for (one request a poll), within [start, end)
+        on time.monotonic()'s clock."""
+        with self.lock:
+            return [t for t in self.key_polls if start <= t < end]
+
     # -- HTTP ---------------------------------------------------------------------------
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
@@ -642,6 +650,8 @@ class FakeOpenRouter:
         body = handler.rfile.read(length) if length else b""
         query = parse_qs(url.query)
         with self.lock:
+            if url.path == "/api/v1/key":
+                self.key_polls.append(time.monotonic())
             self.requests.append((method, url.path, dict(handler.headers.items())))
             self.queries.append((method, url.path, query))
         fault = self._take_fault(url.path)

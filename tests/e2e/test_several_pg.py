@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 import psycopg
@@ -111,30 +110,6 @@ class Pair:
         return found
 
 
-class PollClock:
-    """When the fake provider was asked for the watched key (one request per poll)."""
-
-    def __init__(self, fake: FakeOpenRouter) -> None:
-        self.times: list[float] = []
-        self.lock = threading.Lock()
-        original = fake._handle
-
-        def handle(handler: Any, method: str) -> None:
-            if urlparse(handler.path).path == "/api/v1/key":
-                with self.lock:
-                    self.times.append(time.monotonic())
-            original(handler, method)
-
-        setattr(fake, "_handle", handle)  # noqa: B010  (the handler looks it up per request)
-
-    def between(self, start: float, end: float) -> list[float]:
-        with self.lock:
-            return [t for t in self.times if start <= t < end]
-
-    def after(self, start: float) -> list[float]:
-        return self.between(start, math.inf)
-
-
 @pytest.fixture
 def pair(fake: FakeOpenRouter, pg_url: str, tmp_path: Path) -> Iterator[Callable[..., Pair]]:
     """Start two instances on this test's schema; each in its own directory, with its own
@@ -201,14 +176,13 @@ def kill(instance: Instance) -> float:
 def test_exactly_one_instance_polls_each_interval(
     fake: FakeOpenRouter, pair: Callable[..., Pair]
 ) -> None:
-    clock = PollClock(fake)
     leader, follower = pair().settled()
     wait_for(lambda: len(leader.polls()) >= 2, what="the leader polling steadily")
     intervals = 4
     start = time.monotonic()
     polls_before = len(leader.polls())
     time.sleep(intervals * POLL_S)
-    asked = clock.between(start, time.monotonic())
+    asked = fake.polls_between(start, time.monotonic())
     # One request per interval (a boundary may fall either side), not one per instance.
     assert intervals - 1 <= len(asked) <= intervals + 1, asked
     gaps = [later - earlier for earlier, later in itertools.pairwise(asked)]
@@ -230,12 +204,11 @@ def test_exactly_one_instance_polls_each_interval(
 def test_a_killed_leader_is_replaced_and_polls_within_two_intervals_and_a_lease(
     fake: FakeOpenRouter, pair: Callable[..., Pair]
 ) -> None:
-    clock = PollClock(fake)
     leader, follower = pair().settled()
     wait_for(lambda: len(leader.polls()) >= 2, what="the leader polling steadily")
     killed_at = kill(leader)
     first = wait_for(
-        lambda: clock.after(killed_at), FAILOVER_BOUND_S + 5, "a poll by the new leader"
+        lambda: fake.polls_between(killed_at), FAILOVER_BOUND_S + 5, "a poll by the new leader"
     )[0]
     took = first - killed_at
     bound = FAILOVER_BOUND_S
