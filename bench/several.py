@@ -39,6 +39,7 @@ import httpx
 
 from bench.common import BIN, ROOT, QuietLog, Result, say
 from bench.http import CONNECTIONS, THREADS, free_port, wait_http, wrk
+from tests.e2e.conftest import wait_for
 
 FAILOVER_RUNS = 5
 POLL_S = 1.0
@@ -131,16 +132,6 @@ def write_config(
     return path
 
 
-def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 # -- failover -----------------------------------------------------------------------------
 
 
@@ -159,14 +150,18 @@ def failover(server: Any, runs: int = FAILOVER_RUNS) -> list[float]:
             pair.append(Daemon(config, port).start())
         try:
             for _ in range(runs):
-                leader = wait(lambda: [d for d in pair if d.role() == "leader"], 30, "a leader")[0]
+                leaders = wait_for(
+                    lambda: [d for d in pair if d.role() == "leader"], 30, "a leader"
+                )
+                leader = leaders[0]
                 follower = pair[1 - pair.index(leader)]
-                wait(lambda: follower.role() == "follower", 30, "the follower")  # noqa: B023
+                wait_for(lambda: follower.role() == "follower", 30, "the follower")  # noqa: B023
                 # Polling steadily, then a kill at a random point of the lease's renewals.
-                wait(lambda: len(fake.polls_between(time.monotonic() - 1.5)) >= 1, 10, "polls")
+                wait_for(lambda: len(fake.polls_between(time.monotonic() - 1.5)) >= 1, 10, "polls")
                 time.sleep(random.uniform(1.0, 2.0))
                 killed_at = leader.kill()
-                first = wait(lambda: fake.polls_between(killed_at), 30, "the new leader's poll")[0]  # noqa: B023
+                polled = wait_for(lambda: fake.polls_between(killed_at), 30, "a poll")  # noqa: B023
+                first = polled[0]
                 took.append(first - killed_at)
                 say(f"  failover {len(took)}: {took[-1]:.2f} s")
                 leader.start()  # back, as the follower
@@ -216,7 +211,7 @@ def preflight(server: Any) -> dict[str, dict[str, list[float]]]:
             for engine, daemon in daemons.items():
                 base = f"http://127.0.0.1:{daemon.port}"
                 wait_http(f"{base}/status")
-                wait(
+                wait_for(
                     lambda: httpx.get(f"{base}/preflight?cost=1").status_code == 200,  # noqa: B023
                     20,
                     f"go on {engine}",
