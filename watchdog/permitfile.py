@@ -169,7 +169,7 @@ def keys_directory(path: Path) -> Path:
     return path.with_name(path.name + ".keys")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyPermit:
     """What one key's permit says: go (`armed`) or not and why, and what a job on that key
     may still spend (`headroom`, USD; None when no limit applies)."""

@@ -37,7 +37,7 @@ PROVIDER_WINDOWS = ("daily", "weekly", "monthly")
 NOW_WINDOW = timedelta(minutes=10)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rate:
     """A burn rate in USD per hour, and what backs it: `covered` is how much of the window
     our own samples cover, `basis` says in words where the number comes from."""
@@ -52,7 +52,7 @@ class Rate:
         return None if self.per_hour is None else self.per_hour * 24
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Prior:
     """What the provider knows from before our first sample: the account's activity over
     the last 30 days (management key), as an average daily spend."""
@@ -61,7 +61,7 @@ class Prior:
     activity_days: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Metrics:
     """The numbers of one tick. Amounts in USD; None when unknown."""
 
@@ -314,7 +314,7 @@ def month_bounds(now: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
     return local_midnight(first, tz), local_midnight(following, tz)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Calendar:
     """The instants a tick measures every curve against, the same for all its keys: the
     local day, week and month, the provider's UTC windows, and where each sliding window

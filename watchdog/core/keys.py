@@ -41,7 +41,7 @@ REFRESH_IDLE = timedelta(hours=1)
 NEVER = datetime.min.replace(tzinfo=UTC)  # a judgement that stands for no tick after its own
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyFacts:
     """One listed key this tick: who it is (`name` is unique among the listed keys: a
     name two keys share gets the hash's first 8 characters after it), its latest counters,
@@ -63,7 +63,7 @@ class KeyFacts:
         return self.budget.action if self.budget is not None else "alert"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyVerdict:
     """One key's permit: go or not, why not, and what it may still spend (None: no limit
     of its own; the account's headroom still applies)."""
@@ -75,7 +75,7 @@ class KeyVerdict:
     headroom: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyJudgement:
     """One key's numbers and findings at `measured_at` (possibly an earlier tick's, for an
     idle key: see `needs_judging`)."""

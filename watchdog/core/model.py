@@ -24,7 +24,7 @@ TICK_FAILURES = ("state", "tick")
 Scope = Literal["key", "account"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyUsage:
     """One API key as the provider describes it. Amounts in USD; None when not reported.
 
@@ -85,7 +85,7 @@ class KeyUsage:
         return None if byok is None else value + byok
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Credits:
     """The account's credits (management key): balance = total_credits - total_usage."""
 
@@ -97,7 +97,7 @@ class Credits:
         return self.total_credits - self.total_usage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one poll learned. `key` is the watched key (None with only a management
     key); `credits` and `keys` need a management key."""
@@ -222,7 +222,7 @@ def _total(values: Iterator[float | None]) -> float | None:
 _COUNTERS = tuple(operator.attrgetter(name) for name in (*_WINDOWS, *_BYOK))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """The row kept for every poll: the usage counter, the provider's own windows, balance.
     `byok_*` is BYOK spend shown on its own; `byok_counted` says whether `usage` and its
@@ -243,7 +243,7 @@ class Sample:
     byok_counted: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KnownKey:
     """A key of the account as the watchdog follows it, by hash: its latest name, label and
     workspace; when it was first and last listed; `deleted_at` once a listing no longer
@@ -261,7 +261,7 @@ class KnownKey:
     missing_since: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeySample:
     """One key's counters at one poll (see Sample). Kept when they changed, with the last
     unchanged one before a change, so a restart rebuilds the same curve."""
@@ -327,7 +327,7 @@ class KeySample:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CapChange:
     """One change of a key's provider-side limit, for the audit: old → new, who, when."""
 
@@ -345,7 +345,7 @@ class CapChange:
 # -- findings and alerts ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     """One rule's judgement. `value` and `threshold` share a unit (USD, days, USD/h, s)."""
 
@@ -379,7 +379,7 @@ EventKind = Literal[
 Ident = tuple[str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AlertState:
     """One alert, as persisted between ticks and restarts.
 
@@ -410,7 +410,7 @@ class AlertState:
         return self.resolved_at is None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Silence:
     """Notifications for `rule` stop until `until` (the kill switch is not affected)."""
 
@@ -420,7 +420,7 @@ class Silence:
     created_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """A change worth telling someone about. `severity` routes it to targets; `at` is
     when it happened (every message says so)."""
@@ -437,7 +437,7 @@ class Event:
     held_until: datetime | None = None  # held by a silence that ended then (`at` is earlier)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recipient:
     """A notification target as routing sees it: a stable id and the severities it takes."""
 
@@ -445,7 +445,7 @@ class Recipient:
     severities: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutboxRow:
     """A message for one target, as written to the outbox."""
 
@@ -461,7 +461,7 @@ class OutboxRow:
 # -- polling ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PollHealth:
     """What is known about polling: for staleness, /healthz, the view and metrics. The one
     place data age is computed."""
@@ -542,7 +542,7 @@ class PollHealth:
 # -- the permit ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Trip:
     """A manual stop: `budget-watchdog trip --reason TEXT`."""
 
@@ -551,7 +551,7 @@ class Trip:
     at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Override:
     """What operators said by hand: a trip in force, and when `arm` was last asked for."""
 
@@ -567,7 +567,7 @@ class Override:
 KeyAction = Literal["alert", "revoke", "disable"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyBudget:
     """One [[budget.keys]] entry: the limits of the keys it matches, and what their
     findings do (`alert` only; `revoke` that key's permit; `disable` that key at the
@@ -588,7 +588,7 @@ class KeyBudget:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BudgetPolicy:
     """[budget]: the limits and targets findings are judged against."""
 
@@ -613,7 +613,7 @@ class BudgetPolicy:
         return next((k for k in self.keys if k.matches(name, label, key_hash)), None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KillswitchPolicy:
     """[killswitch]: what revokes the permit and how long a written permit is good for."""
 
@@ -624,7 +624,7 @@ class KillswitchPolicy:
     disable_keys: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NotifyPolicy:
     """[notify]: how often alerts repeat and whether an end is announced."""
 
@@ -632,7 +632,7 @@ class NotifyPolicy:
     send_resolved: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Everything the core decides by."""
 
@@ -643,7 +643,7 @@ class Policy:
     caps: CapsPolicy = field(default_factory=lambda: CapsPolicy())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CapsPolicy:
     """[caps]: provider-side key limits the watchdog keeps at `factor` × expected daily
     spend (never below `min_daily`), every `every` when `manage`."""
@@ -654,7 +654,7 @@ class CapsPolicy:
     every: timedelta = timedelta(days=1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetHealth:
     """Delivery to one notification target so far."""
 
@@ -672,7 +672,7 @@ class TargetHealth:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PermitChange:
     """One line of the permit's audit trail."""
 

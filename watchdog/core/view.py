@@ -34,7 +34,7 @@ from watchdog.core.words import rate as rate_text
 UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetView:
     """A notification target as shown: masked URL, severities, delivery health."""
 
@@ -44,7 +44,7 @@ class TargetView:
     health: TargetHealth = field(default_factory=TargetHealth)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyRow:
     """One key of the account as /status, /metrics, the page and `report` show it."""
 
@@ -160,7 +160,7 @@ def _key_row(j: keys.KeyJudgement, v: keys.KeyVerdict | None) -> KeyRow:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InstanceView:
     """Which instance answers and what part it plays, when several share one database:
     `role` "leader" or "follower", the leader of the moment (None: unknown, the database
@@ -182,7 +182,7 @@ class InstanceView:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class View:
     """One tick's picture. `state` is "ok", "warning", "critical", or "unknown" before the
     first successful poll since start."""
