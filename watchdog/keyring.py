@@ -19,6 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import compress
+from operator import is_not
+from typing import cast
 
 from watchdog.core import burn
 from watchdog.core import keys as keyrules
@@ -90,6 +93,8 @@ class KeyRing:
     # Whether the last listing may have changed which key each [[budget.keys]] entry
     # matches (a key new, renamed, relabelled or gone, or a new policy).
     entries_moved: bool = field(default=False, init=False)
+    # The last listing, when every key of it has its facts (see `_changed_only`).
+    _listing: tuple[KeyUsage, ...] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def resume(cls, store: Store, since: datetime, now: datetime) -> KeyRing:
@@ -142,41 +147,33 @@ class KeyRing:
         once that nothing changed)."""
         keep: list[KeySample] = []
         self.moved = []
-        facts: dict[str, keyrules.KeyFacts] = {}
-        fresh: list[KeyUsage] = []
         t = now.timestamp()
         # While the clock moves on, an idle key's flat run is extended when next read, to
         # this poll; otherwise every flat run is extended now, as it comes.
         lazy = self._seen_t is None or t > self._seen_t
         if not lazy:
             self._settle_all()
-        # Every listed key passes here every tick: names bound once, not looked up per key.
-        raw, last_facts, curves, flat_until = self.raw, self.facts, self._curves, self.flat_until
-        for key in listed:
-            h = key.hash
-            if h is None:
-                continue
-            before = raw.get(h)
-            known = last_facts.get(h)
-            if before is not None and known is not None and (before is key or before == key):
-                if not lazy and curves[h].touch(t):
-                    flat_until[h] = now
-                facts[h] = known
-                continue
-            fresh.append(key)
+        same_budget = budget is self._budget
+        # `facts` is in the listing's order; a key listed afresh holds its place (None)
+        # until its facts are made below.
+        facts: dict[str, keyrules.KeyFacts | None]
+        quick = self._changed_only(listed) if lazy and same_budget else None
+        if quick is not None:
+            # The same keys in the same order as last time, none renamed: only the rows
+            # that are not the last listing's objects are looked at (the common tick).
+            facts, fresh, names_changed = dict(self.facts), quick, False
+        else:
+            facts, fresh = self._sort_out(listed, now, t, lazy)
+            names_changed = len(facts) != len(self.facts) or any(
+                (was := self.raw.get(k.hash or "")) is None or not _same_name(was, k) for k in fresh
+            )
         for key in fresh:  # first the flat run the last listing gave it, if any
-            if key.hash in last_facts:
+            if key.hash in self.facts:
                 self.curve(key.hash)
-        names_changed = any(
-            self.raw.get(k.hash or "") is None
-            or self.raw[k.hash or ""].name != k.name
-            or self.raw[k.hash or ""].label != k.label
-            for k in fresh
-        ) or len(facts) + len(fresh) != len(self.facts)
         accepted: list[KeyUsage] = []
+        stepped_back = False
         # A key listed under the name and label it had, with the same [budget] as then,
         # keeps its entry: the globs are not matched again each time it spends.
-        same_budget = budget is self._budget
         entries: dict[str, KeyBudget | None] = {}
         for key in fresh:
             assert key.hash is not None
@@ -186,8 +183,11 @@ class KeyRing:
             if last is not None and sample.ts <= last.ts:
                 # The clock stepped back (the account's `clock` rule says so): the key is
                 # still listed, as it was.
+                stepped_back = True
                 if h in self.facts:
                     facts[h] = self.facts[h]
+                else:
+                    facts.pop(h, None)
                 continue
             accepted.append(key)
             was, known = self.raw.get(h), self.facts.get(h)
@@ -210,8 +210,8 @@ class KeyRing:
                 (h, _name(k)) for h, k in listing.items() if h in self.raw
             )
         for key in accepted:
+            assert key.hash is not None
             h = key.hash
-            assert h is not None
             name = self.names.get(h, _name(key))
             label = keyrules.printable(key.label) if key.label is not None else None
             workspace = key.workspace_id
@@ -223,23 +223,71 @@ class KeyRing:
                 self.last[h],
                 entries[h] if h in entries else budget.key_budget(_name(key), key.label, h),
             )
+        made = cast(dict[str, keyrules.KeyFacts], facts)  # every place is filled by now
         if names_changed:  # another key's unique name may have changed with this one
-            for h, f in facts.items():
+            for h, f in made.items():
                 if f.name != self.names.get(h, f.name):
-                    facts[h] = replace(f, name=self.names[h])
-        # A key of the last listing is in this one exactly when it has facts now (listed
-        # unchanged, changed, or kept as it was when the clock stepped back). One that is
-        # not keeps the flat run the last listing gave it.
-        for h in self.facts.keys() - facts.keys():
-            if h in self._curves:
-                self.curve(h)
-            self.raw.pop(h, None)
-        self.facts = facts
+                    made[h] = replace(f, name=self.names[h])
+        if quick is None:
+            # A key of the last listing is in this one exactly when it has facts now
+            # (listed unchanged, changed, or kept as it was when the clock stepped back).
+            # One that is not keeps the flat run the last listing gave it.
+            for h in self.facts.keys() - made.keys():
+                if h in self._curves:
+                    self.curve(h)
+                self.raw.pop(h, None)
+        self.facts = made
         self.entries_moved = names_changed or not same_budget
         self._budget = budget
         self._seen_t, self._seen_at = t, now
-        self.listed = list(facts.values())
+        self.listed = list(made.values())
+        # The next listing is compared with this one by its objects only when each of
+        # this one's keys is what `raw` and `facts` hold for it (see `_changed_only`).
+        clean = lazy and not stepped_back and len(made) == len(listed)
+        self._listing = tuple(listed) if clean else None
         return keep
+
+    def _changed_only(self, listed: Sequence[KeyUsage]) -> list[KeyUsage] | None:
+        """The keys of `listed` to look at, when it lists the very keys of the last
+        listing in the same order, none under another name or label: those whose row is
+        not the last listing's object (OpenRouterProvider reuses an unchanged row's) and
+        not equal to it. None otherwise (then every key is looked at)."""
+        before = self._listing
+        if before is None or len(before) != len(listed):
+            return None
+        fresh = []
+        # In C, without visiting the rows: which places hold another object than before.
+        for i in compress(range(len(listed)), map(is_not, listed, before)):
+            key, was = listed[i], before[i]
+            if key.hash != was.hash or not _same_name(was, key):
+                return None  # another order, another key, or a rename
+            if key != was:
+                fresh.append(key)
+        return fresh
+
+    def _sort_out(
+        self, listed: Sequence[KeyUsage], now: datetime, t: float, lazy: bool
+    ) -> tuple[dict[str, keyrules.KeyFacts | None], list[KeyUsage]]:
+        """Every listed key, in order: one listed exactly as last time keeps its facts;
+        the others are returned to be looked at, their places held (None)."""
+        facts: dict[str, keyrules.KeyFacts | None] = {}
+        fresh: list[KeyUsage] = []
+        # Names bound once, not looked up per key.
+        raw, last_facts, curves, flat_until = self.raw, self.facts, self._curves, self.flat_until
+        for key in listed:
+            h = key.hash
+            if h is None:
+                continue
+            before = raw.get(h)
+            known = last_facts.get(h)
+            if before is not None and known is not None and (before is key or before == key):
+                if not lazy and curves[h].touch(t):
+                    flat_until[h] = now
+                facts[h] = known
+                continue
+            facts[h] = None
+            fresh.append(key)
+        return facts, fresh
 
     def unmatched(self, budget: BudgetPolicy) -> list[str]:
         """The `match` of each [[budget.keys]] entry that no listed key gets (none matches
@@ -266,6 +314,7 @@ class KeyRing:
 
     def forget(self, key_hash: str) -> None:
         """A deleted key: its curve leaves memory (its samples stay in the store)."""
+        self._listing = None
         self._curves.pop(key_hash, None)
         self.last.pop(key_hash, None)
         self.flat_until.pop(key_hash, None)
@@ -282,6 +331,7 @@ class KeyRing:
         poll, as the leader's own polls extend it — the leader's curves, without reading
         every key's month again."""
         self._settle_all()  # what this ring's own last listing proved comes first
+        self._listing = None
         curves = self._curves
         for key_hash, samples in stored.items():
             curve = curves.setdefault(key_hash, burn.History())
