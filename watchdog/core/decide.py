@@ -11,6 +11,7 @@ import operator
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import chain, compress
 from typing import cast
 
 from watchdog.core import alerts, burn, keys, messages, rules
@@ -34,6 +35,9 @@ from watchdog.core.model import (
 HORIZON_FACTOR = 1.25
 _FINDINGS = operator.attrgetter("findings")
 _OWN = operator.attrgetter("own")
+_FACTS = operator.attrgetter("facts")
+_VALID_UNTIL = operator.attrgetter("valid_until")
+_MISSING_SINCE = operator.attrgetter("missing_since")
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ def decide(i: Inputs) -> Outcome:
     )
     states, judgements, known, changes, notices = _keys(i, dict(i.alerts), horizon)
     # Over every key each tick, in C: the keys with findings are few.
-    key_findings = [f for found in map(_FINDINGS, judgements.values()) if found for f in found]
+    key_findings = list(chain.from_iterable(map(_FINDINGS, judgements.values())))
     new_alerts, events = alerts.advance(
         states,
         findings + key_findings,
@@ -189,29 +193,26 @@ def _keys(
     notices: list[Event] = []
     if k.listed is None:
         return states, judgements, known, changes, notices
-    # One pass over the listing: a key listed as the very facts its judgement was made
-    # from (watchdog.keyring keeps an unchanged key's facts) keeps that judgement until
-    # it is due; the others (`todo`) are looked at below, in place: `fresh` keeps the
-    # listing's order, which is the order of the alerts and messages.
+    # A key listed as the very facts its judgement was made from (watchdog.keyring keeps
+    # an unchanged key's facts) keeps that judgement until it is due; the others (`todo`)
+    # are looked at below, in place: `fresh` keeps the listing's order, which is the
+    # order of the alerts and messages.
     now = i.now
-    get = judgements.get
-    fresh: dict[str, keys.KeyJudgement | None] = {}
-    todo: list[keys.KeyFacts] = []
-    listing_moved = len(k.listed) != len(judgements)
-    for facts in k.listed:
-        previous = get(facts.hash)
-        if previous is not None and previous.facts is facts:
-            if now < previous.valid_until:
-                fresh[facts.hash] = previous  # listed as before, nothing due: the common case
-                continue
-        elif not listing_moved:
-            listing_moved = previous is None or _listed_apart(previous.facts, facts)
-        fresh[facts.hash] = None
-        todo.append(facts)
+    quick = _due_only(k.listed, k.previous, now)
+    fresh: dict[str, keys.KeyJudgement | None]
+    if quick is not None:
+        # The keys of the last tick in its order: only the ones listed anew or due are
+        # looked at (the common tick: a few keys spent, the others idle).
+        fresh, todo, listing_moved = dict(k.previous), quick, False
+        for facts in todo:
+            fresh[facts.hash] = None
+            listing_moved = listing_moved or _listed_apart(k.previous[facts.hash].facts, facts)
+    else:
+        fresh, todo, listing_moved = _sort_out(k.listed, judgements, now)
     # The keys followed change only when a key is new, renamed, relabelled, moved to
     # another workspace, missing or back: a key listed with new counters under the same
     # name (one that spends) is as `follow` left it.
-    if listing_moved or any(x.missing_since is not None for x in k.known.values()):
+    if listing_moved or any(map(_MISSING_SINCE, k.known.values())):
         listing = [(f.hash, f.name, f.label, f.workspace_id) for f in k.listed]
         known, changes = keys.follow(k.known, listing, now)
     if changes:
@@ -255,6 +256,52 @@ def _keys(
         if what == "missing" and key.hash in judgements:
             fresh[key.hash] = judgements[key.hash]  # as it was, until a listing says more
     return states, cast(dict[str, keys.KeyJudgement], fresh), known, changes, notices
+
+
+def _due_only(
+    listed: Sequence[keys.KeyFacts], previous: Mapping[str, keys.KeyJudgement], now: datetime
+) -> list[keys.KeyFacts] | None:
+    """When `listed` has the keys of `previous` in its order, the facts to look at: a key
+    listed as other facts than its judgement was made from, or whose judgement no longer
+    stands (`valid_until`). None when the keys or their order differ."""
+    if len(listed) != len(previous):
+        return None
+    before = list(previous.values())
+    # In C, without visiting the facts: which places hold other facts, or are due.
+    anew = map(operator.is_not, map(_FACTS, before), listed)
+    due = map(now.__ge__, map(_VALID_UNTIL, before))
+    todo = []
+    for n in compress(range(len(before)), map(operator.or_, anew, due)):
+        facts = listed[n]
+        if facts.hash != before[n].facts.hash:
+            return None  # another key here: another order, or another listing
+        todo.append(facts)
+    return todo
+
+
+def _sort_out(
+    listed: Sequence[keys.KeyFacts], judgements: Mapping[str, keys.KeyJudgement], now: datetime
+) -> tuple[dict[str, keys.KeyJudgement | None], list[keys.KeyFacts], bool]:
+    """One pass over the listing: a key listed as the very facts its judgement was made
+    from (watchdog.keyring keeps an unchanged key's facts) keeps that judgement until it
+    is due; the others (`todo`) hold their place (None) in the listing's order, which is
+    the order of the alerts and messages. And whether a key is new, renamed, relabelled
+    or moved to another workspace."""
+    get = judgements.get
+    fresh: dict[str, keys.KeyJudgement | None] = {}
+    todo: list[keys.KeyFacts] = []
+    listing_moved = len(listed) != len(judgements)
+    for facts in listed:
+        previous = get(facts.hash)
+        if previous is not None and previous.facts is facts:
+            if now < previous.valid_until:
+                fresh[facts.hash] = previous  # listed as before, nothing due: the common case
+                continue
+        elif not listing_moved:
+            listing_moved = previous is None or _listed_apart(previous.facts, facts)
+        fresh[facts.hash] = None
+        todo.append(facts)
+    return fresh, todo, listing_moved
 
 
 def _listed_apart(before: keys.KeyFacts, facts: keys.KeyFacts) -> bool:
