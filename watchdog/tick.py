@@ -17,6 +17,8 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from itertools import compress
+from operator import is_not
 from typing import Any
 
 from watchdog import permitfile
@@ -680,8 +682,7 @@ class Tick:
             key_judgements=list(o.judgements.values()),
             key_verdicts=o.verdicts,
             keys_watched=m.keys is not None,
-            previous_keys=self.view.keys,
-            previous_index=self.view.key_index,
+            previous_keys=self.view.key_table,
         )
         # The decision stands as long as the permit file written with it.
         return replace(built, decided_until=now + self._lease(now))
@@ -750,7 +751,8 @@ class Tick:
         # names need not be gathered, with hundreds of keys, at every tick.
         same_names = len(before) == len(now)
         get = before.get
-        for key_hash, j in [(h, j) for h, j in now.items() if get(h) is not j]:
+        # In C, without visiting the judgements: the keys judged anew since the last sync.
+        for key_hash, j in compress(now.items(), map(is_not, now.values(), map(get, now))):
             last = get(key_hash)
             if last is None or last.facts.name != j.facts.name:
                 same_names = False

@@ -3,7 +3,8 @@ findings, permits, alert moves and provider actions out (watchdog.core.keys via 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import operator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -281,31 +282,39 @@ def test_key_rows_built_on_the_last_ones_equal_rows_built_afresh() -> None:
 
     k = Keys({"h1": 0.0, "h2": 0.0, "h3": 0.0})
     k.names.update({"h1": "zulu", "h2": "alpha", "h3": "batch-mid"})
-    rows: tuple[view.KeyRow, ...] = ()
-    index: Mapping[str, view.KeyRow] | None = None
+    table: view.KeyTable | None = None
     steps: list[Callable[[], object]] = [
         lambda: None,
         lambda: k.usage.update(h3=6.0),  # spends past its daily limit: revoked
+        lambda: k.usage.update(h3=6.5),  # spends on: its row alone is built again
         lambda: k.names.update(h1="aardvark"),  # renamed: sorts first now
         lambda: k.usage.update(h4=0.0) or k.names.update(h4="mike"),  # a new key
         lambda: k.usage.pop("h2"),
         lambda: None,  # missing once, deleted at the second listing without it
         lambda: k.names.update(h3="aardvark", h1="batch-mid"),  # two keys swap names
+        lambda: k.usage.update(h1=1.0),
     ]
     for n, step in enumerate(steps):
         step()
-        o = k.tick(armed=n != 4)
+        o = k.tick(armed=n != 5)
         judged = list(o.judgements.values())
-        rows, index = view.key_rows(judged, o.verdicts, rows, index)
-        fresh, fresh_index = view.key_rows(judged, o.verdicts)
-        assert rows == fresh and index == fresh_index, f"step {n}"
-        assert [r.name for r in rows] == sorted(r.name for r in rows)
-        assert index == {r.hash: r for r in rows}
+        before = table
+        table = view.key_rows(judged, o.verdicts, table)
+        fresh = view.key_rows(judged, o.verdicts)
+        assert table.rows == fresh.rows and table.places == fresh.places, f"step {n}"
+        assert [r.name for r in table.rows] == sorted(r.name for r in table.rows)
+        assert table.places == {r.hash: n for n, r in enumerate(table.rows)}
+        assert all(table.row(r.hash) is r for r in table.rows)
+        if before is not None:  # a row is the last one exactly when built from the same
+            for r, fresh_row in zip(table.rows, fresh.rows, strict=True):
+                last = before.row(r.hash)
+                same = last is not None and all(map(operator.is_, last.source, r.source))
+                assert (last is r) == same and r.source == fresh_row.source, f"step {n}"
     # Nothing changed: the very rows (and tuple) come back.
-    again, _ = view.key_rows(judged, o.verdicts, rows, index)
-    assert again is rows
+    again = view.key_rows(judged, o.verdicts, table)
+    assert again.rows is table.rows
     with pytest.raises(ValueError, match="verdicts"):
-        view.key_rows(judged, o.verdicts[1:], rows, index)
+        view.key_rows(judged, o.verdicts[1:], table)
 
 
 def test_a_key_renamed_onto_the_name_of_a_key_just_gone_keeps_its_own_alert() -> None:

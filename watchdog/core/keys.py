@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from itertools import compress
+from operator import attrgetter
 
 from watchdog.core import burn, rules
 from watchdog.core.model import (
@@ -261,7 +263,7 @@ def provider_actions(
     again. A key is never disabled twice, and never re-enabled unless we disabled it."""
     want = {h: (n, "the account's permit is revoked") for h, n in account_disable}
     # Most keys, every tick, have no finding: nothing of theirs to disable.
-    for key_hash, j in [(h, j) for h, j in judgements.items() if j.findings]:
+    for key_hash, j in compress(judgements.items(), map(_FINDINGS, judgements.values())):
         if j.facts.action != "disable" or (j.facts.disabled and key_hash not in ours):
             continue  # not ours to disable, or disabled by someone else already
         revoking = [f for f in j.findings if f.severity in revoke_on]
@@ -270,6 +272,9 @@ def provider_actions(
     disable = [(h, n, why) for h, (n, why) in want.items() if h not in ours]
     enable = [(h, n) for h, n in ours.items() if h not in want and h in listed]
     return disable, enable
+
+
+_FINDINGS = attrgetter("findings")
 
 
 def follow(

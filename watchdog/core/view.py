@@ -10,6 +10,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from itertools import compress
 from typing import Any
 
 from watchdog import __version__
@@ -96,41 +97,81 @@ class KeyRow:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class KeyTable:
+    """The keys' rows as shown (by name), with what they were built from: the judgements
+    and verdicts as given (in the listing's order) and each key's place among the rows
+    (by hash). The next tick's `key_rows` compares its own with these by identity, and
+    builds only the rows of keys judged or given a verdict anew."""
+
+    rows: tuple[KeyRow, ...] = ()
+    judgements: Sequence[keys.KeyJudgement] = ()
+    verdicts: Sequence[keys.KeyVerdict | None] = ()
+    places: Mapping[str, int] = field(default_factory=dict)
+
+    def row(self, key_hash: str) -> KeyRow | None:
+        place = self.places.get(key_hash)
+        return self.rows[place] if place is not None else None
+
+
 def key_rows(
     judgements: Sequence[keys.KeyJudgement],
     verdicts: Sequence[keys.KeyVerdict | None],
-    previous: Sequence[KeyRow] = (),
-    index: Mapping[str, KeyRow] | None = None,
-) -> tuple[tuple[KeyRow, ...], Mapping[str, KeyRow]]:
-    """The keys as shown, by name, and the same rows by hash. `verdicts[n]` is the verdict
-    on `judgements[n]` (as `decide` gives them). A row of `previous` (`index`: the same
-    rows by hash, when known) built from the same judgement and verdict is reused: most
-    keys are idle, and with hundreds of them a tick must not rebuild, look up twice and
-    sort every row. ValueError when the two sequences differ in length."""
+    previous: KeyTable | None = None,
+) -> KeyTable:
+    """The keys as shown, by name. `verdicts[n]` is the verdict on `judgements[n]` (as
+    `decide` gives them). A row of `previous` built from the same judgement and verdict
+    is reused: most keys are idle, and with hundreds of them a tick must not rebuild,
+    look up and sort every row. ValueError when the two sequences differ in length."""
     if len(verdicts) != len(judgements):
         raise ValueError(f"{len(judgements)} key judgements but {len(verdicts)} verdicts")
-    before = index if index is not None else {r.hash: r for r in previous}
-    get = before.get
-    # The pairs whose row must be built: new keys, and keys judged or given a verdict anew.
-    stale = [
-        (j, v)
-        for j, v in zip(judgements, verdicts, strict=True)
-        if (old := get(j.facts.hash)) is None or old.source[0] is not j or old.source[1] is not v
-    ]
-    if not stale and len(judgements) == len(before):
-        return tuple(previous), before  # nothing changed (the common tick)
-    built = {j.facts.hash: _key_row(j, v) for j, v in stale}
-    if len(judgements) == len(before) and all(
-        (old := get(h)) is not None and old.name == row.name for h, row in built.items()
-    ):
-        # The same keys under the same names: the order stands, some rows are new.
-        index = {**before, **built}
-        return tuple(map(index.__getitem__, map(_HASH, previous))), index
-    index = {j.facts.hash: built.get(j.facts.hash) or before[j.facts.hash] for j in judgements}
-    return tuple(sorted(index.values(), key=_NAME)), index
+    if previous is not None and len(previous.judgements) == len(judgements):
+        table = _rows_changed(judgements, verdicts, previous)
+        if table is not None:
+            return table
+    before = {r.hash: r for r in previous.rows} if previous is not None else {}
+    rows = []
+    for j, v in zip(judgements, verdicts, strict=True):
+        old = before.get(j.facts.hash)
+        reuse = old is not None and old.source[0] is j and old.source[1] is v
+        rows.append(old if reuse and old is not None else _key_row(j, v))
+    rows.sort(key=_NAME)
+    places = {r.hash: n for n, r in enumerate(rows)}
+    return KeyTable(tuple(rows), judgements, verdicts, places)
 
 
-_HASH = operator.attrgetter("hash")
+def _rows_changed(
+    judgements: Sequence[keys.KeyJudgement],
+    verdicts: Sequence[keys.KeyVerdict | None],
+    previous: KeyTable,
+) -> KeyTable | None:
+    """The table when the same keys as in `previous`, in the same order, keep their
+    names (the common tick): only rows whose judgement or verdict is another object are
+    built, in their places. None otherwise."""
+    # In C, without visiting the judgements: which places hold other objects.
+    anew = map(
+        operator.or_,
+        map(operator.is_not, judgements, previous.judgements),
+        map(operator.is_not, verdicts, previous.verdicts),
+    )
+    rows: list[KeyRow] | None = None
+    for n in compress(range(len(judgements)), anew):
+        j = judgements[n]
+        key_hash = j.facts.hash
+        if key_hash != previous.judgements[n].facts.hash:
+            return None  # another key in this place
+        place = previous.places[key_hash]
+        row = _key_row(j, verdicts[n])
+        if rows is None:
+            rows = list(previous.rows)
+        if rows[place].name != row.name:
+            return None  # renamed: the order may change
+        rows[place] = row
+    if rows is None:
+        return replace(previous, judgements=judgements, verdicts=verdicts)
+    return KeyTable(tuple(rows), judgements, verdicts, previous.places)
+
+
 _NAME = operator.attrgetter("name")
 
 
@@ -220,8 +261,9 @@ class View:
     # Every key of the account (management key), by name; `keys_watched` when they are.
     keys: tuple[KeyRow, ...] = ()
     keys_watched: bool = False
-    # The same rows by hash (the next tick's key_rows reuses them; not compared).
-    key_index: Mapping[str, KeyRow] = field(default_factory=dict, compare=False, repr=False)
+    # The same rows with what they were built from (the next tick's key_rows reuses
+    # them; not compared).
+    key_table: KeyTable | None = field(default=None, compare=False, repr=False)
     # How long this view's permit decision stands: the lease of the permit file the tick
     # wrote with it. Past it no tick has finished since (stuck, or the state out of
     # reach), and every answer is no-go, as the file has run out too.
@@ -393,8 +435,7 @@ def build(
     key_judgements: Sequence[keys.KeyJudgement] = (),
     key_verdicts: Sequence[keys.KeyVerdict] = (),
     keys_watched: bool = False,
-    previous_keys: Sequence[KeyRow] = (),
-    previous_index: Mapping[str, KeyRow] | None = None,
+    previous_keys: KeyTable | None = None,
 ) -> View:
     """Given one tick's results, return the View the server and CLI show. Before the first
     successful poll since start the state is "unknown", whatever the rules said."""
@@ -402,7 +443,7 @@ def build(
     daily = daily_from(activity, now)
     known = poll.last_success is not None and poll.last_success >= poll.started_at
     state = severity_of(list(findings)) if known or findings else UNKNOWN
-    rows, index = key_rows(key_judgements, key_verdicts, previous_keys, previous_index)
+    table = key_rows(key_judgements, key_verdicts, previous_keys)
     return View(
         generated_at=now,
         state=state,
@@ -427,9 +468,9 @@ def build(
         top_models=top_models_from(activity, now),
         month_days=_filled(month_days, daily),
         savings=tuple(savings),
-        keys=rows,
+        keys=table.rows,
         keys_watched=keys_watched,
-        key_index=index,
+        key_table=table,
     )
 
 
