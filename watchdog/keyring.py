@@ -83,6 +83,7 @@ class KeyRing:
     synced: dict[str, keyrules.KeyJudgement] = field(default_factory=dict)
     judgements: dict[str, keyrules.KeyJudgement] = field(default_factory=dict)
     known: dict[str, KnownKey] = field(default_factory=dict)
+    missing: bool | None = None  # whether a key of `known` is missing (None: look)
     listed: list[keyrules.KeyFacts] | None = None
     # Each key's baseline from the provider's activity (`/activity?api_key_hash=`), and
     # when it was asked for: keys that spend are asked once a day, a few per tick.
@@ -299,7 +300,9 @@ class KeyRing:
         """This tick's inputs for `decide` (the listing is consumed: a tick without a
         listing keeps the last judgements)."""
         listed, self.listed = self.listed, None
-        return KeyInputs(listed, _Curves(self), self.judgements, self.known, self.priors)
+        return KeyInputs(
+            listed, _Curves(self), self.judgements, self.known, self.priors, self.missing
+        )
 
     def to_ask(self, now: datetime, most: int) -> list[str]:
         """Keys whose baseline to ask the provider for now: ones that spend (their counters

@@ -402,6 +402,7 @@ class Tick:
             )
         if m.keys is not None:
             m.keys.judgements, m.keys.known = outcome.judgements, outcome.known
+            m.keys.missing = outcome.keys_missing
         if m.last_thin is None or now - m.last_thin >= THIN_EVERY:
             m.last_thin = now  # the leader thins the store; a follower its memory
             m.history.compact(now)
@@ -432,7 +433,7 @@ class Tick:
                     m.history.add(sample)
                 m.watched = store.watched_key()
                 if m.keys is not None:
-                    m.keys.known = store.known_keys()
+                    m.keys.known, m.keys.missing = store.known_keys(), None
                     m.keys.follow(
                         store.key_samples_since(self._seen + timedelta(milliseconds=1)), newest
                     )
@@ -590,7 +591,7 @@ class Tick:
         """The keys' judgements and listing changes, kept for the next tick and logged."""
         ring = self.memory.keys
         assert ring is not None
-        ring.judgements, ring.known = o.judgements, o.known
+        ring.judgements, ring.known, ring.missing = o.judgements, o.known, o.keys_missing
         first = all(what == "new" and before is None for what, _, before in o.key_changes)
         if first and len(o.key_changes) > 3:
             self.log.info("keys_followed", count=len(o.key_changes))

@@ -52,6 +52,9 @@ class KeyInputs:
     previous: Mapping[str, keys.KeyJudgement]
     known: Mapping[str, KnownKey]
     priors: Mapping[str, burn.Prior] = field(default_factory=dict)
+    # Whether a key of `known` is missing (listed no more, not yet deleted), as the last
+    # outcome said (`Outcome.keys_missing`); None: not known, look.
+    missing: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class Outcome:
     verdicts: list[keys.KeyVerdict] = field(default_factory=list)
     known: dict[str, KnownKey] = field(default_factory=dict)
     key_changes: list[tuple[str, KnownKey, KnownKey | None]] = field(default_factory=list)
+    keys_missing: bool = False  # whether a key of `known` is missing (see KeyInputs)
 
     @property
     def transition(self) -> Event | None:
@@ -117,7 +121,7 @@ def decide(i: Inputs) -> Outcome:
     new_permit, decision, permit_events = permits.advance(
         i.permit, findings, i.override, i.poll, i.now, policy.killswitch
     )
-    states, judgements, known, changes, notices = _keys(i, dict(i.alerts), horizon)
+    states, judgements, known, changes, notices, missing = _keys(i, dict(i.alerts), horizon)
     # Over every key each tick, in C: the keys with findings are few.
     key_findings = list(chain.from_iterable(map(_FINDINGS, judgements.values())))
     new_alerts, events = alerts.advance(
@@ -169,6 +173,7 @@ def decide(i: Inputs) -> Outcome:
         verdicts,
         known,
         changes,
+        missing,
     )
 
 
@@ -180,19 +185,23 @@ def _keys(
     dict[str, KnownKey],
     list[tuple[str, KnownKey, KnownKey | None]],
     list[Event],
+    bool,
 ]:
     """Every key's judgement this tick, the keys followed, and what their listing changed:
     a renamed key's alerts move to its new name; a deleted key's alerts end with one
-    notice (no resolution follows it) and it is no longer judged."""
+    notice (no resolution follows it) and it is no longer judged. And whether a key
+    followed is missing."""
     k = i.keys
     if k is None:
-        return states, {}, {}, [], []
-    judgements = dict(k.previous)
-    known = dict(k.known)
+        return states, {}, {}, [], [], False
+    judgements = k.previous  # read only: `fresh` becomes this tick's
+    # The keys followed, kept as they are unless `follow` says otherwise.
+    known = k.known if isinstance(k.known, dict) else dict(k.known)
+    missing = k.missing if k.missing is not None else any(map(_MISSING_SINCE, known.values()))
     changes: list[tuple[str, KnownKey, KnownKey | None]] = []
     notices: list[Event] = []
     if k.listed is None:
-        return states, judgements, known, changes, notices
+        return states, dict(judgements), known, changes, notices, missing
     # A key listed as the very facts its judgement was made from (watchdog.keyring keeps
     # an unchanged key's facts) keeps that judgement until it is due; the others (`todo`)
     # are looked at below, in place: `fresh` keeps the listing's order, which is the
@@ -212,14 +221,14 @@ def _keys(
     # The keys followed change only when a key is new, renamed, relabelled, moved to
     # another workspace, missing or back: a key listed with new counters under the same
     # name (one that spends) is as `follow` left it.
-    if listing_moved or any(map(_MISSING_SINCE, k.known.values())):
+    if listing_moved or missing:
         listing = [(f.hash, f.name, f.label, f.workspace_id) for f in k.listed]
         known, changes = keys.follow(k.known, listing, now)
+        missing = any(map(_MISSING_SINCE, known.values()))
     if changes:
         states = _move_alerts(states, changes, {f.name for f in k.listed})
-    for what, key, before in changes:
+    for what, _, before in changes:
         if what == "deleted" and before is not None:
-            judgements.pop(key.hash, None)
             notices.append(
                 Event(
                     "notice",
@@ -255,7 +264,7 @@ def _keys(
     for what, key, _ in changes:
         if what == "missing" and key.hash in judgements:
             fresh[key.hash] = judgements[key.hash]  # as it was, until a listing says more
-    return states, cast(dict[str, keys.KeyJudgement], fresh), known, changes, notices
+    return states, cast(dict[str, keys.KeyJudgement], fresh), known, changes, notices, missing
 
 
 def _due_only(
