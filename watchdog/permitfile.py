@@ -198,6 +198,7 @@ class KeyPermits:
         self._lock = threading.Lock()
         self._epoch: str | None = None
         self._written: dict[str, _Content] = {}  # by key name: what its file says
+        self._file_names: dict[str, str] = {}  # key_file_name's, by key name
         self._base: dict[str, KeyPermit] = {}  # by key name: the permit as last given
         self._held: dict[str, float] = {}  # by key hash: what reservations hold
         self._lock_file: TextIO | None = None  # the directory's lock, once started
@@ -304,10 +305,15 @@ class KeyPermits:
         held = self._held.get(permit.hash or "", 0.0)
         if held and permit.headroom is not None:
             permit = dataclasses.replace(permit, headroom=permit.headroom - held)
-        try:
-            file_name = key_file_name(name)
-        except ValueError:
-            return 0
+        file_name = self._file_names.get(name)
+        if file_name is None:
+            try:
+                file_name = key_file_name(name)
+            except ValueError:
+                return 0
+            if len(self._file_names) >= 4 * len(self._written) + 64:
+                self._file_names.clear()  # names that came and went
+            self._file_names[name] = file_name
         content = _content(permit, epoch)
         if self._written.get(name) == content:
             return 0
