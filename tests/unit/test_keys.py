@@ -311,6 +311,7 @@ def test_key_rows_built_on_the_last_ones_equal_rows_built_afresh() -> None:
                 same = last is not None and all(map(operator.is_, last.source, r.source))
                 assert (last is r) == same and r.source == fresh_row.source, f"step {n}"
     # Nothing changed: the very rows (and tuple) come back.
+    assert table is not None
     again = view.key_rows(judged, o.verdicts, table)
     assert again.rows is table.rows
     with pytest.raises(ValueError, match="verdicts"):
