@@ -353,7 +353,7 @@ class KeyPermits:
         atomicfile.rewrite(
             self.directory / file_name,
             self.directory / f".{file_name}.spare",
-            (json.dumps(body) + "\n").encode(),
+            _padded(json.dumps(body)),
             PERMIT_MODE,
         )
 
@@ -411,6 +411,16 @@ class KeyPermits:
         if removed:
             atomicfile.fsync_dir(self.directory)
         return removed
+
+
+# A key's file is padded with spaces (JSON's whitespace, before its newline) to a multiple
+# of this many bytes: a rewrite then writes over its spare's bytes without cutting it.
+PAD_TO = 256
+
+
+def _padded(text: str) -> bytes:
+    data = text.encode()
+    return data.ljust(-(-(len(data) + 1) // PAD_TO) * PAD_TO - 1) + b"\n"
 
 
 def _content(permit: KeyPermit, epoch: str) -> _Content:

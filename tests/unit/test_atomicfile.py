@@ -41,6 +41,23 @@ def test_a_rewrite_swaps_two_files_and_makes_none(tmp_path: Path, exchange_works
     assert spare.read_text() == "4\n"  # the content before, until the next rewrite
 
 
+def test_a_rewrite_writes_over_its_spare_and_cuts_what_is_longer(
+    tmp_path: Path, exchange_works: None
+) -> None:
+    """The spare is not truncated on opening: a shorter content after a longer one must
+    still read whole, with nothing of the old one after it; the spare's mode is set again
+    when someone changed it."""
+    path, spare = tmp_path / "k", tmp_path / ".k.spare"
+    contents = [b"a" * 700, b"bb\n", b"c" * 300, b"", b"d" * 300, b"e" * 299 + b"\n", b"f"]
+    for n, data in enumerate(contents):
+        if n == 4:
+            spare.chmod(0o600)
+        atomicfile.rewrite(path, spare, data, 0o644)
+        assert path.read_bytes() == data, n
+        assert path.stat().st_mode & 0o777 == 0o644, n
+    assert spare.read_bytes() == contents[-2]
+
+
 def test_a_rewrite_sets_the_mode_whatever_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o077)
     try:

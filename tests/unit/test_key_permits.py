@@ -145,6 +145,28 @@ def test_a_long_name_is_cut_and_hashed_within_name_max() -> None:
 # -- the writer ------------------------------------------------------------------------------------
 
 
+def test_a_key_file_is_padded_to_a_few_sizes_and_reads_whole_after_a_longer_one(
+    tmp_path: Path, fixed_now: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Files are padded (spaces before the newline) to a multiple of PAD_TO bytes, so a
+    rewrite writes over its spare without cutting it; a short permit after a long one
+    still reads whole, for json and for gate's own parser."""
+    long_reason = "over its daily cap; " * 30
+    path, keys = daemon(tmp_path, revoked("a", long_reason))
+    file = permitfile.keys_directory(path) / "a"
+    for permit in (armed("a", 4.8), revoked("a", long_reason), armed("a", 1.2), armed("a")):
+        keys.update(states(permit))
+        data = file.read_bytes()
+        assert len(data) % permitfile.PAD_TO == 0 and data.endswith(b" \n")
+        body = json.loads(data)
+        assert (body["state"], body["reason"], body["headroom_usd"]) == (
+            "armed" if permit.armed else "revoked",
+            permit.reason,
+            permit.headroom,
+        )
+    assert run(capsys, path, "--key", "a")[0] == 0
+
+
 def test_start_makes_a_0755_directory_and_a_new_epoch(tmp_path: Path) -> None:
     directory = tmp_path / "run" / "permit.keys"
     old = os.umask(0o077)
