@@ -215,10 +215,25 @@ def verdict(j: KeyJudgement, account_armed: bool, account_reason: str) -> KeyVer
     """One key's permit, the account's included (see the module's docstring)."""
     if account_armed:
         return j.own
+    # While the account's permit is revoked, every key's verdict says so, tick after
+    # tick: the same one is given for the same own verdict and reason (so the view and
+    # the permit files see an unchanged key as unchanged). The cache holds what it was
+    # made from, so an id is never another object's while it is cached.
+    own = j.own
+    found = _REVOKED.get(id(own))
+    if found is not None and found[0] is own and found[1] == account_reason:
+        return found[2]
     reasons = [f"the account's permit is revoked ({account_reason})"]
-    if j.own.reason:
-        reasons.append(j.own.reason)
-    return replace(j.own, armed=False, reason="; ".join(reasons))
+    if own.reason:
+        reasons.append(own.reason)
+    made = replace(own, armed=False, reason="; ".join(reasons))
+    if len(_REVOKED) >= 8192:
+        _REVOKED.clear()
+    _REVOKED[id(own)] = (own, account_reason, made)
+    return made
+
+
+_REVOKED: dict[int, tuple[KeyVerdict, str, KeyVerdict]] = {}
 
 
 def _own(
