@@ -98,9 +98,15 @@ class KeysTicks:
         raise NotImplementedError
 
     def tick(
-        self, minutes: float = 1.0, *, armed: bool = True, policy: Policy | None = None
+        self,
+        minutes: float = 1.0,
+        *,
+        armed: bool = True,
+        policy: Policy | None = None,
+        trip: str = "test",
     ) -> Outcome:
-        """`decide` one tick later (the account itself idle; `armed=False`: tripped)."""
+        """`decide` one tick later (the account itself idle; `armed=False`: tripped by
+        "ops", saying `trip`)."""
         self.now += timedelta(minutes=minutes)
         account = burn.History.from_samples([Sample(self.start, 0.0), Sample(self.now, 0.0)])
         o = decide(
@@ -112,7 +118,7 @@ class KeysTicks:
                 poll=PollHealth(started_at=self.start, last_success=self.now),
                 alerts=self.alerts,
                 permit=PermitState(armed=True),
-                override=Override() if armed else Override(trip=Trip("test", "ops", self.start)),
+                override=Override() if armed else Override(trip=Trip(trip, "ops", self.start)),
                 silences={},
                 recipients=[Recipient("ops", ("warning", "critical"))],
                 key_name="the account",

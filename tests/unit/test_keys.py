@@ -336,3 +336,30 @@ def test_a_key_renamed_onto_the_name_of_a_key_just_gone_keeps_its_own_alert() ->
     assert [(e.kind, e.rule, e.key) for e in gone.events] == [("notice", "key_deleted", "batch-x")]
     assert gone.alerts[("daily_limit", "batch-x")].since == since  # B's, kept
     assert k.tick().events == []  # not fired again as new
+
+
+def test_while_the_account_is_revoked_an_unchanged_key_keeps_its_verdict() -> None:
+    """Each tick with the account's permit revoked gives an unchanged key the very same
+    verdict (so its status row is not built again); a new reason or a new judgement of
+    the key gives a new one that says so."""
+    k = Keys({"batch-1": 0.0, "summariser": 0.0})
+    k.tick()
+    first = k.tick(armed=False, trip="a test")
+    again = k.tick(armed=False, trip="a test")
+    for name in ("batch-1", "summariser"):
+        assert verdict(again, name) is verdict(first, name)
+        assert not verdict(again, name).armed
+        assert (
+            verdict(again, name).reason
+            == "the account's permit is revoked (tripped by ops: a test)"
+        )
+    other = k.tick(armed=False, trip="another")
+    assert verdict(other, "summariser").reason == (
+        "the account's permit is revoked (tripped by ops: another)"
+    )
+    k.usage["batch-1"] = 6.0  # over its own $5 limit: judged anew, its own reason added
+    spent = k.tick(armed=False, trip="another")
+    assert verdict(spent, "summariser") is verdict(other, "summariser")
+    assert verdict(spent, "batch-1").reason.startswith(
+        "the account's permit is revoked (tripped by ops: another); Key batch-1"
+    )
