@@ -47,6 +47,19 @@ def key_sample(key: KeyUsage, ts: datetime) -> KeySample:
     """One listed key's counters at the tick's time (the counter its limit is judged on:
     BYOK spend included when the provider counts it)."""
     assert key.hash is not None
+    if not key.byok_counted:  # the common case: the counters as listed
+        return KeySample(
+            key.hash,
+            ts,
+            key.usage,
+            key.usage_daily,
+            key.usage_weekly,
+            key.usage_monthly,
+            key.limit,
+            key.limit_remaining,
+            key.limit_reset,
+            key.disabled,
+        )
     return KeySample(
         hash=key.hash,
         ts=ts,
@@ -201,7 +214,10 @@ class KeyRing:
                 if last is not None and flat is not None and flat > last.ts:
                     keep.append(last.at(flat))  # where the flat run ended
                 keep.append(sample)
-                self._curves.setdefault(h, burn.History()).add(sample.to_sample())
+                curve = self._curves.get(h)
+                if curve is None:
+                    curve = self._curves[h] = burn.History()
+                curve.add(sample.to_sample())
                 self.last[h] = sample
             elif self._curves[h].touch(sample.ts.timestamp()):
                 self.flat_until[h] = now

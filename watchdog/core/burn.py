@@ -143,13 +143,12 @@ class History:
             if sample.usage_daily is not None and previous.ts.date() == sample.ts.date():
                 delta = min(delta, max(0.0, sample.usage_daily))
         total = self.spend[-1] + delta
-        midnight = datetime.combine(sample.ts.astimezone(UTC).date(), time(0), tzinfo=UTC)
-        anchor = midnight.timestamp()
+        midnight = _utc_windows(sample.ts)[0]  # the same for every key of a tick
         if (
             previous.ts < midnight
             and sample.usage_daily is not None
             and 0 <= sample.usage_daily <= delta
-            and self.ts[-1] < anchor < t
+            and self.ts[-1] < (anchor := midnight.timestamp()) < t
         ):
             # The provider's usage_daily says exactly how much of this step fell after
             # midnight UTC: pin the curve there, so a gap is split between the right days.
