@@ -6,12 +6,13 @@ keeping: a key's counters are kept when they change, together with the last unch
 sample before the change (so a restart rebuilds the same curve), never once per poll for
 an idle key. `KeyRing.resume` rebuilds the memory from the store after a restart.
 
-An idle key costs a dictionary lookup a poll, not a visit to its curve: the polls that
-found it unchanged extend its curve's flat run (`History.touch`), and that is done when
-the curve is next read (`histories`, the curves `inputs` hands to `decide`, a change of
-the key, `compact`), once, to the last such poll — the curve read is the same as if each
-poll had extended it. This holds while the clock moves on; a poll whose clock did not
-move on extends every flat run first, as it comes.
+An idle key costs next to nothing a poll (its row is the last poll's object, found so in
+C), not a visit to its curve: the polls that found it unchanged extend its curve's flat
+run (`History.touch`), and that is done when the curve is next read (`histories`, the
+curves `inputs` hands to `decide`, a change of the key, `compact`), once, to the last
+such poll — the curve read is the same as if each poll had extended it. This holds while
+the clock moves on; a poll whose clock did not move on extends every flat run first, as
+it comes.
 """
 
 from __future__ import annotations
@@ -156,9 +157,9 @@ class KeyRing:
     ) -> list[KeySample]:
         """Take one poll's listing (every key, disabled ones too); return the key samples
         to keep. Sets `listed` to this tick's facts. A key listed exactly as last time
-        costs a dictionary lookup: its curve's flat run is extended (when next read: see
-        the module's docstring), its facts are the same object (so `decide` knows at
-        once that nothing changed)."""
+        (the same row object, in the same place) is not visited: its curve's flat run is
+        extended when next read (see the module's docstring), its facts are the same
+        object (so `decide` knows at once that nothing changed)."""
         keep: list[KeySample] = []
         self.moved = []
         t = now.timestamp()
@@ -177,7 +178,7 @@ class KeyRing:
             # that are not the last listing's objects are looked at (the common tick).
             facts, fresh, names_changed = dict(self.facts), quick, False
         else:
-            facts, fresh = self._sort_out(listed, now, t, lazy)
+            facts, fresh = self._sort_out(listed, now, t, lazy, same_budget)
             names_changed = len(facts) != len(self.facts) or any(
                 (was := self.raw.get(k.hash or "")) is None or not _same_name(was, k) for k in fresh
             )
@@ -283,10 +284,11 @@ class KeyRing:
         return fresh
 
     def _sort_out(
-        self, listed: Sequence[KeyUsage], now: datetime, t: float, lazy: bool
+        self, listed: Sequence[KeyUsage], now: datetime, t: float, lazy: bool, same_budget: bool
     ) -> tuple[dict[str, keyrules.KeyFacts | None], list[KeyUsage]]:
-        """Every listed key, in order: one listed exactly as last time keeps its facts;
-        the others are returned to be looked at, their places held (None)."""
+        """Every listed key, in order: one listed exactly as last time keeps its facts
+        (unless the budget is another: then each key's entry is matched again); the
+        others are returned to be looked at, their places held (None)."""
         facts: dict[str, keyrules.KeyFacts | None] = {}
         fresh: list[KeyUsage] = []
         # Names bound once, not looked up per key.
@@ -297,7 +299,12 @@ class KeyRing:
                 continue
             before = raw.get(h)
             known = last_facts.get(h)
-            if before is not None and known is not None and (before is key or before == key):
+            if (
+                same_budget
+                and before is not None
+                and known is not None
+                and (before is key or before == key)
+            ):
                 if not lazy and curves[h].touch(t):
                     flat_until[h] = now
                 facts[h] = known

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from watchdog.core import burn
-from watchdog.core.model import BudgetPolicy, KeyUsage
+from watchdog.core.model import BudgetPolicy, KeyBudget, KeyUsage
 from watchdog.keyring import ASK_EVERY, KeyRing
 from watchdog.store import Store
 
@@ -35,6 +35,22 @@ def test_an_idle_key_keeps_no_rows_until_it_moves(tmp_path: Path) -> None:
         (T0 + timedelta(minutes=10), 2.0),
     ]
     assert ring.moved == ["idle"]
+
+
+def test_another_budget_matches_every_key_again_idle_ones_too() -> None:
+    """A key listed exactly as before keeps its facts, but not across a new [budget]: its
+    [[budget.keys]] entry is the new budget's, and the new entries are not "unmatched"."""
+    old = BudgetPolicy(keys=(KeyBudget("batch-*", daily_limit=5.0, action="revoke"),))
+    new = BudgetPolicy(keys=(KeyBudget("batch-*", daily_limit=1.0, action="disable"),))
+    ring = KeyRing()
+    row = KeyUsage(usage=0.0, name="batch-1", hash="h1")
+    for minute, budget in enumerate((old, old, new, new)):
+        kept = ring.absorb([row], T0 + timedelta(minutes=minute), budget)
+        assert ring.facts["h1"].budget is budget.keys[0], minute
+        assert ring.unmatched(budget) == []
+        if minute:
+            assert kept == []  # idle: no new row for it, whatever the budget
+    assert ring.moved == [] and ring.entries_moved is False
 
 
 def test_a_restart_rebuilds_the_same_numbers(tmp_path: Path) -> None:
