@@ -227,7 +227,7 @@ def verdict(j: KeyJudgement, account_armed: bool, account_reason: str) -> KeyVer
     if own.reason:
         reasons.append(own.reason)
     made = replace(own, armed=False, reason="; ".join(reasons))
-    if len(_REVOKED) >= 8192:
+    if len(_REVOKED) >= 4096:
         _REVOKED.clear()
     _REVOKED[id(own)] = (own, account_reason, made)
     return made
