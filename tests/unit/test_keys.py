@@ -177,6 +177,19 @@ def test_names_two_keys_share_get_the_hash_after_them() -> None:
     }
 
 
+def test_two_keys_of_one_name_whose_hashes_start_alike_get_distinct_names() -> None:
+    """Their short names would be the same (one permit file for both: a revoked key
+    could read as go); the second gets the whole hash, and a name taken that way too
+    gets a count after it."""
+    a, b = "abcdef01" + "0" * 56, "abcdef01" + "1" * 56
+    names = keys.unique_names([(a, "batch"), (b, "batch"), ("c", "batch~abcdef01")])
+    assert names == {a: "batch~" + a, b: "batch~" + b, "c": "batch~abcdef01"}
+    names = keys.unique_names([(a, "batch"), (b, "batch")])
+    assert names == {a: "batch~abcdef01", b: "batch~" + b}
+    names = keys.unique_names([(a, "x"), (b, "x"), ("d", f"x~{b}")])
+    assert names[b] == f"x~{b}~2" and len(set(names.values())) == 3
+
+
 def test_a_budget_entry_matches_name_label_or_full_hash() -> None:
     entry = KeyBudget("batch-*")
     assert entry.matches("batch-pipeline", None, "h")

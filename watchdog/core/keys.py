@@ -97,8 +97,9 @@ class KeyJudgement:
 def unique_names(keys: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Given (hash, name) pairs, return hash → a name unique among them and apart from the
     account's `*`: a name two keys share (or `*`) is followed by "~" and the first 8
-    characters of the hash, or the whole hash where that is another key's name too. A
-    lone surrogate (valid JSON, not UTF-8) is replaced, so the name can be stored."""
+    characters of the hash, or the whole hash where that is another key's name too or
+    was given to a key before it (hashes that start alike). A lone surrogate (valid
+    JSON, not UTF-8) is replaced, so the name can be stored."""
     pairs = [(h, printable(name)) for h, name in keys]
     counts: dict[str, int] = {}
     for _, name in pairs:
@@ -109,8 +110,16 @@ def unique_names(keys: Iterable[tuple[str, str]]) -> dict[str, str]:
         if counts[name] == 1 and name != WATCHED:
             out[h] = name
             continue
-        short = f"{name}~{h[:8]}"
-        out[h] = short if short not in taken else f"{name}~{h}"
+        # Two keys of one name whose hashes start alike would get the same short name
+        # (and share one permit file): a name handed out is taken too.
+        unique = f"{name}~{h[:8]}"
+        if unique in taken:
+            unique = f"{name}~{h}"
+        n = 2
+        while unique in taken:  # that too is another key's name
+            unique, n = f"{name}~{h}~{n}", n + 1
+        taken.add(unique)
+        out[h] = unique
     return out
 
 
