@@ -26,7 +26,7 @@ from typing import cast
 
 from watchdog.core import burn
 from watchdog.core import keys as keyrules
-from watchdog.core.decide import KeyInputs
+from watchdog.core.decide import KeyInputs, Outcome
 from watchdog.core.model import BudgetPolicy, KeyBudget, KeySample, KeyUsage, KnownKey
 from watchdog.store import Store
 
@@ -48,30 +48,27 @@ def key_sample(key: KeyUsage, ts: datetime) -> KeySample:
     """One listed key's counters at the tick's time (the counter its limit is judged on:
     BYOK spend included when the provider counts it)."""
     assert key.hash is not None
-    if not key.byok_counted:  # the common case: the counters as listed
-        return KeySample(
-            key.hash,
-            ts,
+    if key.byok_counted:
+        usage, daily = key.counted_usage, key.counted_window("usage_daily")
+        weekly, monthly = key.counted_window("usage_weekly"), key.counted_window("usage_monthly")
+    else:  # the common case: the counters as listed
+        usage, daily, weekly, monthly = (
             key.usage,
             key.usage_daily,
             key.usage_weekly,
             key.usage_monthly,
-            key.limit,
-            key.limit_remaining,
-            key.limit_reset,
-            key.disabled,
         )
     return KeySample(
-        hash=key.hash,
-        ts=ts,
-        usage=key.counted_usage,
-        usage_daily=key.counted_window("usage_daily"),
-        usage_weekly=key.counted_window("usage_weekly"),
-        usage_monthly=key.counted_window("usage_monthly"),
-        key_limit=key.limit,
-        key_limit_remaining=key.limit_remaining,
-        limit_reset=key.limit_reset,
-        disabled=key.disabled,
+        key.hash,
+        ts,
+        usage,
+        daily,
+        weekly,
+        monthly,
+        key.limit,
+        key.limit_remaining,
+        key.limit_reset,
+        key.disabled,
     )
 
 
@@ -312,6 +309,10 @@ class KeyRing:
             facts[h] = None
             fresh.append(key)
         return facts, fresh
+
+    def remember(self, o: Outcome) -> None:
+        """Keep a tick's judgements and keys followed for the next one."""
+        self.judgements, self.known, self.missing = o.judgements, o.known, o.keys_missing
 
     def unmatched(self, budget: BudgetPolicy) -> list[str]:
         """The `match` of each [[budget.keys]] entry that no listed key gets (none matches

@@ -401,8 +401,7 @@ class Tick:
                 outcome, decision=replace(outcome.decision, armed=False, reason=reason)
             )
         if m.keys is not None:
-            m.keys.judgements, m.keys.known = outcome.judgements, outcome.known
-            m.keys.missing = outcome.keys_missing
+            m.keys.remember(outcome)
         if m.last_thin is None or now - m.last_thin >= THIN_EVERY:
             m.last_thin = now  # the leader thins the store; a follower its memory
             m.history.compact(now)
@@ -591,7 +590,7 @@ class Tick:
         """The keys' judgements and listing changes, kept for the next tick and logged."""
         ring = self.memory.keys
         assert ring is not None
-        ring.judgements, ring.known, ring.missing = o.judgements, o.known, o.keys_missing
+        ring.remember(o)
         first = all(what == "new" and before is None for what, _, before in o.key_changes)
         if first and len(o.key_changes) > 3:
             self.log.info("keys_followed", count=len(o.key_changes))

@@ -13,7 +13,7 @@ import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Literal
+from typing import Literal, TypeAlias
 
 Severity = Literal["warning", "critical"]
 SEVERITY_ORDER = {"warning": 1, "critical": 2}
@@ -261,6 +261,12 @@ class KnownKey:
     missing_since: datetime | None = None
 
 
+# A key sample's fields after its time (KeySample.counters).
+KeyCounters: TypeAlias = tuple[
+    float, float | None, float | None, float | None, float | None, float | None, str | None, bool
+]
+
+
 @dataclass(frozen=True, slots=True)
 class KeySample:
     """One key's counters at one poll (see Sample). Kept when they changed, with the last
@@ -292,9 +298,11 @@ class KeySample:
 
     def at(self, ts: datetime) -> KeySample:
         """The same counters at another time (dataclasses.replace, without its cost)."""
-        return KeySample(
-            self.hash,
-            ts,
+        return KeySample(self.hash, ts, *self.counters())
+
+    def counters(self) -> KeyCounters:
+        """Every field after `ts`, in their order: what `same_counters` compares."""
+        return (
             self.usage,
             self.usage_daily,
             self.usage_weekly,
@@ -306,25 +314,7 @@ class KeySample:
         )
 
     def same_counters(self, other: KeySample) -> bool:
-        return (
-            self.usage,
-            self.usage_daily,
-            self.usage_weekly,
-            self.usage_monthly,
-            self.key_limit,
-            self.key_limit_remaining,
-            self.limit_reset,
-            self.disabled,
-        ) == (
-            other.usage,
-            other.usage_daily,
-            other.usage_weekly,
-            other.usage_monthly,
-            other.key_limit,
-            other.key_limit_remaining,
-            other.limit_reset,
-            other.disabled,
-        )
+        return self.counters() == other.counters()
 
 
 @dataclass(frozen=True, slots=True)
